@@ -1,0 +1,94 @@
+"""Read and check one section of params.yaml: the only way stages get params."""
+
+from __future__ import annotations
+
+from numbers import Real
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from mlops_rakuten.errors import InputError
+
+# key -> (accepts value?, what is expected). Every key must be present.
+Check = tuple[Callable[[Any], bool], str]
+
+
+def _number(low: float, high: float, low_open: bool = True) -> Check:
+    def ok(v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, Real):
+            return False
+        return (low < v if low_open else low <= v) and v <= high
+
+    bracket = "(" if low_open else "["
+    return ok, f"a number in {bracket}{low}, {high}]"
+
+
+def _integer(low: int, high: int | None = None) -> Check:
+    def ok(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= low and (high is None or v <= high)
+
+    return ok, f"an integer >= {low}" + (f" and <= {high}" if high is not None else "")
+
+
+def _optional_integer(low: int) -> Check:
+    ok, what = _integer(low)
+    return (lambda v: v is None or ok(v)), f"null or {what}"
+
+
+def _one_of(*choices: Any) -> Check:
+    return (lambda v: v in choices and type(v) in {type(c) for c in choices}), f"one of {list(choices)}"
+
+
+_BOOL: Check = (lambda v: isinstance(v, bool), "true or false")
+_SEED = _integer(0, 2**32 - 1)
+
+SCHEMA: dict[str, dict[str, Check]] = {
+    "ingest": {"fraction": _number(0, 1), "seed": _SEED},
+    "preprocess": {"min_text_chars": _integer(1), "drop_duplicates": _BOOL},
+    "split": {"test_size": _number(0, 0.9), "seed": _SEED},
+    "featurize": {
+        "word_ngram_max": _integer(1, 3),
+        "word_min_df": _integer(1),
+        "word_max_features": _optional_integer(1),
+        "sublinear_tf": _BOOL,
+        "strip_accents": _one_of(None, "unicode", "ascii"),
+        "char_ngram_min": _integer(1, 8),
+        "char_ngram_max": _integer(1, 8),
+        "char_min_df": _integer(1),
+        "char_max_features": _optional_integer(0),
+        "char_max_chars": _integer(1),
+        "n_jobs": _integer(1, 64),
+    },
+    "model": {
+        "C": _number(0, 1e6),
+        "class_weight": _one_of(None, "balanced"),
+        "tol": _number(0, 1),
+        "max_iter": _integer(1),
+        "seed": _SEED,
+    },
+}
+
+
+def read_params(path: str | Path, section: str) -> dict[str, Any]:
+    """Return ``section`` of the params file, every key checked against SCHEMA."""
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found (expected the pipeline's params file)") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    values = (document or {}).get(section) if isinstance(document, dict) else None
+    if not isinstance(values, dict):
+        raise InputError(f"{path}: missing section '{section}' (expected a mapping of its keys)")
+    schema = SCHEMA[section]
+    unknown = sorted(set(values) - set(schema))
+    if unknown:
+        raise InputError(f"{path}: unknown key {section}.{unknown[0]} (expected one of {sorted(schema)})")
+    for key, (ok, expected) in schema.items():
+        if key not in values:
+            raise InputError(f"{path}: missing key {section}.{key} (expected {expected})")
+        if not ok(values[key]):
+            raise InputError(f"{path}: {section}.{key} = {values[key]!r}, expected {expected}")
+    return values

@@ -1,0 +1,69 @@
+"""Make ``data/raw`` match ``data/raw.dvc``: pull it from the remote, or rebuild the demo set.
+
+A fresh clone has only the ``.dvc`` pointer. If a DVC remote is configured
+and reachable, ``dvc pull`` brings the data and every cached output. If not,
+and the pointer still names the built-in demo set, the demo set is generated
+again and must hash to exactly what the pointer records.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+
+from mlops_rakuten.demo_data import write_demo_data
+from mlops_rakuten.errors import InputError
+
+log = logging.getLogger("raw-data")
+
+DEMO_ROWS = 20000
+DEMO_SEED = 42
+
+
+def _dvc(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["dvc", *args], capture_output=True, text=True)
+
+
+def tracked_data_matches(dvc_file: Path) -> bool:
+    """True when the workspace data is what ``dvc_file`` records."""
+    result = _dvc("status", "--json", str(dvc_file))
+    if result.returncode != 0:
+        raise InputError(f"{dvc_file}: dvc status failed: {result.stderr.strip().splitlines()[-1:]}")
+    return json.loads(result.stdout or "{}") == {}
+
+
+def try_pull() -> bool:
+    """``dvc pull`` when a remote is configured; False (with the reason logged) when it fails."""
+    if not _dvc("remote", "list").stdout.strip():
+        log.info("no DVC remote configured: skipping dvc pull")
+        return False
+    log.info("pulling data and outputs from the DVC remote ...")
+    result = _dvc("pull")
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
+        log.warning("dvc pull failed (%s); falling back to the demo data", reason)
+        return False
+    return True
+
+
+def ensure_raw_data(raw_dir: Path, dvc_file: Path) -> None:
+    if raw_dir.is_dir() and any(raw_dir.iterdir()):
+        log.info("%s is present: nothing to fetch", raw_dir)
+        return
+    if try_pull() and raw_dir.is_dir():
+        log.info("%s pulled from the remote", raw_dir)
+        return
+    log.info("generating the demo data set (%d rows, seed %d) into %s", DEMO_ROWS, DEMO_SEED, raw_dir)
+    write_demo_data(raw_dir, DEMO_ROWS, DEMO_SEED)
+    if not tracked_data_matches(dvc_file):
+        shutil.rmtree(raw_dir)
+        raise InputError(
+            f"{dvc_file} tracks data other than the built-in demo set and no remote provided it: "
+            f"run `dvc pull` from your team's remote, or copy X_train_update.csv and "
+            f"Y_train_CVw08PX.csv into {raw_dir}"
+        )
+    _dvc("commit", "--force", str(dvc_file))  # into the cache, for dvc push and queued experiments
+    log.info("%s regenerated and matches %s", raw_dir, dvc_file)

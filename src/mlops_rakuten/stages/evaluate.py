@@ -1,0 +1,111 @@
+"""Stage evaluate: score the saved model on the test split.
+
+Writes the headline metrics, per-class metrics, a row-normalised confusion
+matrix image and an ``actual,predicted`` CSV for ``dvc plots``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import joblib
+import matplotlib
+
+matplotlib.use("Agg")  # no display; also keeps the PNG bytes independent of the machine
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support  # noqa: E402
+
+from mlops_rakuten.atomic import atomic_open, atomic_path  # noqa: E402
+from mlops_rakuten.categories import CODES  # noqa: E402
+from mlops_rakuten.errors import InputError, exit_on_input_error, setup_logging  # noqa: E402
+from mlops_rakuten.features import load_features  # noqa: E402
+
+log = logging.getLogger("evaluate")
+
+
+def headline_metrics(actual: np.ndarray, predicted: np.ndarray, n_train: int) -> dict[str, float | int]:
+    return {
+        "accuracy": round(float(accuracy_score(actual, predicted)), 6),
+        "f1_weighted": round(float(f1_score(actual, predicted, average="weighted", zero_division=0)), 6),
+        "f1_macro": round(float(f1_score(actual, predicted, average="macro", zero_division=0)), 6),
+        "n_train": int(n_train),
+        "n_test": int(len(actual)),
+    }
+
+
+def class_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, dict[str, float | int]]:
+    labels = [c for c in CODES if c in set(actual) | set(predicted)]
+    precision, recall, f1, support = precision_recall_fscore_support(
+        actual, predicted, labels=labels, zero_division=0
+    )
+    return {
+        str(code): {"precision": round(float(p), 6), "recall": round(float(r), 6),
+                    "f1": round(float(f), 6), "support": int(s)}
+        for code, p, r, f, s in zip(labels, precision, recall, f1, support)
+    }
+
+
+def plot_confusion(actual: np.ndarray, predicted: np.ndarray, path: Path) -> None:
+    """Row-normalised confusion matrix, axes labelled with the class codes."""
+    labels = [c for c in CODES if c in set(actual) | set(predicted)]
+    counts = confusion_matrix(actual, predicted, labels=labels)
+    rows = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(13, 11), dpi=100)
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), [str(c) for c in labels], rotation=90, fontsize=8)
+    ax.set_yticks(range(len(labels)), [str(c) for c in labels], fontsize=8)
+    ax.set_xlabel("predicted prdtypecode")
+    ax.set_ylabel("actual prdtypecode")
+    ax.set_title("Confusion matrix on the test split (each row sums to 1)")
+    for i, j in zip(*np.nonzero(share >= 0.005)):
+        ax.text(j, i, f"{share[i, j]:.2f}"[1:] if share[i, j] < 1 else "1", ha="center", va="center",
+                fontsize=6, color="white" if share[i, j] > 0.5 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the actual class")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+    plt.close(fig)
+
+
+def write_json(data: dict, path: Path) -> None:
+    with atomic_open(path) as handle:
+        json.dump(data, handle, indent=2)
+        handle.write("\n")
+
+
+@exit_on_input_error
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True, type=Path)
+    parser.add_argument("--train-features", required=True, type=Path, help="only its row count is used")
+    parser.add_argument("--test-features", required=True, type=Path)
+    parser.add_argument("--metrics", required=True, type=Path, help="headline metrics (JSON)")
+    parser.add_argument("--class-metrics", required=True, type=Path, help="per-class metrics (JSON)")
+    parser.add_argument("--confusion-plot", required=True, type=Path, help="confusion matrix (PNG)")
+    parser.add_argument("--predictions", required=True, type=Path, help="actual,predicted (CSV)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    if not args.model.is_file():
+        raise InputError(f"{args.model}: file not found (expected the model from the train stage)")
+    classifier = joblib.load(args.model).named_steps["classifier"]
+    x_test, actual = load_features(args.test_features)
+    n_train = load_features(args.train_features, mmap_mode="r")[0].shape[0]
+    predicted = classifier.predict(x_test)
+    metrics = headline_metrics(actual, predicted, n_train)
+    write_json(metrics, args.metrics)
+    write_json(class_metrics(actual, predicted), args.class_metrics)
+    with atomic_path(args.predictions) as tmp:
+        pd.DataFrame({"actual": actual, "predicted": predicted}).to_csv(tmp, index=False, lineterminator="\n")
+    plot_confusion(actual, predicted, args.confusion_plot)
+    log.info("test rows %d: accuracy %.4f, weighted F1 %.4f, macro F1 %.4f",
+             metrics["n_test"], metrics["accuracy"], metrics["f1_weighted"], metrics["f1_macro"])
+
+
+if __name__ == "__main__":
+    main()

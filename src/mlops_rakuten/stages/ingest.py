@@ -1,0 +1,109 @@
+"""Stage ingest: read and check the two challenge CSVs, join them on their index.
+
+Optionally keeps a deterministic, stratified fraction of the rows, so a sweep
+over ``ingest.fraction`` draws a learning curve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+from pandas.errors import EmptyDataError, ParserError
+
+from mlops_rakuten.categories import CLASSES
+from mlops_rakuten.dataset import write_products
+from mlops_rakuten.errors import InputError, exit_on_input_error, setup_logging
+from mlops_rakuten.params import read_params
+
+log = logging.getLogger("ingest")
+X_COLUMNS = ["designation", "description"]
+Y_COLUMNS = ["prdtypecode"]
+
+
+def read_challenge_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    """Read one challenge CSV (unnamed integer index first); check its columns and index."""
+    if not path.is_file():
+        raise InputError(f"{path}: file not found (expected the challenge CSV with columns {columns})")
+    try:
+        frame = pd.read_csv(path, index_col=0, keep_default_na=False, na_values={"prdtypecode": [""]}, dtype=str)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start}); expected a UTF-8 CSV") from None
+    except (EmptyDataError, ParserError) as exc:
+        raise InputError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    for column in columns:
+        if column not in frame.columns:
+            raise InputError(f"{path}: missing column '{column}' (found {list(frame.columns)}, expected {columns})")
+    try:
+        frame.index = frame.index.astype("int64")
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: first column must be the integer row index") from None
+    if frame.index.has_duplicates:
+        dup = frame.index[frame.index.duplicated()][0]
+        raise InputError(f"{path}: index {dup} appears more than once (expected unique row indices)")
+    return frame[columns]
+
+
+def parse_labels(labels: pd.Series, path: Path) -> pd.Series:
+    """prdtypecode as int64; InputError naming the first bad row."""
+    numeric = pd.to_numeric(labels, errors="coerce")
+    bad = numeric.isna() | (numeric != numeric.round())
+    if bad.any():
+        row = labels.index[bad.to_numpy()][0]
+        raise InputError(f"{path}: prdtypecode at index {row} is {labels[row]!r}, expected an integer class code")
+    codes = numeric.astype("int64")
+    unknown = sorted(set(codes) - set(CLASSES))
+    if unknown:
+        raise InputError(f"{path}: prdtypecode {unknown[0]} is not one of the 27 known class codes")
+    return codes
+
+
+def join_challenge(x: pd.DataFrame, y: pd.DataFrame, x_path: Path, y_path: Path) -> pd.DataFrame:
+    """Join X and Y; they must hold exactly the same indices."""
+    if not x.index.equals(y.index):
+        only_x = x.index.difference(y.index)
+        only_y = y.index.difference(x.index)
+        detail = f"index {only_x[0]} only in {x_path.name}" if len(only_x) else (
+            f"index {only_y[0]} only in {y_path.name}" if len(only_y) else "same indices in a different order")
+        raise InputError(f"{x_path} and {y_path}: indices do not match ({detail})")
+    products = x.copy()
+    products["prdtypecode"] = parse_labels(y["prdtypecode"], y_path)
+    return products
+
+
+def sample_fraction(products: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """A stratified ``fraction`` of the rows (at least 2 per class), in index order."""
+    if fraction >= 1.0:
+        return products
+    keep = []
+    for _, group in products.groupby("prdtypecode", sort=True):
+        n = max(2, min(len(group), round(len(group) * fraction)))
+        keep.extend(group.sample(n=n, random_state=seed).index)
+    return products.loc[products.index.isin(keep)]
+
+
+@exit_on_input_error
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", required=True, type=Path)
+    parser.add_argument("--x", required=True, type=Path, help="X_train_update.csv")
+    parser.add_argument("--y", required=True, type=Path, help="Y_train_CVw08PX.csv")
+    parser.add_argument("--out", required=True, type=Path, help="joined product table (CSV)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    params = read_params(args.params, "ingest")
+    start = time.perf_counter()
+    x = read_challenge_csv(args.x, X_COLUMNS)
+    y = read_challenge_csv(args.y, Y_COLUMNS)
+    products = sample_fraction(join_challenge(x, y, args.x, args.y), params["fraction"], params["seed"])
+    write_products(products, args.out)
+    log.info("%d rows read, %d kept (fraction %s), %d classes -> %s in %.1fs",
+             len(x), len(products), params["fraction"], products["prdtypecode"].nunique(),
+             args.out, time.perf_counter() - start)
+
+
+if __name__ == "__main__":
+    main()
