@@ -28,7 +28,7 @@ test: setup
 	pytest
 
 bench: setup
-	python -m benchmarks.pipeline
+	python -m mlops_rakuten.benchmark
 
 # Re-pin every dependency to the newest release (then commit requirements.lock).
 lock:

@@ -1,0 +1,65 @@
+"""End to end: the real `dvc repro` in a temp git repo on a small demo set."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import joblib
+import pandas as pd
+
+from conftest import run
+from mlops_rakuten.categories import CODES
+
+STAGES = ["ingest", "preprocess", "split", "featurize", "train", "evaluate"]
+
+
+def test_repro_builds_metrics_plots_and_a_model_that_predicts_raw_text(project: Path):
+    out = run(["dvc", "repro"], project).stdout
+    assert [s for s in STAGES if f"Running stage '{s}'" in out] == STAGES
+
+    metrics = json.loads((project / "metrics/metrics.json").read_text())
+    assert set(metrics) >= {"accuracy", "f1_weighted", "f1_macro", "n_train", "n_test"}
+    assert 0.5 < metrics["f1_weighted"] <= 1.0
+    assert metrics["n_train"] + metrics["n_test"] <= 1500
+    assert metrics["n_test"] == len(pd.read_csv(project / "data/split/test.csv"))
+
+    classes = json.loads((project / "metrics/classes.json").read_text())
+    assert sorted(int(c) for c in classes) == list(CODES)
+    assert set(classes["2583"]) == {"precision", "recall", "f1", "support"}
+
+    assert (project / "plots/confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    predictions = pd.read_csv(project / "plots/predictions.csv")
+    assert list(predictions.columns) == ["actual", "predicted"]
+    assert len(predictions) == metrics["n_test"]
+
+    # The saved Pipeline takes raw title/description and agrees with the evaluated predictions.
+    model = joblib.load(project / "models/model.joblib")
+    test = pd.read_csv(project / "data/split/test.csv", index_col=0, keep_default_na=False)
+    assert (model.predict(test[["designation", "description"]]) == predictions["predicted"].to_numpy()).all()
+
+    status = run(["dvc", "status"], project).stdout
+    assert "up to date" in status
+    # DVC's confusion template renders the predictions CSV.
+    plots = run(["dvc", "plots", "show", "--json"], project).stdout
+    assert "plots/predictions.csv" in plots and "confusion" in plots
+
+
+def test_repro_is_byte_for_byte_reproducible(project: Path):
+    run(["dvc", "repro"], project)
+    first_lock = (project / "dvc.lock").read_bytes()
+    first_model = (project / "models/model.joblib").read_bytes()
+    run(["dvc", "repro", "--force"], project, env={"PYTHONHASHSEED": "12345"})
+    assert (project / "dvc.lock").read_bytes() == first_lock
+    assert (project / "models/model.joblib").read_bytes() == first_model
+    # A second, unforced repro has nothing to do.
+    assert "Running stage" not in run(["dvc", "repro"], project).stdout
+
+
+def test_changing_model_params_reruns_only_train_and_evaluate(project: Path):
+    run(["dvc", "repro"], project)
+    params = project / "params.yaml"
+    params.write_text(re.sub(r"(?m)^  C: .*$", "  C: 0.123", params.read_text()))
+    out = run(["dvc", "repro"], project).stdout
+    assert [s for s in STAGES if f"Running stage '{s}'" in out] == ["train", "evaluate"]

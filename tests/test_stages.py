@@ -1,0 +1,148 @@
+"""Unit tests of each stage's pure functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sklearn.pipeline import Pipeline
+
+from mlops_rakuten.errors import InputError
+from mlops_rakuten.features import build_vectorizer, make_picklable_stable
+from mlops_rakuten.params import read_params
+from mlops_rakuten.stages.evaluate import class_metrics, headline_metrics
+from mlops_rakuten.stages.ingest import join_challenge, parse_labels, sample_fraction
+from mlops_rakuten.stages.preprocess import preprocess
+from mlops_rakuten.stages.split import split
+from mlops_rakuten.stages.train import fit_classifier
+from mlops_rakuten.text import clean_text, product_texts
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def products(codes: list[int], texts: list[str] | None = None) -> pd.DataFrame:
+    texts = texts or [f"produit {i} {c}" for i, c in enumerate(codes)]
+    return pd.DataFrame({"designation": texts, "description": [""] * len(codes), "prdtypecode": codes})
+
+
+@pytest.mark.parametrize(
+    "raw, clean",
+    [
+        ("<p>Pull &eacute;l&eacute;gant</p>", "Pull élégant"),
+        ("L&#39;&amp;eacute;t&eacute;", "L'été"),
+        ("&lt;b&gt;Gras&lt;/b&gt;\n\n  texte", "Gras texte"),
+        (float("nan"), ""),
+        (None, ""),
+        ("  déjà   propre ", "déjà propre"),
+    ],
+)
+def test_clean_text(raw, clean):
+    assert clean_text(raw) == clean
+
+
+def test_product_texts_joins_title_first_and_cuts_the_head():
+    frame = pd.DataFrame({"designation": ["Titre"], "description": ["<i>Une description</i>"]})
+    out = product_texts(frame, head_chars=8)
+    assert out.loc[0, "text"] == "Titre Une description"
+    assert out.loc[0, "head"] == "Titre Un"
+    # description is optional: a merchant feed may send the title only
+    assert product_texts(frame[["designation"]], 100).loc[0, "text"] == "Titre"
+
+
+def test_parse_labels_rejects_non_integer_and_unknown_codes():
+    assert parse_labels(pd.Series(["10", "2583"]), Path("y.csv")).tolist() == [10, 2583]
+    with pytest.raises(InputError, match=r"y.csv: prdtypecode at index 1 is 'abc'"):
+        parse_labels(pd.Series(["10", "abc"]), Path("y.csv"))
+    with pytest.raises(InputError, match="prdtypecode at index 0"):
+        parse_labels(pd.Series([np.nan, "10"]), Path("y.csv"))
+    with pytest.raises(InputError, match="12 is not one of the 27"):
+        parse_labels(pd.Series(["12"]), Path("y.csv"))
+
+
+def test_join_challenge_requires_the_same_index():
+    x = pd.DataFrame({"designation": ["a", "b"], "description": ["", ""]}, index=[0, 1])
+    y = pd.DataFrame({"prdtypecode": ["10", "40"]}, index=[0, 2])
+    with pytest.raises(InputError, match="index 1 only in X"):
+        join_challenge(x, y, Path("X.csv"), Path("Y.csv"))
+    y.index = [0, 1]
+    assert join_challenge(x, y, Path("X.csv"), Path("Y.csv"))["prdtypecode"].tolist() == [10, 40]
+
+
+def test_sample_fraction_is_stratified_and_deterministic():
+    frame = products([10] * 50 + [40] * 20 + [50] * 3)
+    half = sample_fraction(frame, 0.5, seed=3)
+    assert half["prdtypecode"].value_counts().to_dict() == {10: 25, 40: 10, 50: 2}
+    assert half.index.equals(sample_fraction(frame, 0.5, seed=3).index)
+    assert not half.index.equals(sample_fraction(frame, 0.5, seed=4).index)
+    assert sample_fraction(frame, 1.0, seed=3) is frame
+
+
+def test_preprocess_counts_what_it_drops():
+    frame = products([10, 10, 40, 50], ["Livre ancien", "Livre ancien", "<br/>", "Console"])
+    cleaned, dropped = preprocess(frame, {"min_text_chars": 3, "drop_duplicates": True})
+    assert cleaned["designation"].tolist() == ["Livre ancien", "Console"]
+    assert dropped == {"no usable text": 1, "exact duplicate": 1}
+    kept, _ = preprocess(frame, {"min_text_chars": 3, "drop_duplicates": False})
+    assert len(kept) == 3
+
+
+def test_split_is_stratified_and_refuses_tiny_classes():
+    frame = products([10] * 40 + [40] * 20 + [50] * 10)
+    train, test = split(frame, {"test_size": 0.2, "seed": 0}, Path("clean.csv"))
+    assert test["prdtypecode"].value_counts().to_dict() == {10: 8, 40: 4, 50: 2}
+    assert train.index.intersection(test.index).empty and len(train) + len(test) == 70
+    with pytest.raises(InputError, match="class 60 has 1 row"):
+        split(products([10] * 40 + [60]), {"test_size": 0.2, "seed": 0}, Path("clean.csv"))
+    with pytest.raises(InputError, match="at least one row per class"):
+        split(frame, {"test_size": 0.02, "seed": 0}, Path("clean.csv"))
+
+
+def test_featurize_and_train_give_a_pipeline_that_predicts_raw_text():
+    titles = {10: "livre ancien roman", 2583: "piscine hors sol bâche", 1560: "canapé lit matelas"}
+    frame = products([c for c in titles for _ in range(6)], [f"{t} {i}" for t in titles.values() for i in range(6)])
+    vectorizer = build_vectorizer({**PARAMS["featurize"], "word_min_df": 1, "char_min_df": 1, "n_jobs": 1})
+    x = vectorizer.fit_transform(frame)
+    assert x.shape[0] == 18 and x.dtype == np.float32
+    classifier = fit_classifier(x, frame["prdtypecode"].to_numpy(), PARAMS["model"])
+    model = make_picklable_stable(Pipeline([("features", vectorizer), ("classifier", classifier)]))
+    assert not hasattr(vectorizer.named_steps["tfidf"].transformers_[0][1], "_stop_words_id")
+    raw = pd.DataFrame({"designation": ["Grande PISCINE"], "description": ["<p>b&acirc;che</p>"]})
+    assert model.predict(raw).tolist() == [2583]
+
+
+def test_char_ngrams_can_be_switched_off_and_bounds_are_checked():
+    params = {**PARAMS["featurize"], "char_max_features": 0, "n_jobs": 1}
+    steps = build_vectorizer(params).named_steps["tfidf"].transformers
+    assert [name for name, _, _ in steps] == ["word"]
+    with pytest.raises(InputError, match="char_ngram_min"):
+        build_vectorizer({**params, "char_ngram_min": 6, "char_ngram_max": 3})
+
+
+def test_headline_and_class_metrics():
+    actual, predicted = np.array([10, 10, 40, 40]), np.array([10, 40, 40, 40])
+    metrics = headline_metrics(actual, predicted, n_train=16)
+    assert metrics["accuracy"] == 0.75 and metrics["n_train"] == 16 and metrics["n_test"] == 4
+    per_class = class_metrics(actual, predicted)
+    assert per_class["10"] == {"precision": 1.0, "recall": 0.5, "f1": 0.666667, "support": 2}
+
+
+def test_read_params_checks_every_key(tmp_path: Path):
+    assert read_params(ROOT / "params.yaml", "model") == PARAMS["model"]
+    path = tmp_path / "params.yaml"
+    model, split_, pre = PARAMS["model"], PARAMS["split"], PARAMS["preprocess"]
+    for section, bad, message in [
+        ("model", {**PARAMS, "model": {**model, "C": "big"}}, r"model.C = 'big', expected a number"),
+        ("split", {**PARAMS, "split": {**split_, "test_size": 1.5}}, r"split.test_size = 1.5"),
+        ("preprocess", {**PARAMS, "preprocess": {**pre, "drop_duplicates": "yes"}}, "expected true or false"),
+        ("model", {**PARAMS, "model": {**model, "seed": True}}, "model.seed = True"),
+        ("model", {**PARAMS, "model": {k: v for k, v in model.items() if k != "tol"}}, "missing key model.tol"),
+        ("model", {**PARAMS, "model": {**model, "gamma": 1}}, "unknown key model.gamma"),
+        ("model", {k: v for k, v in PARAMS.items() if k != "model"}, "missing section 'model'"),
+    ]:
+        path.write_text(yaml.safe_dump(bad))
+        with pytest.raises(InputError, match=message):
+            read_params(path, section)
