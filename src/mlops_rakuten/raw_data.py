@@ -8,11 +8,12 @@ again and must hash to exactly what the pointer records.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import subprocess
 from pathlib import Path
+
+import yaml
 
 from mlops_rakuten.demo_data import write_demo_data
 from mlops_rakuten.errors import InputError
@@ -27,12 +28,21 @@ def _dvc(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["dvc", *args], capture_output=True, text=True)
 
 
-def tracked_data_matches(dvc_file: Path) -> bool:
-    """True when the workspace data is what ``dvc_file`` records."""
-    result = _dvc("status", "--json", str(dvc_file))
+def _recorded_md5(dvc_file: Path) -> str | None:
+    outs = (yaml.safe_load(dvc_file.read_text(encoding="utf-8")) or {}).get("outs") or [{}]
+    return outs[0].get("md5")
+
+
+def add_if_matches(raw_dir: Path, dvc_file: Path) -> bool:
+    """``dvc add`` the data (hash + cache it); keep the pointer and return True only if the hash is unchanged."""
+    recorded, recorded_md5 = dvc_file.read_text(encoding="utf-8"), _recorded_md5(dvc_file)
+    result = _dvc("add", "--quiet", str(raw_dir))
     if result.returncode != 0:
-        raise InputError(f"{dvc_file}: dvc status failed: {result.stderr.strip().splitlines()[-1:]}")
-    return json.loads(result.stdout or "{}") == {}
+        raise InputError(f"{raw_dir}: dvc add failed: {result.stderr.strip()}")
+    if _recorded_md5(dvc_file) == recorded_md5:
+        return True
+    dvc_file.write_text(recorded, encoding="utf-8")
+    return False
 
 
 def try_pull() -> bool:
@@ -58,12 +68,11 @@ def ensure_raw_data(raw_dir: Path, dvc_file: Path) -> None:
         return
     log.info("generating the demo data set (%d rows, seed %d) into %s", DEMO_ROWS, DEMO_SEED, raw_dir)
     write_demo_data(raw_dir, DEMO_ROWS, DEMO_SEED)
-    if not tracked_data_matches(dvc_file):
+    if not add_if_matches(raw_dir, dvc_file):
         shutil.rmtree(raw_dir)
         raise InputError(
             f"{dvc_file} tracks data other than the built-in demo set and no remote provided it: "
             f"run `dvc pull` from your team's remote, or copy X_train_update.csv and "
             f"Y_train_CVw08PX.csv into {raw_dir}"
         )
-    _dvc("commit", "--force", str(dvc_file))  # into the cache, for dvc push and queued experiments
     log.info("%s regenerated and matches %s", raw_dir, dvc_file)
