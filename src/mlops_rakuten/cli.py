@@ -21,6 +21,62 @@ def _ensure_raw_data(args: argparse.Namespace) -> None:
     ensure_raw_data(args.raw_dir, args.dvc_file)
 
 
+def _dagshub_remote(args: argparse.Namespace) -> None:
+    from mlops_rakuten.remote import REMOTE, configure_dagshub
+
+    endpoint = configure_dagshub(args.owner, args.repo)
+    print(f"DVC remote '{REMOTE}' (default) -> s3://dvc at {endpoint}; token in .dvc/config.local (git-ignored)")
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from mlops_rakuten.predict import predict_command
+
+    predict_command(args)
+
+
+def _calibration(args: argparse.Namespace) -> None:
+    from mlops_rakuten.predict import calibration_command
+
+    calibration_command(args)
+
+
+def _wait_queue(args: argparse.Namespace) -> None:
+    from mlops_rakuten.errors import InputError
+    from mlops_rakuten.experiments import wait_for_queue
+
+    failed = wait_for_queue(poll=args.poll, timeout=args.timeout)
+    if failed:
+        raise InputError(f"experiment(s) failed: {', '.join(failed)} (see `dvc queue logs NAME`)")
+    print("experiment queue done")
+
+
+def _learning_curve(args: argparse.Namespace) -> None:
+    from mlops_rakuten.experiments import learning_curve
+
+    for run in learning_curve(args.out):
+        print(f"{run.name}: ingest.fraction={run.params.get('ingest.fraction')} "
+              f"n_train={run.metrics['n_train']} f1_weighted={run.metrics['f1_weighted']}")
+    print(f"wrote {args.out}")
+
+
+def _pr_report(args: argparse.Namespace) -> None:
+    from mlops_rakuten.experiments import pr_report
+
+    print(pr_report(args.base, args.image_url, args.note), end="")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from mlops_rakuten.serve.server import serve
+
+    serve(args.host, args.port, args.workers, args.access_log)
+
+
+def _user_add(args: argparse.Namespace) -> None:
+    from mlops_rakuten.serve.server import user_add
+
+    print(user_add(args.name, args.role, args.password_stdin, active=not args.inactive))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mlops_rakuten.raw_data import DEMO_ROWS, DEMO_SEED
 
@@ -37,6 +93,71 @@ def build_parser() -> argparse.ArgumentParser:
     raw.add_argument("--raw-dir", type=Path, default=Path("data/raw"))
     raw.add_argument("--dvc-file", type=Path, default=Path("data/raw.dvc"))
     raw.set_defaults(run=_ensure_raw_data)
+
+    dags = commands.add_parser("dagshub-remote", help="make a DagsHub repo's storage the default DVC remote "
+                                                      "(token from DAGSHUB_TOKEN or a hidden prompt)")
+    dags.add_argument("--owner", required=True, help="DagsHub user or organisation")
+    dags.add_argument("--repo", required=True, help="DagsHub repository name")
+    dags.set_defaults(run=_dagshub_remote)
+
+    # Help text is literal (not imported from predict.py) so building the parser stays free of
+    # pandas/scikit-learn imports; tests/test_predict.py checks it matches predict.TEMPERATURE.
+    pred = commands.add_parser(
+        "predict", help="top-k product types for one text (JSON) or a CSV file (streamed)",
+        description="Predict prdtypecode with the saved model. score = softmax(decision values / 0.2) "
+                    "over all classes: positive, sums to 1, best class first. It is a confidence "
+                    "indicator (on real text the mean top-1 score matches top-1 accuracy), not a "
+                    "calibrated probability. Rows with no text (after HTML cleanup) get empty cells "
+                    "in --output.",
+    )
+    source = pred.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="one product title (designation); prints JSON records")
+    source.add_argument("--input", type=Path, help="CSV with designation and optionally description")
+    pred.add_argument("--description", default="", help="description for --text (optional)")
+    pred.add_argument("--output", type=Path, help="CSV to write for --input (index, prdtypecode, top1..K, score1..K)")
+    pred.add_argument("--top-k", type=int, default=1, help="number of classes per product (default 1)")
+    pred.add_argument("--chunk-size", type=int, default=10_000,
+                      help="rows read at a time from --input (default 10000); memory is the model plus one chunk")
+    pred.add_argument("--model", type=Path, default=Path("models/model.joblib"),
+                      help="saved model (default models/model.joblib)")
+    pred.set_defaults(run=_predict)
+
+    calib = commands.add_parser("calibration", help="how well predict's score matches accuracy on a labelled table")
+    calib.add_argument("--input", type=Path, default=Path("data/split/test.csv"),
+                       help="product table with prdtypecode (default data/split/test.csv)")
+    calib.add_argument("--model", type=Path, default=Path("models/model.joblib"))
+    calib.set_defaults(run=_calibration)
+
+    wait = commands.add_parser("wait-queue", help="wait until dvc's experiment queue is done; fail if one failed")
+    wait.add_argument("--poll", type=float, default=5.0, help="seconds between checks (default 5)")
+    wait.add_argument("--timeout", type=float, default=6 * 3600, help="give up after this many seconds")
+    wait.set_defaults(run=_wait_queue)
+
+    curve = commands.add_parser("learning-curve", help="plot F1 vs training rows from the ingest.fraction experiments")
+    curve.add_argument("--out", type=Path, default=Path("plots/learning_curve.png"))
+    curve.set_defaults(run=_learning_curve)
+
+    report = commands.add_parser("pr-report", help="Markdown: params, metrics and plots of the workspace vs a base")
+    report.add_argument("--base", default="main", help="git revision to compare with (default main)")
+    report.add_argument("--image-url", help="URL template with {rev} and {path} to show plots as images")
+    report.add_argument("--note", help="a line to add under the title (e.g. where the data came from)")
+    report.set_defaults(run=_pr_report)
+
+    serve = commands.add_parser("serve", help="the prediction API (needs RAKUTEN_JWT_SECRET; see README)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    serve.add_argument("--access-log", action="store_true", help="log every request (nginx usually does)")
+    serve.set_defaults(run=_serve)
+
+    user = commands.add_parser("user", help="manage the API's users file (RAKUTEN_USERS_FILE)")
+    user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    add = user_commands.add_parser("add", help="add a user, or replace its password and role")
+    add.add_argument("name")
+    add.add_argument("--role", choices=["user", "admin"], default="user")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin, not a prompt")
+    add.add_argument("--inactive", action="store_true", help="store the user as inactive (login refused)")
+    add.set_defaults(run=_user_add)
     return parser
 
 
