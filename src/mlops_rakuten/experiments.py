@@ -1,0 +1,275 @@
+"""DVC experiments around the pipeline: wait for the queue, draw a learning curve, report on a pull request.
+
+Everything goes through the ``dvc`` and ``git`` commands (not DVC's Python
+internals), so it sees exactly what a person typing them would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlops_rakuten.atomic import atomic_path
+from mlops_rakuten.errors import InputError
+
+log = logging.getLogger("experiments")
+
+# Where the evaluate stage writes (dvc.yaml); the report and the curve read these.
+METRICS = "metrics/metrics.json"
+CLASS_METRICS = "metrics/classes.json"
+CONFUSION_PLOT = "plots/confusion_matrix.png"
+LEARNING_CURVE = "plots/learning_curve.png"
+# The one hidden line the PR workflow looks for to update its comment instead of adding another.
+MARKER = "<!-- rakuten-pr-report -->"
+
+_PENDING = {"Queued", "Running"}
+
+
+def _command(cmd: list[str], cwd: Path | None) -> str:
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+        raise InputError(f"`{' '.join(cmd)}` failed: {reason}")
+    return result.stdout
+
+
+def dvc(*args: str, cwd: Path | None = None) -> str:
+    return _command(["dvc", *args], cwd)
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    return _command(["git", *args], cwd).strip()
+
+
+# --- the experiment queue ----------------------------------------------------------------------
+
+
+def parse_queue_status(text: str) -> tuple[dict[str, tuple[str, str]], int]:
+    """``dvc queue status`` output -> ({task id: (name, status)}, active workers).
+
+    Cells are cut at the header's column starts: a name may be empty and a
+    creation date has spaces, so splitting on whitespace would misplace them.
+    """
+    tasks: dict[str, tuple[str, str]] = {}
+    lines = text.splitlines()
+    header = re.match(r"(Task\s+)(Name\s+)(Created\s+)Status", lines[0]) if lines else None
+    if header:
+        name_at, created_at, status_at = header.end(1), header.end(2), header.end(3)
+        for line in lines[1:]:
+            if not line.strip():
+                break
+            tasks[line[:name_at].strip()] = (line[name_at:created_at].strip(), line[status_at:].strip())
+    workers = re.search(r"Worker status: (\d+) active", text)
+    return tasks, int(workers.group(1)) if workers else 0
+
+
+def wait_for_queue(cwd: Path | None = None, poll: float = 5.0, timeout: float = 6 * 3600,
+                   no_worker_grace: float = 120.0) -> list[str]:
+    """Block until no queued or running experiment is left; return the names of those that failed.
+
+    Only tasks pending when the wait starts are judged, so a failure left over
+    from an earlier sweep does not fail this one. Pending tasks with no worker
+    for ``no_worker_grace`` seconds mean nobody ran ``dvc queue start``.
+    """
+    tasks, workers = parse_queue_status(dvc("queue", "status", cwd=cwd))
+    watched = {task for task, (_, status) in tasks.items() if status in _PENDING}
+    start = idle_since = time.monotonic()
+    reported = -1
+    while True:
+        pending = {task: name for task, (name, status) in tasks.items() if status in _PENDING}
+        if not pending:
+            break
+        if len(pending) != reported:  # a line per finished run, not per poll
+            log.info("%d of %d experiments queued or running", len(pending), len(watched))
+            reported = len(pending)
+        now = time.monotonic()
+        if now - start > timeout:
+            raise InputError(f"experiments still pending after {timeout:.0f}s: {sorted(pending.values())}")
+        if workers:
+            idle_since = now
+        elif now - idle_since > no_worker_grace:
+            raise InputError("experiments are queued but no queue worker is running: run `dvc queue start`")
+        time.sleep(poll)
+        tasks, workers = parse_queue_status(dvc("queue", "status", cwd=cwd))
+    return sorted(tasks[t][0] or t for t in watched if t in tasks and tasks[t][1] != "Success")
+
+
+# --- learning curve -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished row of ``dvc exp show``: a commit or an experiment, params flattened to ``a.b`` keys."""
+
+    name: str
+    timestamp: str
+    params: dict[str, object]
+    metrics: dict[str, object]
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _as_run(entry: dict) -> Run:
+    data = entry.get("data") or {}
+    params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
+    metrics = ((data.get("metrics") or {}).get(METRICS) or {}).get("data") or {}
+    return Run(entry.get("name") or entry["rev"][:7], data.get("timestamp") or "", _flatten(params), metrics)
+
+
+def baseline_and_experiments(show: list[dict]) -> tuple[Run, list[Run]]:
+    """The baseline commit of ``dvc exp show --json`` (HEAD) and its experiments that produced metrics."""
+    for entry in show:
+        if entry.get("rev") == "workspace":
+            continue
+        experiments = [_as_run(rev) for exp in entry.get("experiments") or [] for rev in exp.get("revs") or []
+                       if not rev.get("error")]
+        return _as_run(entry), [run for run in experiments if run.metrics]
+    raise InputError("dvc exp show lists no commit: commit the project first")
+
+
+def learning_curve_points(show: list[dict], knob: str = "ingest.fraction") -> list[Run]:
+    """Runs that differ from the baseline in ``knob`` only, one per value (the newest), by training rows.
+
+    Anything else changed (another C, another seed) would mix two effects in one curve.
+    """
+    baseline, experiments = baseline_and_experiments(show)
+    others = {k: v for k, v in baseline.params.items() if k != knob}
+    newest: dict[object, Run] = {}
+    for run in sorted([baseline, *experiments], key=lambda r: r.timestamp):
+        same_otherwise = {k: v for k, v in run.params.items() if k != knob} == others
+        if same_otherwise and run.metrics.get("n_train") and "f1_weighted" in run.metrics:
+            newest[run.params.get(knob)] = run
+    return sorted(newest.values(), key=lambda r: r.metrics["n_train"])
+
+
+def plot_learning_curve(points: list[Run], path: Path, knob: str = "ingest.fraction") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    rows = [run.metrics["n_train"] for run in points]
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    for key, label in (("f1_weighted", "weighted F1"), ("f1_macro", "macro F1")):
+        if all(key in run.metrics for run in points):
+            ax.plot(rows, [run.metrics[key] for run in points], marker="o", label=label)
+    for run, n in zip(points, rows):
+        ax.annotate(str(run.params.get(knob)), (n, run.metrics["f1_weighted"]),
+                    textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
+    ax.margins(x=0.08, y=0.15)
+    ax.set_xlabel(f"training rows (points labelled with {knob})")
+    ax.set_ylabel("F1 on the test split")
+    # ingest samples before the split, so the test split shrinks with the fraction too.
+    ax.set_title(f"Learning curve: F1 vs training rows ({knob} sweep; each on its own test split)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+    plt.close(fig)
+
+
+def learning_curve(out: Path = Path(LEARNING_CURVE), cwd: Path | None = None) -> list[Run]:
+    """Read ``dvc exp show --json``, draw F1 against training rows into ``out``, return the points."""
+    points = learning_curve_points(json.loads(dvc("exp", "show", "--json", cwd=cwd)))
+    if len(points) < 2:
+        raise InputError(f"a learning curve needs at least 2 finished runs that differ from HEAD only in "
+                         f"ingest.fraction, found {len(points)}: run `make learning-curve`")
+    plot_learning_curve(points, (cwd or Path.cwd()) / out)
+    return points
+
+
+# --- pull-request report ------------------------------------------------------------------------
+
+
+def _resolve(rev: str, cwd: Path | None) -> str:
+    result = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+                            cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise InputError(f"{rev}: not a commit in this repository (a shallow clone needs `git fetch origin {rev}`)")
+    return result.stdout.strip()
+
+
+def _blob(rev: str, path: str, cwd: Path | None) -> str | None:
+    """Git's object id of ``path`` at ``rev``; None when the commit has no such file."""
+    result = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}:{path}"],
+                            cwd=cwd, capture_output=True, text=True)
+    return result.stdout.strip() or None
+
+
+def _diff_table(kind: str, base: str, cwd: Path | None, *targets: str) -> str:
+    # --all: unchanged rows too, so a report against an identical base still shows the values.
+    args = [kind, "diff", "--all", "--md", base, *(["--targets", *targets] if targets else [])]
+    return dvc(*args, cwd=cwd).strip() or "_none in either revision_"
+
+
+def _base_plot(base: str, sha: str, image_url: str | None, cwd: Path | None) -> str:
+    if _blob(sha, CONFUSION_PLOT, cwd) is None:
+        return f"_no {CONFUSION_PLOT} in `{base}`_"
+    if image_url:
+        return f"![confusion matrix of {base}]({image_url.format(rev=sha, path=CONFUSION_PLOT)})"
+    return f"`git show {sha[:7]}:{CONFUSION_PLOT}`"
+
+
+def _workspace_plot(head: str, image_url: str | None, cwd: Path | None) -> str:
+    if not ((cwd or Path.cwd()) / CONFUSION_PLOT).is_file():
+        return "_not built: run `dvc repro`_"
+    if not image_url:
+        return f"![confusion matrix of the workspace]({CONFUSION_PLOT})"
+    # A comment can only show a file that is on the server: the committed one, if it is the same.
+    if _blob(head, CONFUSION_PLOT, cwd) == git("hash-object", CONFUSION_PLOT, cwd=cwd):
+        return f"![confusion matrix of the workspace]({image_url.format(rev=head, path=CONFUSION_PLOT)})"
+    return f"_differs from the plot committed in `{head[:7]}`: commit `dvc repro`'s outputs to show it here_"
+
+
+def pr_report(base: str, image_url: str | None = None, note: str | None = None, cwd: Path | None = None) -> str:
+    """Markdown comparing the workspace with ``base``: every param, every metric with its change, both plots.
+
+    ``image_url`` (with ``{rev}`` and ``{path}``) turns plot references into
+    images a pull-request comment can show; without it they stay local.
+    """
+    sha = _resolve(base, cwd)
+    head = git("rev-parse", "HEAD", cwd=cwd)
+    lines = [
+        MARKER,
+        f"## Pipeline report: workspace against `{base}` (`{sha[:7]}`)",
+        "",
+        f"`workspace` is the checkout of `{head[:7]}` with its uncommitted changes.",
+        *([note] if note else []),
+        "",
+        "### Params",
+        "",
+        _diff_table("params", base, cwd),
+        "",
+        "### Metrics",
+        "",
+        f"Change = workspace - `{base}`.",
+        "",
+        _diff_table("metrics", base, cwd, METRICS),
+        "",
+        "<details><summary>Per-class metrics</summary>",
+        "",
+        _diff_table("metrics", base, cwd, CLASS_METRICS),
+        "",
+        "</details>",
+        "",
+        "### Confusion matrix",
+        "",
+        f"| `{base}` (`{sha[:7]}`) | workspace |",
+        "| --- | --- |",
+        f"| {_base_plot(base, sha, image_url, cwd)} | {_workspace_plot(head, image_url, cwd)} |",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,148 @@
+"""DVC experiments for real: `dvc exp run -S`, a queued sweep in temp copies, the learning curve."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run
+from mlops_rakuten.experiments import learning_curve_points, parse_queue_status
+from mlops_rakuten.workspace import add_raw_data, copy_project
+
+STAGES = ["ingest", "preprocess", "split", "featurize", "train", "evaluate"]
+VENV = Path(sys.executable).parent.parent
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A demo project whose pipeline ran and was committed: what experiments start from.
+
+    Shared by the tests below (one full `dvc repro` is the slow part); each test
+    leaves the workspace as it found it.
+    """
+    dest = copy_project(ROOT, tmp_path_factory.mktemp("experiments") / "project")
+    add_raw_data(dest, rows=1500)
+    run(["dvc", "repro"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-q", "-m", "baseline"], dest)
+    yield dest
+    # Queue workers exit when idle; stop any left by a failed test before the folder goes.
+    run(["dvc", "queue", "stop"], dest, check=False)
+
+
+def make(target: str, project: Path, *variables: str):
+    """`make TARGET` in a temp copy with the project's venv; -o keeps make from reinstalling into it."""
+    return run(["make", "-o", f"{VENV}/.installed", target, f"VENV={VENV}", *variables], project)
+
+
+def exp_show(project: Path) -> list[dict]:
+    return json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+
+
+def experiments(show: list[dict]) -> list[dict]:
+    """The experiment revisions of the (one) baseline commit, straight from DVC's JSON."""
+    commits = [entry for entry in show if entry["rev"] != "workspace"]
+    assert len(commits) == 1
+    return [rev for exp in commits[0]["experiments"] or [] for rev in exp["revs"]]
+
+
+def params_of(rev: dict) -> dict:
+    return rev["data"]["params"]["params.yaml"]["data"]
+
+
+def metrics_of(rev: dict) -> dict:
+    return rev["data"]["metrics"]["metrics/metrics.json"]["data"]
+
+
+def workspace_state(project: Path) -> tuple:
+    """What a person would notice changing: git's view, params, stashes, HEAD and the DVC-tracked model."""
+    git = [run(["git", *args], project).stdout for args in (["status", "--porcelain"], ["stash", "list"],
+                                                            ["rev-parse", "HEAD"])]
+    files = [hashlib.sha256((project / name).read_bytes()).hexdigest()
+             for name in ("params.yaml", "dvc.lock", "models/model.joblib", "metrics/metrics.json")]
+    return (*git, *files)
+
+
+def test_exp_run_set_param_reruns_only_train_and_evaluate_and_is_listed(baseline: Path):
+    try:
+        out = run(["dvc", "exp", "run", "-n", "c-half", "-S", "model.C=0.5"], baseline).stdout
+        # DVC's own account of the run: featurization came from the cache.
+        assert [s for s in STAGES if f"Running stage '{s}'" in out] == ["train", "evaluate"]
+        assert all(f"Stage '{s}' didn't change, skipping" in out for s in STAGES[:4])
+
+        show = exp_show(baseline)
+        (exp,) = [rev for rev in experiments(show) if rev["name"] == "c-half"]
+        assert params_of(exp)["model"]["C"] == 0.5
+        assert set(metrics_of(exp)) >= {"accuracy", "f1_weighted", "f1_macro", "n_train", "n_test"}
+        # The run was applied to the workspace, so its metrics are the files on disk.
+        assert metrics_of(exp) == json.loads((baseline / "metrics/metrics.json").read_text())
+    finally:
+        run(["git", "reset", "-q", "--hard"], baseline)
+        run(["dvc", "checkout", "-q"], baseline)
+
+
+def test_queued_sweep_runs_in_temp_copies_leaves_the_workspace_and_draws_the_learning_curve(baseline: Path):
+    before = workspace_state(baseline)
+    # make learning-curve: queue, `dvc queue start --jobs 2`, wait, plot. Every stage of the
+    # 0.5 run executes in a temp copy, so data/raw must come from the DVC cache there.
+    out = make("learning-curve", baseline, "FRACTIONS=0.5,1.0").stdout
+    assert "dvc queue start --jobs 2" in out and "experiment queue done" in out
+    curve = baseline / "plots/learning_curve.png"
+    png = curve.read_bytes()
+    curve.unlink()  # the one file the target is meant to add
+    assert workspace_state(baseline) == before
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+    swept = {params_of(rev)["ingest"]["fraction"]: rev for rev in experiments(exp_show(baseline))
+             if rev["name"] != "c-half"}
+    assert set(swept) == {0.5, 1.0}
+    for rev in swept.values():
+        assert rev["error"] is None and metrics_of(rev)["f1_weighted"] > 0
+    assert metrics_of(swept[0.5]) != metrics_of(swept[1.0])
+    assert metrics_of(swept[0.5])["n_train"] < metrics_of(swept[1.0])["n_train"]
+    # The curve's points are those two runs, fewest training rows first.
+    points = [line for line in out.splitlines() if " n_train=" in line]
+    assert len(points) == 2
+    for fraction, line in zip((0.5, 1.0), points):
+        assert f"ingest.fraction={fraction} n_train={metrics_of(swept[fraction])['n_train']} " in line
+
+# As DVC pads it: an unnamed task, and a task from another day (a date with spaces).
+QUEUE_STATUS = """\
+Task     Name        Created       Status
+c6d435c  runty-curb  07:21 AM      Running
+4b8560f              07:21 AM      Queued
+9fc6315  leafy-rain  Nov 25, 2026  Failed
+
+Worker status: 1 active, 1 idle
+"""
+
+
+def test_queue_status_is_read_per_task_even_without_a_name():
+    tasks, active = parse_queue_status(QUEUE_STATUS)
+    assert tasks == {"c6d435c": ("runty-curb", "Running"), "4b8560f": ("", "Queued"),
+                     "9fc6315": ("leafy-rain", "Failed")}
+    assert active == 1
+    assert parse_queue_status("No experiment tasks in the queue.\n\nWorker status: 0 active, 0 idle\n") == ({}, 0)
+
+
+def _rev(name: str, timestamp: str, fraction: float, C: float, n_train: int | None) -> dict:
+    metrics = {"metrics/metrics.json": {"data": {"n_train": n_train, "f1_weighted": 0.5}}} if n_train else {}
+    params = {"params.yaml": {"data": {"ingest": {"fraction": fraction}, "model": {"C": C}}}}
+    return {"rev": name * 5, "name": name, "error": None,
+            "data": {"timestamp": timestamp, "params": params, "metrics": metrics}}
+
+
+def test_learning_curve_keeps_only_runs_that_differ_from_head_in_the_fraction():
+    head = _rev("main", "2026-01-01T00:00:00", 1.0, 1.0, 800)
+    head["experiments"] = [{"revs": [rev]} for rev in (
+        _rev("quarter", "2026-01-02T00:00:00", 0.25, 1.0, 200),
+        _rev("other-c", "2026-01-02T00:00:01", 0.5, 0.3, 400),     # another C: not on this curve
+        _rev("queued", "2026-01-02T00:00:02", 0.1, 1.0, None),     # no metrics yet
+        _rev("full-again", "2026-01-03T00:00:00", 1.0, 1.0, 800),  # same fraction as HEAD: newest wins
+    )]
+    show = [{"rev": "workspace", "name": None, "data": {}, "error": None, "experiments": None}, head]
+    assert [run.name for run in learning_curve_points(show)] == ["quarter", "full-again"]
