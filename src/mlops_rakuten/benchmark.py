@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 
+from mlops_rakuten.params import read_params
 from mlops_rakuten.workspace import add_raw_data, copy_project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=84916, help="demo rows (default: the full challenge size)")
     parser.add_argument("--data", type=Path, help="folder with the two challenge CSVs, instead of demo data")
-    parser.add_argument("--C", type=float, default=0.5, help="model.C for the experiment run")
+    parser.add_argument("--C", type=float, help="model.C for the experiment run (default: twice the current one)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="rakuten-bench-") as tmp:
         project = copy_project(ROOT, Path(tmp) / "project")
@@ -87,8 +88,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"no-op dvc repro   {noop:6.1f} s")
         subprocess.run(["git", "add", "-A"], cwd=project, check=True, capture_output=True)
         subprocess.run(["git", "commit", "-qm", "baseline"], cwd=project, check=True, capture_output=True)
-        exp, exp_stages, _ = timed_dvc(["exp", "run", "-S", f"model.C={args.C}"], project)
-        print(f"dvc exp run -S model.C={args.C}  {exp:6.1f} s = {100 * exp / total:.0f} % of the full run "
+        c = args.C or 2 * read_params(project / "params.yaml", "model")["C"]
+        exp, exp_stages, _ = timed_dvc(["exp", "run", "-S", f"model.C={c}"], project)
+        print(f"dvc exp run -S model.C={c}  {exp:6.1f} s = {100 * exp / total:.0f} % of the full run "
               f"(stages run: {', '.join(exp_stages) or 'none'})")
 
 

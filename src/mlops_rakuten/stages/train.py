@@ -29,6 +29,7 @@ def fit_classifier(x: sparse.spmatrix, y: np.ndarray, params: dict[str, Any]) ->
     classifier = LinearSVC(
         C=params["C"],
         class_weight=params["class_weight"],
+        dual=params["dual"],
         tol=params["tol"],
         max_iter=params["max_iter"],
         random_state=params["seed"],
