@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run setup data repro test bench lock clean
+.PHONY: run setup data repro test bench lock clean sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve
 
 run: setup data repro
 
@@ -39,3 +39,63 @@ lock:
 
 clean:
 	rm -rf $(VENV)
+
+# Experiments (README "Experiments"). Queued runs execute in temp copies of HEAD
+# plus uncommitted changes, JOBS at a time; model.* changes rerun only train and
+# evaluate. Override the grid: make sweep SWEEP="-S 'model.C=0.2,0.4'".
+JOBS ?= 2
+SWEEP ?= -S 'model.C=0.1,0.3,1,3' -S 'model.class_weight=null,balanced'
+FRACTIONS ?= 0.1,0.25,0.5,1.0
+# One line per run: headline metrics and the params that vary, best first.
+EXP_TABLE := --md --only-changed --drop '[0-9]+\.|data/|src/|models/|Executor' --sort-by f1_weighted --sort-order desc
+
+sweep: setup
+	dvc exp run --queue $(SWEEP)
+	dvc queue start --jobs $(JOBS)
+	rakuten wait-queue
+	dvc exp show $(EXP_TABLE)
+
+learning-curve: setup
+	dvc exp run --queue -S 'ingest.fraction=$(FRACTIONS)'
+	dvc queue start --jobs $(JOBS)
+	rakuten wait-queue
+	rakuten learning-curve
+
+# Params, metrics (with changes) and confusion matrices of the workspace against BASE, as Markdown on stdout.
+BASE ?= main
+pr-report: setup
+	@rakuten pr-report --base $(BASE)
+
+# Share data and models (README "Share data and models"): DagsHub's S3 storage as the default DVC
+# remote. The token comes from DAGSHUB_TOKEN or a hidden prompt and lands only in .dvc/config.local.
+dagshub-remote: setup
+	@test -n "$(OWNER)" -a -n "$(REPO)" || { echo "usage: make dagshub-remote OWNER=<DagsHub user or org> REPO=<DagsHub repo>" >&2; exit 2; }
+	rakuten dagshub-remote --owner '$(OWNER)' --repo '$(REPO)'
+
+# What differs between the workspace and the local cache (works offline), then the cache and the remote.
+data-status: setup
+	dvc data status
+	dvc status -c
+
+# Serve the model (README "Serve the model"). `make serve` needs RAKUTEN_JWT_SECRET in the environment
+# and a user: `rakuten user add NAME --role admin`. nginx terminates TLS in front (deployments/nginx).
+SERVE_HOST ?= 127.0.0.1
+SERVE_PORT ?= 8000
+SERVE_WORKERS ?= 1
+serve: setup
+	rakuten serve --host $(SERVE_HOST) --port $(SERVE_PORT) --workers $(SERVE_WORKERS)
+
+# A self-signed certificate for nginx, into the git-ignored deployments/certs/ (kept if already there).
+CERT_NAME ?= localhost
+certs: deployments/certs/server.crt
+
+deployments/certs/server.crt:
+	mkdir -p deployments/certs
+	openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=$(CERT_NAME)" \
+		-addext "subjectAltName=DNS:$(CERT_NAME),IP:127.0.0.1" \
+		-keyout deployments/certs/server.key -out $@
+	chmod 600 deployments/certs/server.key
+
+# In-process prediction latency and loopback HTTP /predict throughput (wrk if installed), bounded in time.
+bench-serve: data repro
+	python -m mlops_rakuten.serve.bench

@@ -1,0 +1,77 @@
+"""The FastAPI app: settings, users, model, jobs and metrics on ``app.state``; one router per concern.
+
+``uvicorn --factory mlops_rakuten.serve.app:create_app`` (what `rakuten serve` runs)
+builds one app per worker process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from mlops_rakuten.serve.batching import Batcher
+from mlops_rakuten.serve.jobs import TrainJobs
+from mlops_rakuten.serve.metrics import Metrics, MetricsMiddleware
+from mlops_rakuten.serve.model import ModelHolder
+from mlops_rakuten.serve.project import Busy, project_lock
+from mlops_rakuten.serve.raw_append import recover
+from mlops_rakuten.serve.routers import health, info, ingest, predict, token, train
+from mlops_rakuten.serve.settings import RAW_DIR, Settings, load_settings
+from mlops_rakuten.serve.users import UserStore
+from mlops_rakuten.workspace import run
+
+log = logging.getLogger("serve")
+
+
+def finish_interrupted_ingest(settings: Settings) -> None:
+    """An ingest cut off after its commit point is completed (and recorded) before serving."""
+    try:
+        with project_lock(settings.state_dir):
+            if recover(settings.raw_dir, settings.raw_staging):
+                log.warning("finished an interrupted ingest into %s", RAW_DIR)
+                run(["dvc", "add", "-q", RAW_DIR], settings.project_dir, check=False)
+    except Busy:
+        pass  # whoever holds the project (another worker starting, or a run) recovers it first
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with where and what, without FastAPI's echo of the input (a refused 20,000-character text)."""
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI):
+    yield
+    if app.state.metrics.multiprocess:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid())  # drop this worker's live gauges
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app for ``settings`` (default: from the environment, which must hold RAKUTEN_JWT_SECRET)."""
+    settings = settings or load_settings()
+    finish_interrupted_ingest(settings)
+    metrics = Metrics()
+    holder = ModelHolder(settings.model_path, settings.state_dir / "model.published", metrics.model_changed)
+    holder.load()  # a project without a model still serves /health, /info and /train
+
+    app = FastAPI(title="Rakuten product classifier", version="1", lifespan=_lifespan,
+                  description="Classifies Rakuten France products into 27 prdtypecodes with the DVC-built model.")
+    app.state.settings = settings
+    app.state.users = UserStore(settings.users_file)
+    app.state.model = holder
+    app.state.batcher = Batcher(holder.current, on_batch=metrics.batch_size.observe)
+    app.state.metrics = metrics
+    app.state.jobs = TrainJobs(settings, holder, on_finish=lambda outcome: metrics.train_runs.labels(outcome).inc())
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    for module in (token, predict, info, ingest, train, health):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,86 @@
+"""Prometheus metrics: requests and latency per route and status, predictions per class, the model served.
+
+With several uvicorn workers, ``rakuten serve`` sets PROMETHEUS_MULTIPROC_DIR
+so every worker writes its values to shared files and a scrape of any worker
+sums them all; otherwise a scrape would see one random worker's counts.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+
+from mlops_rakuten.categories import CODES
+from mlops_rakuten.serve.model import LoadedModel
+
+# Predictions take milliseconds, ingest and /token (argon2) up to seconds.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        # One registry per app, so tests can build many apps in one process.
+        self.registry = CollectorRegistry()
+        labels = ["method", "route", "status"]
+        self.requests = Counter("rakuten_http_requests_total", "HTTP requests answered", labels,
+                                registry=self.registry)
+        self.latency = Histogram("rakuten_http_request_duration_seconds", "Time to answer an HTTP request",
+                                 labels, buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.predictions = Counter("rakuten_predictions_total", "Products classified, by top-1 prdtypecode",
+                                   ["prdtypecode"], registry=self.registry)
+        self.batch_size = Histogram("rakuten_predict_batch_size", "Products per model call (micro-batching)",
+                                    buckets=(1, 2, 4, 8, 16, 32), registry=self.registry)
+        self.train_runs = Counter("rakuten_train_runs_total", "Finished training runs, by outcome", ["status"],
+                                  registry=self.registry)
+        # An "info" metric as a gauge set to 1: prometheus-client's Info type has no multiprocess mode.
+        self.model_info = Gauge("rakuten_model_info", "The model being served (value 1)", ["md5", "path"],
+                                multiprocess_mode="livemax", registry=self.registry)
+        for code in CODES:  # every class shows up from the start, at 0
+            self.predictions.labels(str(code))
+
+    def model_changed(self, previous: LoadedModel | None, current: LoadedModel) -> None:
+        if previous is not None and previous.md5 != current.md5:
+            old = self.model_info.labels(previous.md5, str(previous.path))
+            old.set(0)  # in multiprocess files a series cannot be removed, only zeroed
+            if not self.multiprocess:
+                self.model_info.remove(previous.md5, str(previous.path))
+        self.model_info.labels(current.md5, str(current.path)).set(1)
+
+    def exposition(self) -> bytes:
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)
+        return generate_latest(merged)
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware): time every HTTP request."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = 500  # what the client gets if the app raises before answering
+
+        async def send_and_note(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            # The route template (/train/{job_id}), not the path, so job ids do not explode the label set.
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            labels = (scope["method"], route, str(status))
+            self.metrics.requests.labels(*labels).inc()
+            self.metrics.latency.labels(*labels).observe(time.perf_counter() - start)

@@ -1,0 +1,98 @@
+"""What the served project says about itself (DVC pointers, params, metrics, git) and its one lock.
+
+Every reader here tolerates a file being absent or mid-rewrite: /info reports
+what it can rather than failing while a training run rewrites dvc.lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from mlops_rakuten.errors import InputError
+from mlops_rakuten.params import read_params
+from mlops_rakuten.serve.settings import METRICS_PATH, MODEL_PATH, RAW_POINTER, TRAIN_STAGE
+
+
+class Busy(Exception):
+    """Another training or ingest holds the project."""
+
+
+def _yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def locked_model_md5(root: Path, stage: str = TRAIN_STAGE, out: str = MODEL_PATH) -> str | None:
+    """The md5 dvc.lock records for ``out`` of ``stage``; None before the first successful repro."""
+    lock = _yaml(root / "dvc.lock") or {}
+    outs = ((lock.get("stages") or {}).get(stage) or {}).get("outs") or []
+    return next((o.get("md5") for o in outs if isinstance(o, dict) and o.get("path") == out), None)
+
+
+def data_version(root: Path) -> dict[str, Any] | None:
+    """md5, size and file count of the raw data as ``data/raw.dvc`` records them."""
+    pointer = _yaml(root / RAW_POINTER) or {}
+    outs = pointer.get("outs") or [{}]
+    if not outs[0].get("md5"):
+        return None
+    return {"path": RAW_POINTER, **{key: outs[0].get(key) for key in ("md5", "size", "nfiles")}}
+
+
+def model_params(root: Path) -> dict[str, Any]:
+    """params.yaml's model section, or the reason it cannot be read."""
+    try:
+        return read_params(root / "params.yaml", "model")
+    except InputError as exc:
+        return {"error": str(exc)}
+
+
+def read_metrics(root: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((root / METRICS_PATH).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def git_commit(root: Path) -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+@contextlib.contextmanager
+def project_lock(state_dir: Path) -> Iterator[None]:
+    """Hold the project for a change (training or ingest); Busy at once if someone else holds it.
+
+    An flock on a file, so it also excludes the other uvicorn workers and is
+    released by the kernel if the holder dies.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state_dir / "project.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy("a training run or an ingest is in progress; try again when it has finished") from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def is_locked(state_dir: Path) -> bool:
+    try:
+        with project_lock(state_dir):
+            return False
+    except Busy:
+        return True

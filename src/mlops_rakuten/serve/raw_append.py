@@ -1,0 +1,176 @@
+"""New labelled products: check an uploaded CSV row by row, append the good rows to the raw challenge CSVs.
+
+The two raw files must change together (the ingest stage refuses X and Y with
+different indices), and one rename cannot replace two files. So the complete
+new files are first written and fsynced into a staging folder, then a COMMIT
+marker is written, then each is renamed over its original. A crash before the
+marker leaves the raw data untouched (the staging folder is discarded); a
+crash after it is finished by ``recover`` on the next start or ingest. No
+reader ever sees a half-written file: each rename swaps a whole file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from pandas.errors import EmptyDataError, ParserError
+
+from mlops_rakuten.demo_data import X_FILE, Y_FILE
+from mlops_rakuten.errors import InputError
+from mlops_rakuten.serve.settings import MAX_DESCRIPTION_CHARS, MAX_DESIGNATION_CHARS
+from mlops_rakuten.stages.ingest import parse_labels
+from mlops_rakuten.text import clean_text
+
+REQUIRED = ("designation", "description", "prdtypecode")
+OPTIONAL = ("productid", "imageid")  # copied into X when given, blank otherwise (no stage reads them)
+COMMIT = "COMMIT"
+
+
+@dataclass
+class Upload:
+    received: int
+    accepted: pd.DataFrame  # REQUIRED + OPTIONAL columns, prdtypecode as int
+    rejects: list[dict] = field(default_factory=list)
+
+
+def read_upload(data: bytes, name: str) -> pd.DataFrame:
+    """The uploaded CSV as strings, rows numbered from 1; InputError for a file that is not one."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{name}: not UTF-8 text (byte {exc.start}); expected a UTF-8 CSV") from None
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (EmptyDataError, ParserError) as exc:
+        raise InputError(f"{name}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    if len(frame.columns) and (frame.columns[0] == "" or str(frame.columns[0]).startswith("Unnamed: 0")):
+        frame = frame.iloc[:, 1:]  # an index column, as in the challenge files: new indices are assigned
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    unknown = [c for c in frame.columns if c not in REQUIRED + OPTIONAL]
+    if missing or unknown:
+        problem = f"missing column '{missing[0]}'" if missing else f"unexpected column '{unknown[0]}'"
+        raise InputError(f"{name}: {problem} (found {list(frame.columns)}; expected {list(REQUIRED)} "
+                         f"and optionally {list(OPTIONAL)})")
+    if frame.empty:
+        raise InputError(f"{name}: no rows (expected at least one product under the header)")
+    frame.index = pd.RangeIndex(1, len(frame) + 1)
+    return frame
+
+
+def _label_problems(labels: pd.Series, name: str) -> dict[int, str]:
+    """Row -> why its prdtypecode is refused, with the ingest stage's own check and words."""
+    try:
+        parse_labels(labels, Path(name))
+        return {}
+    except InputError:
+        pass  # some row is bad: ask row by row, so every reject is reported, not just the first
+    problems = {}
+    for row in labels.index:
+        try:
+            parse_labels(labels.loc[[row]], Path(name))
+        except InputError as exc:
+            problems[row] = str(exc)
+    return problems
+
+
+def _text_problem(designation: str, description: str) -> str | None:
+    if len(designation) > MAX_DESIGNATION_CHARS:
+        return f"designation is longer than {MAX_DESIGNATION_CHARS} characters"
+    if len(description) > MAX_DESCRIPTION_CHARS:
+        return f"description is longer than {MAX_DESCRIPTION_CHARS} characters"
+    if not clean_text(designation):
+        return "designation is empty (no text once HTML is stripped)"
+    return None
+
+
+def check_upload(data: bytes, name: str) -> Upload:
+    """Every row checked; the good ones kept, the others reported with their reasons."""
+    frame = read_upload(data, name)
+    reasons: dict[int, list[str]] = {}
+    for row, problem in _label_problems(frame["prdtypecode"], name).items():
+        reasons.setdefault(row, []).append(problem)
+    for row, designation, description in zip(frame.index, frame["designation"], frame["description"]):
+        problem = _text_problem(designation, description)
+        if problem:
+            reasons.setdefault(row, []).append(problem)
+    good = frame.drop(index=list(reasons))
+    accepted = good.reindex(columns=list(REQUIRED + OPTIONAL), fill_value="")
+    accepted["prdtypecode"] = parse_labels(good["prdtypecode"], Path(name)) if len(good) else []
+    rejects = [{"row": row, "reasons": why} for row, why in sorted(reasons.items())]
+    return Upload(received=len(frame), accepted=accepted, rejects=rejects)
+
+
+def _next_index(raw_dir: Path) -> int:
+    """One past the largest index, which X and Y must share."""
+    last = []
+    for name in (X_FILE, Y_FILE):
+        path = raw_dir / name
+        if not path.is_file():
+            raise InputError(f"{path}: file not found (run `make data` or `dvc pull` first)")
+        index = pd.read_csv(path, usecols=[0], dtype=str, keep_default_na=False).iloc[:, 0]
+        last.append(int(pd.to_numeric(index).max()) if len(index) else -1)
+    if last[0] != last[1]:
+        raise InputError(f"{raw_dir}: {X_FILE} and {Y_FILE} end at different indices ({last[0]} vs {last[1]})")
+    return last[0] + 1
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _stage_file(source: Path, target: Path, rows: list[list]) -> None:
+    """``target`` = ``source``'s bytes followed by ``rows``, flushed to disk."""
+    shutil.copyfile(source, target)
+    with open(target, "r+b") as handle:
+        text = io.StringIO()
+        if handle.seek(0, os.SEEK_END):
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":  # a file saved without a final newline: keep its last row whole
+                text.write("\n")
+        csv.writer(text, lineterminator="\n").writerows(rows)
+        handle.write(text.getvalue().encode("utf-8"))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def recover(raw_dir: Path, staging: Path) -> bool:
+    """Finish an append that was committed but not fully renamed, or drop one that was not; True if finished."""
+    if not staging.exists():
+        return False
+    committed = (staging / COMMIT).exists()
+    if committed:
+        for name in (X_FILE, Y_FILE):
+            if (staging / name).exists():  # absent once renamed: the crash came after it
+                os.replace(staging / name, raw_dir / name)
+        _fsync_dir(raw_dir)
+    shutil.rmtree(staging)
+    return committed
+
+
+def append_products(raw_dir: Path, staging: Path, products: pd.DataFrame) -> tuple[int, int]:
+    """Append ``products`` (as returned by check_upload) with new indices; the first and last index."""
+    recover(raw_dir, staging)
+    first = _next_index(raw_dir)
+    indices = range(first, first + len(products))
+    x_rows = [[i, d, s, p, m] for i, d, s, p, m in zip(indices, *(products[c] for c in
+                                                               ("designation", "description", *OPTIONAL)))]
+    y_rows = [[i, int(code)] for i, code in zip(indices, products["prdtypecode"])]
+    staging.mkdir(parents=True)
+    _stage_file(raw_dir / X_FILE, staging / X_FILE, x_rows)
+    _stage_file(raw_dir / Y_FILE, staging / Y_FILE, y_rows)
+    with open(staging / COMMIT, "w") as marker:
+        marker.flush()
+        os.fsync(marker.fileno())
+    _fsync_dir(staging)
+    recover(raw_dir, staging)  # the renames, exactly as after a crash
+    return first, indices[-1]

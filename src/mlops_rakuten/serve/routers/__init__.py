@@ -1,0 +1,1 @@
+"""One router per concern; ``mlops_rakuten.serve.app`` mounts them all."""

@@ -1,0 +1,19 @@
+"""GET /health and GET /metrics: no token, for load balancers and Prometheus (nginx hides /metrics)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health")
+def health(request: Request) -> dict:
+    """Alive; and whether a model is loaded (a fresh project has none until `dvc repro`)."""
+    return {"status": "ok", "model_ready": request.app.state.model.current() is not None}
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,42 @@
+"""GET /info: which model, trained on which data, with which params, scoring what, from which commit."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from mlops_rakuten.serve.auth import require_user
+from mlops_rakuten.serve.project import (data_version, git_commit, is_locked, locked_model_md5, model_params,
+                                         read_metrics)
+from mlops_rakuten.serve.settings import MODEL_PATH
+from mlops_rakuten.serve.users import User
+
+router = APIRouter(tags=["info"])
+
+
+@router.get("/info")
+def info(request: Request, _: Annotated[User, Depends(require_user)]) -> dict:
+    state = request.app.state
+    root = state.settings.project_dir
+    loaded = state.model.current()
+    recorded = locked_model_md5(root)
+    return {
+        "model": {
+            "ready": loaded is not None,
+            "path": MODEL_PATH,
+            "md5": recorded,  # dvc.lock's word for the train stage's output
+            "loaded_md5": loaded.md5 if loaded else None,
+            # False when the served model is not the recorded one: a run whose train stage succeeded but
+            # whose evaluate failed (the old model keeps serving), or a hand-edited workspace.
+            "matches_dvc_lock": loaded is not None and loaded.md5 == recorded,
+            "loaded_at": loaded.loaded_at if loaded else None,
+            "load_seconds": loaded.load_seconds if loaded else None,
+            "error": state.model.error,
+        },
+        "data": data_version(root),
+        "params": model_params(root),
+        "metrics": read_metrics(root),
+        "git_commit": git_commit(root),
+        "busy": is_locked(state.settings.state_dir),  # a training run or an ingest is under way
+    }

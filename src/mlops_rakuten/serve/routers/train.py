@@ -1,0 +1,31 @@
+"""POST /train and GET /train/{job_id}: rebuild the model with the real pipeline, in the background."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+
+from mlops_rakuten.serve.auth import require_admin
+from mlops_rakuten.serve.project import Busy
+from mlops_rakuten.serve.users import User
+
+router = APIRouter(tags=["train"])
+
+
+@router.post("/train", status_code=status.HTTP_202_ACCEPTED)
+def train(request: Request, _: Annotated[User, Depends(require_admin)]) -> dict:
+    """Start `dvc repro`; poll the returned status_url. On success the new model serves at once."""
+    try:
+        job = request.app.state.jobs.start()
+    except Busy as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    return {"job_id": job["id"], "status": job["status"], "status_url": f"/train/{job['id']}"}
+
+
+@router.get("/train/{job_id}")
+def train_status(job_id: str, request: Request, _: Annotated[User, Depends(require_admin)]) -> dict:
+    job = request.app.state.jobs.get(job_id)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no training job {job_id!r}")
+    return job

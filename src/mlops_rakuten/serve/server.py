@@ -1,0 +1,46 @@
+"""`rakuten serve` and `rakuten user add`: the command-line side of the server."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import sys
+
+from mlops_rakuten.errors import InputError
+from mlops_rakuten.serve.settings import load_settings, users_file
+from mlops_rakuten.serve.users import add_user
+
+
+def serve(host: str, port: int, workers: int = 1, access_log: bool = False) -> None:
+    """Run uvicorn; InputError (one line, exit 1) when the settings are missing or wrong."""
+    import uvicorn
+
+    settings = load_settings()  # check here, once, rather than as a traceback in every worker
+    # Workers re-read the environment: pin the project so they agree whatever their cwd.
+    os.environ["RAKUTEN_PROJECT_DIR"] = str(settings.project_dir)
+    if workers > 1:
+        # Shared metric files; emptied at start so counts of a previous run do not leak in.
+        shared = settings.state_dir / "prometheus"
+        shutil.rmtree(shared, ignore_errors=True)
+        shared.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(shared)
+    # proxy_headers: behind nginx on the same host, client addresses come from X-Forwarded-For.
+    uvicorn.run("mlops_rakuten.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
+                proxy_headers=True, forwarded_allow_ips="127.0.0.1", access_log=access_log, log_level="info")
+
+
+def read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise InputError("the two passwords differ")
+    return first
+
+
+def user_add(name: str, role: str, from_stdin: bool, active: bool = True) -> str:
+    path = users_file(dict(os.environ))
+    replaced = add_user(path, name, role, read_password(from_stdin), active=active)
+    state = "" if active else " (inactive)"
+    return f"{'replaced' if replaced else 'added'} {role} {name!r}{state} in {path}"

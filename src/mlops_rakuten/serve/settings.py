@@ -1,0 +1,88 @@
+"""Server settings, all from the environment, so no secret ever sits in a file of the repo.
+
+RAKUTEN_JWT_SECRET      signs the bearer tokens (required, >= 32 characters; e.g. `openssl rand -hex 32`)
+RAKUTEN_PROJECT_DIR     the DVC project served (where dvc.yaml lives; default: the current folder)
+RAKUTEN_USERS_FILE      users and argon2 hashes (default: PROJECT/secrets/users.json, git-ignored)
+RAKUTEN_STATE_DIR       training jobs, locks, metrics files (default: PROJECT/.dvc/tmp/serve, which DVC's
+                        own .gitignore already ignores)
+RAKUTEN_TOKEN_MINUTES   token lifetime (default 30)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlops_rakuten.errors import InputError
+
+MIN_SECRET_CHARS = 32  # HS256 wants a key at least as long as its 32-byte hash (RFC 7518 3.2)
+
+# What the server reads in the project; the same paths dvc.yaml names.
+MODEL_PATH = "models/model.joblib"
+RAW_DIR = "data/raw"
+RAW_POINTER = "data/raw.dvc"
+METRICS_PATH = "metrics/metrics.json"
+TRAIN_STAGE = "train"
+
+# Limits that keep one request from hogging a worker: roomy for a product title and an HTML
+# description, too small for a pasted book.
+MAX_DESIGNATION_CHARS = 1_000
+MAX_DESCRIPTION_CHARS = 20_000
+MAX_UPLOAD_BYTES = 20 * 2**20  # nginx's client_max_body_size matches
+
+
+@dataclass(frozen=True)
+class Settings:
+    jwt_secret: str
+    project_dir: Path
+    users_file: Path
+    state_dir: Path
+    token_minutes: int = 30
+
+    @property
+    def model_path(self) -> Path:
+        return self.project_dir / MODEL_PATH
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.project_dir / RAW_DIR
+
+    @property
+    def raw_staging(self) -> Path:
+        # In the project, whatever RAKUTEN_STATE_DIR says: the final renames into data/raw must not
+        # cross filesystems, or they would stop being atomic.
+        return self.project_dir / ".dvc" / "tmp" / "raw-staging"
+
+
+def project_dir(env: dict[str, str]) -> Path:
+    return Path(env.get("RAKUTEN_PROJECT_DIR") or Path.cwd()).resolve()
+
+
+def users_file(env: dict[str, str]) -> Path:
+    """Where the users live; `rakuten user add` needs this without the JWT secret."""
+    return Path(env.get("RAKUTEN_USERS_FILE") or project_dir(env) / "secrets" / "users.json")
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Settings from ``environ`` (default os.environ); InputError when the secret is missing or weak."""
+    env = os.environ if environ is None else environ
+    secret = env.get("RAKUTEN_JWT_SECRET", "")
+    if len(secret) < MIN_SECRET_CHARS:
+        state = "not set" if not secret else f"only {len(secret)} characters"
+        raise InputError(f"RAKUTEN_JWT_SECRET is {state}: the server needs a secret of at least "
+                         f"{MIN_SECRET_CHARS} characters to sign tokens (e.g. `export RAKUTEN_JWT_SECRET="
+                         f"$(openssl rand -hex 32)`)")
+    project = project_dir(env)
+    if not (project / "dvc.yaml").is_file():
+        raise InputError(f"{project}: no dvc.yaml (set RAKUTEN_PROJECT_DIR to the project folder)")
+    minutes = env.get("RAKUTEN_TOKEN_MINUTES", "30")
+    if not minutes.isdigit() or int(minutes) < 1:
+        raise InputError(f"RAKUTEN_TOKEN_MINUTES = {minutes!r}, expected a whole number of minutes >= 1")
+    return Settings(
+        jwt_secret=secret,
+        project_dir=project,
+        users_file=users_file(env),
+        state_dir=Path(env.get("RAKUTEN_STATE_DIR") or project / ".dvc" / "tmp" / "serve"),
+        token_minutes=int(minutes),
+    )

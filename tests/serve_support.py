@@ -1,0 +1,112 @@
+"""Helpers for the tests/test_serve_*.py modules: trained projects, settings, users, real servers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from fastapi.testclient import TestClient
+
+from conftest import ROOT
+from mlops_rakuten.serve.app import create_app
+from mlops_rakuten.serve.auth import create_token
+from mlops_rakuten.serve.settings import Settings
+from mlops_rakuten.serve.users import User, add_user
+from mlops_rakuten.workspace import add_raw_data, copy_project, run
+
+SECRET = "test-only-secret-" + "0123456789abcdef" * 2  # never used outside these tests
+PASSWORDS = {"alice": "alice-password", "bob": "bob-password", "carol": "carol-password"}
+ROWS = 600  # small enough for a ~25 s `dvc repro`, large enough for every class to be learnt
+
+_shared: dict[str, Path] = {}
+
+
+def build_project(folder: Path, trained: bool = True) -> Path:
+    project = copy_project(ROOT, folder)
+    add_raw_data(project, rows=ROWS)
+    if trained:
+        run(["dvc", "repro"], project)
+    return project
+
+
+def shared_trained_project(tmp_path_factory) -> Path:
+    """One trained project for the modules that only read it (built once per session)."""
+    if "trained" not in _shared:
+        _shared["trained"] = build_project(tmp_path_factory.mktemp("served") / "project")
+    return _shared["trained"]
+
+
+def make_settings(project: Path, secrets: Path, token_minutes: int = 30) -> Settings:
+    """Settings for ``project`` with alice (admin), bob (user) and carol (inactive user)."""
+    users = secrets / "users.json"
+    if not users.exists():
+        add_user(users, "alice", "admin", PASSWORDS["alice"])
+        add_user(users, "bob", "user", PASSWORDS["bob"])
+        add_user(users, "carol", "user", PASSWORDS["carol"], active=False)
+    return Settings(jwt_secret=SECRET, project_dir=project, users_file=users,
+                    state_dir=project / ".dvc" / "tmp" / "serve", token_minutes=token_minutes)
+
+
+def auth(settings: Settings, name: str, role: str) -> dict[str, str]:
+    """Headers with a real signed token (no login, so no argon2 second per test)."""
+    token, _ = create_token(settings, User(name, role, True))
+    return {"Authorization": f"Bearer {token}"}
+
+
+def client(settings: Settings) -> TestClient:
+    return TestClient(create_app(settings))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_env(settings: Settings) -> dict[str, str]:
+    return {**os.environ, "RAKUTEN_JWT_SECRET": settings.jwt_secret, "RAKUTEN_PROJECT_DIR": str(settings.project_dir),
+            "RAKUTEN_USERS_FILE": str(settings.users_file), "RAKUTEN_STATE_DIR": str(settings.state_dir),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def wait_until(check, what: str, timeout: float = 60.0, process: subprocess.Popen | None = None,
+               log: Path | None = None):
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            output = log.read_text() if log and log.exists() else ""
+            raise AssertionError(f"{what}: process exited with {process.returncode}\n{output}")
+        try:
+            result = check()
+        except (httpx.HTTPError, OSError):
+            result = None
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def start_server(settings: Settings, port: int, log: Path, workers: int = 1) -> subprocess.Popen:
+    """`rakuten serve` in a subprocess (output to ``log``), returned once /health answers."""
+    with open(log, "w") as output:  # a file, not a pipe: a full pipe would block the server
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "rakuten"), "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", str(workers)], env=server_env(settings), stdout=output, stderr=subprocess.STDOUT)
+    wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200,
+               "rakuten serve to answer /health", process=process, log=log)
+    return process
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

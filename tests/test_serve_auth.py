@@ -1,0 +1,172 @@
+"""Authentication and roles on the real app: login, missing/expired/tampered/foreign tokens, wrong roles."""
+
+from __future__ import annotations
+
+import base64
+import json
+import stat
+import sys
+import time
+from pathlib import Path
+
+import jwt
+import pytest
+
+from conftest import ROOT, run
+from mlops_rakuten.errors import InputError
+from mlops_rakuten.serve.auth import ALGORITHM, ISSUER, create_token
+from mlops_rakuten.serve.settings import load_settings
+from mlops_rakuten.serve.users import User, add_user
+from mlops_rakuten.serve.watch import CHECK_SECONDS
+from mlops_rakuten.workspace import copy_project
+from serve_support import PASSWORDS, SECRET, auth, client, make_settings
+
+PROTECTED = [("POST", "/predict"), ("GET", "/info"), ("POST", "/ingest"), ("POST", "/train"),
+             ("GET", "/train/0123456789abcdef")]
+ADMIN_ONLY = [("POST", "/ingest"), ("POST", "/train"), ("GET", "/train/0123456789abcdef")]
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    """An untrained project: auth does not need a model, and /predict then answers 503."""
+    root = tmp_path_factory.mktemp("auth")
+    return make_settings(copy_project(ROOT, root / "project"), root / "secrets")
+
+
+@pytest.fixture(scope="module")
+def api(settings):
+    with client(settings) as test_client:
+        yield test_client
+
+
+def login(api, name: str, password: str):
+    return api.post("/token", data={"username": name, "password": password})
+
+
+def test_login_returns_a_bearer_token_that_opens_protected_routes(api, settings):
+    response = login(api, "bob", PASSWORDS["bob"])
+    assert response.status_code == 200
+    body = response.json()
+    assert body["token_type"] == "bearer" and body["expires_in"] == 30 * 60
+    claims = jwt.decode(body["access_token"], SECRET, algorithms=[ALGORITHM], issuer=ISSUER)
+    assert claims["sub"] == "bob" and claims["role"] == "user" and claims["exp"] - claims["iat"] == 1800
+    info = api.get("/info", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert info.status_code == 200 and info.json()["model"]["ready"] is False
+
+
+@pytest.mark.parametrize("name, password", [("bob", "wrong-password"), ("nobody", "whatever-password"),
+                                            ("carol", PASSWORDS["carol"])],
+                         ids=["wrong-password", "unknown-user", "inactive-user"])
+def test_login_refused(api, name, password):
+    response = login(api, name, password)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert "access_token" not in response.text
+
+
+@pytest.mark.parametrize("method, path", PROTECTED)
+def test_missing_token_is_401(api, method, path):
+    response = api.request(method, path)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert "not authenticated" in response.json()["detail"]
+
+
+def test_expired_token_is_401(api, settings):
+    token, _ = create_token(settings, User("alice", "admin", True), now=time.time() - 3600)
+    response = api.get("/info", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401 and "expired" in response.json()["detail"]
+
+
+def _b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def test_tampered_token_is_401(api, settings):
+    """bob rewrites his token's role to admin but cannot re-sign it."""
+    token, _ = create_token(settings, User("bob", "user", True))
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    forged = ".".join([header, _b64({**claims, "role": "admin", "sub": "alice"}), signature])
+    response = api.post("/train", headers={"Authorization": f"Bearer {forged}"})
+    assert response.status_code == 401 and "invalid token" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("token", [
+    jwt.encode({"sub": "alice", "role": "admin", "iat": 0, "exp": 2**33, "iss": ISSUER}, "another-secret-" * 4),
+    _b64({"alg": "none", "typ": "JWT"}) + "." + _b64({"sub": "alice", "role": "admin", "iat": 0,
+                                                       "exp": 2**33, "iss": ISSUER}) + ".",
+    jwt.encode({"sub": "alice", "role": "admin", "iat": 0, "exp": 2**33}, SECRET),  # no issuer
+    "not-a-jwt",
+], ids=["other-secret", "alg-none", "no-issuer", "garbage"])
+def test_foreign_tokens_are_401(api, token):
+    response = api.get("/info", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("method, path", ADMIN_ONLY)
+def test_user_role_cannot_use_admin_routes(api, settings, method, path):
+    response = api.request(method, path, headers=auth(settings, "bob", "user"))
+    assert response.status_code == 403
+    assert "needs role 'admin'" in response.json()["detail"]
+
+
+def test_admin_passes_user_routes_and_predict_without_model_is_503(api, settings):
+    headers = auth(settings, "alice", "admin")
+    assert api.get("/info", headers=headers).status_code == 200
+    response = api.post("/predict", json={"designation": "Piscine hors sol"}, headers=headers)
+    assert response.status_code == 503 and "no model loaded" in response.json()["detail"]
+
+
+def test_users_file_changes_apply_without_restart(api, settings):
+    """A new user can log in, and a deactivated one loses access, within CHECK_SECONDS."""
+    add_user(settings.users_file, "dave", "user", "dave-password")
+    time.sleep(CHECK_SECONDS + 0.2)
+    headers = auth(settings, "dave", "user")
+    assert api.get("/info", headers=headers).status_code == 200
+    add_user(settings.users_file, "dave", "user", "dave-password", active=False)
+    time.sleep(CHECK_SECONDS + 0.2)
+    assert api.get("/info", headers=headers).status_code == 401
+
+
+def test_health_and_metrics_need_no_token(api):
+    health = api.get("/health")
+    assert health.status_code == 200 and health.json() == {"status": "ok", "model_ready": False}
+    metrics = api.get("/metrics")
+    assert metrics.status_code == 200 and "rakuten_http_requests_total" in metrics.text
+
+
+@pytest.mark.parametrize("secret", ["", "too-short"])
+def test_settings_refuse_a_missing_or_short_secret(settings, secret):
+    env = {"RAKUTEN_JWT_SECRET": secret, "RAKUTEN_PROJECT_DIR": str(settings.project_dir)}
+    with pytest.raises(InputError, match="RAKUTEN_JWT_SECRET"):
+        load_settings(env)
+
+
+def test_serve_refuses_to_start_without_secret(settings):
+    env = {"RAKUTEN_JWT_SECRET": "", "RAKUTEN_PROJECT_DIR": str(settings.project_dir)}
+    result = run([sys.executable, "-m", "mlops_rakuten.cli", "serve", "--port", "1"], settings.project_dir,
+                 check=False, env=env, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error: RAKUTEN_JWT_SECRET is not set")
+
+
+def test_user_add_cli_stores_an_argon2_hash_privately(tmp_path: Path):
+    users = tmp_path / "secrets" / "users.json"
+    env = {"RAKUTEN_USERS_FILE": str(users)}
+    cli = [sys.executable, "-m", "mlops_rakuten.cli", "user", "add"]
+    added = run([*cli, "eve", "--role", "admin", "--password-stdin"], tmp_path, env=env, input="eve-password\n")
+    assert "added admin 'eve'" in added.stdout
+    entry = json.loads(users.read_text())["users"]["eve"]
+    assert entry["role"] == "admin" and entry["active"] is True and entry["hash"].startswith("$argon2id$")
+    assert "eve-password" not in users.read_text()
+    assert stat.S_IMODE(users.stat().st_mode) == 0o600
+    short = run([*cli, "frank", "--password-stdin"], tmp_path, check=False, env=env, input="short\n")
+    assert short.returncode == 1 and "shorter than 8" in short.stderr
+
+
+def test_users_file_with_bad_json_is_reported(tmp_path: Path):
+    bad = tmp_path / "users.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(InputError, match="not a users file"):
+        add_user(bad, "x", "user", "long-enough")

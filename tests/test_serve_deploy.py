@@ -1,0 +1,156 @@
+"""The deployment files on this machine: Debian's nginx in front of a real `rakuten serve`, and
+Debian's Prometheus scraping it. Skipped, with the reason, where those binaries are not installed
+(.ci/run installs them)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from conftest import ROOT
+from serve_support import PASSWORDS, free_port, make_settings, shared_trained_project, start_server, stop, wait_until
+
+NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+PROMETHEUS, PROMTOOL, OPENSSL = shutil.which("prometheus"), shutil.which("promtool"), shutil.which("openssl")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`rakuten serve` with two workers on a loopback port, as deployed; yields (settings, port)."""
+    project = shared_trained_project(tmp_path_factory)
+    folder = tmp_path_factory.mktemp("deploy")
+    settings = make_settings(project, folder / "secrets")
+    port = free_port()
+    process = start_server(settings, port, folder / "server.log", workers=2)
+    yield settings, port
+    stop(process)
+
+
+def render(template: str, values: dict[str, str]) -> str:
+    """What envsubst does with the names listed: every ${RAKUTEN_*} must be given, nginx's $vars stay."""
+    rendered = re.sub(r"\$\{(RAKUTEN_\w+)\}", lambda m: values[m.group(1)], template)
+    assert not [line for line in rendered.splitlines() if "${" in line.split("#")[0]]
+    return rendered
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """What `make certs` does, into a temp folder, valid for 127.0.0.1 so the client can verify it."""
+    cert, key = folder / "server.crt", folder / "server.key"
+    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def nginx(server, tmp_path_factory):
+    """Debian's nginx with deployments/nginx/nginx.conf, on loopback; yields (https_port, http_port, ca)."""
+    if NGINX is None or OPENSSL is None:
+        pytest.skip("nginx or openssl is not installed (apt-get install -y nginx openssl; .ci/run does it)")
+    _, app_port = server
+    prefix = tmp_path_factory.mktemp("nginx")
+    cert, key = self_signed(prefix)
+    https_port, http_port = free_port(), free_port()
+    config = render((ROOT / "deployments/nginx/nginx.conf").read_text(), {
+        "RAKUTEN_UPSTREAM": f"127.0.0.1:{app_port}", "RAKUTEN_HTTPS_PORT": str(https_port),
+        "RAKUTEN_HTTP_PORT": str(http_port), "RAKUTEN_TLS_CERT": str(cert), "RAKUTEN_TLS_KEY": str(key)})
+    (prefix / "nginx.conf").write_text(config)
+    command = [NGINX, "-p", str(prefix), "-c", "nginx.conf", "-e", "stderr"]
+    checked = subprocess.run([*command, "-t"], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    log = prefix / "nginx.out"
+    with open(log, "w") as output:
+        process = subprocess.Popen([*command, "-g", "daemon off;"], stdout=output, stderr=subprocess.STDOUT)
+    context = ssl.create_default_context(cafile=str(cert))
+    wait_until(lambda: httpx.get(f"https://127.0.0.1:{https_port}/health", verify=context, timeout=2).is_success,
+               "nginx to proxy /health", process=process, log=log)
+    yield https_port, http_port, context
+    stop(process)
+
+
+def test_https_login_and_predict_through_nginx(nginx):
+    https_port, _, context = nginx
+    with httpx.Client(base_url=f"https://127.0.0.1:{https_port}", verify=context, timeout=30) as api:
+        login = api.post("/token", data={"username": "bob", "password": PASSWORDS["bob"]})
+        assert login.status_code == 200, login.text
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        response = api.post("/predict", json={"designation": "Piscine hors sol Intex", "top_k": 2}, headers=headers)
+        assert response.status_code == 200, response.text
+        assert response.json()["predictions"][0]["prdtypecode"] == 2583
+        assert response.headers["strict-transport-security"].startswith("max-age=")
+        assert api.post("/predict", json={"designation": "x"}).status_code == 401
+
+
+def test_plain_http_redirects_to_https(nginx):
+    https_port, http_port, _ = nginx
+    response = httpx.get(f"http://127.0.0.1:{http_port}/info?x=1", follow_redirects=False)
+    assert response.status_code == 301
+    assert response.headers["location"] == f"https://127.0.0.1:{https_port}/info?x=1"
+
+
+def test_metrics_are_not_exposed_through_nginx(nginx, server):
+    https_port, _, context = nginx
+    for path in ("/metrics", "/metrics/", "/metrics?format=text"):
+        assert httpx.get(f"https://127.0.0.1:{https_port}{path}", verify=context).status_code == 404
+    _, app_port = server  # while the app itself still serves them on its private address
+    assert "rakuten_http_requests_total" in httpx.get(f"http://127.0.0.1:{app_port}/metrics").text
+
+
+def test_metrics_add_up_over_the_workers(server):
+    """Each scrape lands on one worker; with the shared multiprocess files it still reports them all."""
+    _, app_port = server
+    base = f"http://127.0.0.1:{app_port}"
+    for _ in range(20):
+        httpx.get(f"{base}/health")  # a new connection each time, so the kernel spreads them over workers
+    lines = httpx.get(f"{base}/metrics").text.splitlines()
+    health = [line for line in lines if line.startswith('rakuten_http_requests_total{method="GET",route="/health"')]
+    assert len(health) == 1 and float(health[0].split()[-1]) >= 20
+    info = [line for line in lines if line.startswith("rakuten_model_info{")]
+    assert len(info) == 1 and info[0].endswith(" 1.0")
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (apt-get install -y prometheus)")
+def test_prometheus_config_is_valid():
+    result = subprocess.run([PROMTOOL, "check", "config", str(ROOT / "deployments/prometheus/prometheus.yml")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus is not installed (apt-get install -y prometheus)")
+def test_prometheus_scrapes_the_running_app(server, tmp_path):
+    _, app_port = server
+    config = yaml.safe_load((ROOT / "deployments/prometheus/prometheus.yml").read_text())
+    config["global"]["scrape_interval"] = "1s"  # the repo's job, pointed at this test's app
+    job = config["scrape_configs"][0]
+    job["static_configs"][0]["targets"] = [f"127.0.0.1:{app_port}"]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port, log = free_port(), tmp_path / "prometheus.out"
+    with open(log, "w") as output:
+        process = subprocess.Popen([PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
+                                    f"--storage.tsdb.path={tmp_path / 'data'}",
+                                    f"--web.listen-address=127.0.0.1:{port}"], stdout=output, stderr=subprocess.STDOUT)
+    api = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        def target_up():
+            targets = httpx.get(f"{api}/targets", timeout=2).json()["data"]["activeTargets"]
+            return [t for t in targets if t["labels"]["job"] == job["job_name"] and t["health"] == "up"]
+
+        (target,) = wait_until(target_up, "prometheus to scrape the app", timeout=60, process=process, log=log)
+        assert target["scrapeUrl"] == f"http://127.0.0.1:{app_port}/metrics"
+
+        def scraped(query: str):
+            return httpx.get(f"{api}/query", params={"query": query}, timeout=2).json()["data"]["result"]
+
+        up = wait_until(lambda: scraped(f'up{{job="{job["job_name"]}"}}'), "the up series", process=process, log=log)
+        assert up[0]["value"][1] == "1"
+        info = wait_until(lambda: scraped("rakuten_model_info"), "the model info series", process=process, log=log)
+        assert info[0]["metric"]["service"] == "rakuten-classifier" and info[0]["value"][1] == "1"
+    finally:
+        stop(process)
