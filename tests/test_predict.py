@@ -218,36 +218,43 @@ def test_chunk_size_does_not_change_the_output(tmp_path, model_path, products):
     assert outputs[0].count(b"\n") == 101
 
 
-class RecordingModel:
-    """Stands in for the model: remembers chunk sizes and fails on a chosen call."""
+class RecordingDecisions:
+    """Wraps predict.decision_values: remembers chunk sizes and fails on a chosen call."""
 
-    def __init__(self, real: Pipeline, fail_on_call: int | None = None):
-        self.real, self.classes_, self.fail_on_call = real, real.classes_, fail_on_call
+    def __init__(self, fail_on_call: int | None = None):
+        self.real, self.fail_on_call = predict.decision_values, fail_on_call
         self.sizes: list[int] = []
 
-    def decision_function(self, frame):
+    def __call__(self, model, frame):
         self.sizes.append(len(frame))
         if len(self.sizes) == self.fail_on_call:
             raise InputError("boom in a later chunk")
-        return self.real.decision_function(frame)
+        return self.real(model, frame)
 
 
-def test_csv_is_streamed_one_chunk_at_a_time(tmp_path, model, products):
+def test_decision_values_equal_the_pipelines_own(model, products):
+    frame = products.iloc[:50][["designation", "description"]]
+    assert np.allclose(predict.decision_values(model, frame), model.decision_function(frame), atol=1e-6)
+
+
+def test_csv_is_streamed_one_chunk_at_a_time(tmp_path, monkeypatch, model, products):
     write_input(tmp_path / "in.csv", products.iloc[:95][["designation", "description"]])
-    recorder = RecordingModel(model)
-    assert predict.predict_csv(recorder, tmp_path / "in.csv", tmp_path / "out.csv", k=2, chunk_size=20) == (95, 0)
+    recorder = RecordingDecisions()
+    monkeypatch.setattr(predict, "decision_values", recorder)
+    assert predict.predict_csv(model, tmp_path / "in.csv", tmp_path / "out.csv", k=2, chunk_size=20) == (95, 0)
     assert recorder.sizes == [20, 20, 20, 20, 15]
 
 
-def test_failure_in_a_later_chunk_leaves_no_output_and_keeps_an_old_one(tmp_path, model, products):
+def test_failure_in_a_later_chunk_leaves_no_output_and_keeps_an_old_one(tmp_path, monkeypatch, model, products):
     write_input(tmp_path / "in.csv", products.iloc[:95][["designation", "description"]])
-    recorder = RecordingModel(model, fail_on_call=3)
+    monkeypatch.setattr(predict, "decision_values", RecordingDecisions(fail_on_call=3))
     with pytest.raises(InputError, match="boom"):
-        predict.predict_csv(recorder, tmp_path / "in.csv", tmp_path / "new.csv", k=1, chunk_size=20)
+        predict.predict_csv(model, tmp_path / "in.csv", tmp_path / "new.csv", k=1, chunk_size=20)
     (tmp_path / "old.csv").write_text("previous results\n")
-    recorder = RecordingModel(model, fail_on_call=3)
+    recorder = RecordingDecisions(fail_on_call=3)
+    monkeypatch.setattr(predict, "decision_values", recorder)
     with pytest.raises(InputError, match="boom"):
-        predict.predict_csv(recorder, tmp_path / "in.csv", tmp_path / "old.csv", k=1, chunk_size=20)
+        predict.predict_csv(model, tmp_path / "in.csv", tmp_path / "old.csv", k=1, chunk_size=20)
     assert recorder.sizes == [20, 20, 20]  # two chunks had been written before the failure
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "old.csv"]
     assert (tmp_path / "old.csv").read_text() == "previous results\n"

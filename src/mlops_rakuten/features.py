@@ -12,6 +12,7 @@ from typing import Any
 import joblib
 
 import numpy as np
+import pandas as pd
 from scipy import sparse
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -52,6 +53,20 @@ def build_vectorizer(params: dict[str, Any]) -> Pipeline:
             ("tfidf", ColumnTransformer(columns, sparse_threshold=1.0, n_jobs=params["n_jobs"])),
         ]
     )
+
+
+def transform_quickly(extractor: Pipeline, frame: pd.DataFrame) -> sparse.csr_matrix:
+    """``extractor.transform(frame)`` without scikit-learn's per-call checks.
+
+    Same fitted cleaning step and vectorizers, same column order: the result
+    is identical. For one product the checks cost more than the features
+    (about 3.5 ms against 1.5 ms), which matters to a served model.
+    """
+    clean = extractor.named_steps["clean"]
+    texts = clean.func(frame, **clean.kw_args)
+    blocks = [vectorizer.transform(texts[column])
+              for name, vectorizer, column in extractor.named_steps["tfidf"].transformers_ if name != "remainder"]
+    return sparse.hstack(blocks, format="csr")
 
 
 def make_picklable_stable(estimator: Any) -> Any:
