@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run setup data repro test bench lock clean sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve
+.PHONY: run setup data repro test bench lock clean sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-real
 
 run: setup data repro
 
@@ -99,3 +99,13 @@ deployments/certs/server.crt:
 # In-process prediction latency and loopback HTTP /predict throughput (wrk if installed), bounded in time.
 bench-serve: data repro
 	python -m mlops_rakuten.serve.bench
+
+# Model quality on real challenge text and speed (README "Quality and speed"): cross-validated
+# weighted F1 of params.yaml on DATA, the pipeline timed on DATA, then at full size on demo data.
+DATA ?= ../shared/data/rakuten-sample
+bench-real: setup
+	@if [ -f "$(DATA)/X_train_update.csv" ] && [ -f "$(DATA)/Y_train_CVw08PX.csv" ]; then \
+		python -m mlops_rakuten.crossval --data "$(DATA)" && \
+		python -m mlops_rakuten.benchmark --data "$(abspath $(DATA))" && \
+		python -m mlops_rakuten.benchmark; \
+	else echo "bench-real: skipped, no X_train_update.csv and Y_train_CVw08PX.csv in $(DATA)"; fi

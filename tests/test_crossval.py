@@ -1,0 +1,35 @@
+"""Cross-validation of params.yaml (make bench-real), and ingest on the real challenge formatting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from mlops_rakuten.crossval import cross_validate, load_products
+from mlops_rakuten.demo_data import write_demo_data
+
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+REAL_SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
+
+
+def test_cross_validation_scores_every_fold_reproducibly(tmp_path: Path):
+    write_demo_data(tmp_path, rows=600, seed=3)
+    products = load_products(tmp_path, PARAMS["preprocess"])
+    featurize = {**PARAMS["featurize"], "n_jobs": 1}
+    scores = cross_validate(products, featurize, PARAMS["model"], folds=3, seeds=(0, 1))
+    assert scores.shape == (6,)
+    assert 0.4 < scores.mean() <= 1.0
+    assert (scores == cross_validate(products, featurize, PARAMS["model"], folds=3, seeds=(0, 1))).all()
+    assert not (scores == cross_validate(products, featurize, PARAMS["model"], folds=3, seeds=(5, 6))).all()
+
+
+@pytest.mark.skipif(not REAL_SAMPLE.is_dir(), reason="the real challenge sample (../shared/data) is not on this machine")
+def test_ingest_and_cleaning_read_the_real_challenge_files():
+    products = load_products(REAL_SAMPLE, PARAMS["preprocess"])
+    assert len(products) > 2000
+    assert products["prdtypecode"].nunique() == 27
+    assert not products["description"].str.contains("<p>|&eacute;|&amp;", regex=True).any()
+    assert (products["description"] == "").mean() > 0.2
