@@ -18,17 +18,18 @@ from mlops_rakuten.workspace import add_raw_data, copy_project
 
 VENV = Path(sys.executable).parent.parent
 WORKFLOW = ROOT / ".github/workflows/pr-report.yml"
+BASE_C = yaml.safe_load((ROOT / "params.yaml").read_text())["model"]["C"]
 PLOT = "plots/confusion_matrix.png"
 
 
 @pytest.fixture(scope="module")
 def branch(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``main`` ran the pipeline with C=1.0; the checked-out ``feature`` branch reran it with C=0.25."""
+    """``main`` ran the pipeline with params.yaml's C; the checked-out ``feature`` branch reran it with C=0.25."""
     dest = copy_project(ROOT, tmp_path_factory.mktemp("pr-report") / "project")
     add_raw_data(dest, rows=1500)
     run(["dvc", "repro"], dest)
     run(["git", "add", "-A"], dest)
-    run(["git", "commit", "-q", "-m", "pipeline with C=1.0"], dest)
+    run(["git", "commit", "-q", "-m", "pipeline with the default C"], dest)
     run(["git", "checkout", "-q", "-b", "feature"], dest)
     params = dest / "params.yaml"
     params.write_text(re.sub(r"(?m)^  C: .*$", "  C: 0.25", params.read_text()))
@@ -58,7 +59,7 @@ def test_report_against_the_base_shows_both_c_values_and_the_f1_change(branch: P
     report = pr_report(branch, "main")
     assert report.startswith(MARKER + "\n")  # nothing else on stdout: the workflow posts it as is
 
-    assert row(report, "params.yaml", "model.C") == ["1.0", "0.25"]
+    assert row(report, "params.yaml", "model.C") == [str(BASE_C), "0.25"]
     old, new = f1_at(branch, "main"), f1_at(branch, "HEAD")
     assert old != new
     before, after, change = (float(cell) for cell in row(report, "metrics/metrics.json", "f1_weighted"))
