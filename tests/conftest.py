@@ -17,3 +17,13 @@ def project(tmp_path: Path) -> Path:
     dest = copy_project(ROOT, tmp_path / "project")
     add_raw_data(dest, rows=1500)
     return dest
+
+
+def reproduced_project(dest: Path, rows: int = 1500) -> Path:
+    """A demo project after `dvc repro`, its outputs committed."""
+    copy_project(ROOT, dest)
+    add_raw_data(dest, rows=rows)
+    run(["dvc", "repro"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-q", "-m", "pipeline outputs"], dest)
+    return dest

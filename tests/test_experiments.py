@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run
+from conftest import reproduced_project, run
 from mlops_rakuten.experiments import learning_curve_points, parse_queue_status
-from mlops_rakuten.workspace import add_raw_data, copy_project
 
 STAGES = ["ingest", "preprocess", "split", "featurize", "train", "evaluate"]
 VENV = Path(sys.executable).parent.parent
@@ -24,11 +23,7 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Shared by the tests below (one full `dvc repro` is the slow part); each test
     leaves the workspace as it found it.
     """
-    dest = copy_project(ROOT, tmp_path_factory.mktemp("experiments") / "project")
-    add_raw_data(dest, rows=1500)
-    run(["dvc", "repro"], dest)
-    run(["git", "add", "-A"], dest)
-    run(["git", "commit", "-q", "-m", "baseline"], dest)
+    dest = reproduced_project(tmp_path_factory.mktemp("experiments") / "project")
     yield dest
     # Queue workers exit when idle; stop any left by a failed test before the folder goes.
     run(["dvc", "queue", "stop"], dest, check=False)

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, run
+from conftest import ROOT, reproduced_project, run
 from mlops_rakuten.experiments import MARKER
-from mlops_rakuten.workspace import add_raw_data, copy_project
 
 VENV = Path(sys.executable).parent.parent
 WORKFLOW = ROOT / ".github/workflows/pr-report.yml"
@@ -25,11 +24,7 @@ PLOT = "plots/confusion_matrix.png"
 @pytest.fixture(scope="module")
 def branch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``main`` ran the pipeline with params.yaml's C; the checked-out ``feature`` branch reran it with C=0.25."""
-    dest = copy_project(ROOT, tmp_path_factory.mktemp("pr-report") / "project")
-    add_raw_data(dest, rows=1500)
-    run(["dvc", "repro"], dest)
-    run(["git", "add", "-A"], dest)
-    run(["git", "commit", "-q", "-m", "pipeline with the default C"], dest)
+    dest = reproduced_project(tmp_path_factory.mktemp("pr-report") / "project")
     run(["git", "checkout", "-q", "-b", "feature"], dest)
     params = dest / "params.yaml"
     params.write_text(re.sub(r"(?m)^  C: .*$", "  C: 0.25", params.read_text()))

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import reproduced_project
 from mlops_rakuten.remote import configure_remote
-from mlops_rakuten.workspace import add_raw_data, copy_project, run
+from mlops_rakuten.workspace import run
 from s3_server import SeaweedS3
 
 TOKEN = f"test-{secrets.token_hex(8)}"
@@ -58,12 +58,7 @@ def s3(s3_server: SeaweedS3) -> SeaweedS3:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     """A demo project after `dvc repro`, everything committed, no remote yet: copied by each test."""
-    dest = copy_project(ROOT, tmp_path_factory.mktemp("built") / "project")
-    add_raw_data(dest, rows=1500)
-    run(["dvc", "repro"], dest)
-    run(["git", "add", "-A"], dest)
-    run(["git", "commit", "-q", "-m", "pipeline outputs"], dest)
-    return dest
+    return reproduced_project(tmp_path_factory.mktemp("built") / "project")
 
 
 @pytest.fixture
