@@ -31,7 +31,7 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def make(target: str, project: Path, *variables: str):
     """`make TARGET` in a temp copy with the project's venv; -o keeps make from reinstalling into it."""
-    return run(["make", "-o", f"{VENV}/.installed", target, f"VENV={VENV}", *variables], project)
+    return run(["make", "--no-print-directory", "-o", f"{VENV}/.installed", target, f"VENV={VENV}", *variables], project)
 
 
 def exp_show(project: Path) -> list[dict]:

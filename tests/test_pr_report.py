@@ -35,8 +35,9 @@ def branch(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def pr_report(project: Path, base: str) -> str:
-    # -o: a temp copy must never reinstall into the project's venv.
-    return run(["make", "-o", f"{VENV}/.installed", "pr-report", f"BASE={base}", f"VENV={VENV}"], project).stdout
+    # -o: a temp copy must never reinstall into the project's venv; no "Entering directory" lines
+    # when the tests themselves run under make (make test).
+    return run(["make", "--no-print-directory", "-o", f"{VENV}/.installed", "pr-report", f"BASE={base}", f"VENV={VENV}"], project).stdout
 
 
 def row(report: str, path: str, name: str) -> list[str]:
