@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import reproduced_project, run
-from mlops_rakuten.experiments import learning_curve_points, parse_queue_status
+from mlops_rakuten.experiments import learning_curve_points, parse_queue_status, stop_lingering_workers
 
 STAGES = ["ingest", "preprocess", "split", "featurize", "train", "evaluate"]
 VENV = Path(sys.executable).parent.parent
@@ -31,7 +32,9 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def make(target: str, project: Path, *variables: str):
     """`make TARGET` in a temp copy with the project's venv; -o keeps make from reinstalling into it."""
-    return run(["make", "--no-print-directory", "-o", f"{VENV}/.installed", target, f"VENV={VENV}", *variables], project)
+    # A hang (a queue worker holding the output pipe open) fails the test instead of stalling CI.
+    return run(["make", "--no-print-directory", "-o", f"{VENV}/.installed", target, f"VENV={VENV}", *variables],
+               project, timeout=1200)
 
 
 def exp_show(project: Path) -> list[dict]:
@@ -114,6 +117,23 @@ c6d435c  runty-curb  07:21 AM      Running
 
 Worker status: 1 active, 1 idle
 """
+
+
+def test_a_queue_worker_left_idle_in_this_repo_is_stopped_and_others_are_not(tmp_path: Path):
+    here, elsewhere = tmp_path / "repo", tmp_path / "other"
+    here.mkdir(), elsewhere.mkdir()
+    sleeper = [sys.executable, "-c", "import time; time.sleep(600)", "exp", "queue-worker"]
+    stray = subprocess.Popen(sleeper, cwd=here)
+    other = subprocess.Popen(sleeper, cwd=elsewhere)
+    try:
+        assert stop_lingering_workers(here, grace=0.5) == 1
+        stray.wait(timeout=10)  # raises if it is still running (psutil reaped it: no exit code to check)
+        assert other.poll() is None
+        assert stop_lingering_workers(here, grace=0.5) == 0
+    finally:
+        for proc in (stray, other):
+            proc.kill()
+            proc.wait()
 
 
 def test_queue_status_is_read_per_task_even_without_a_name():

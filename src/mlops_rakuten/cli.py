@@ -42,9 +42,10 @@ def _calibration(args: argparse.Namespace) -> None:
 
 def _wait_queue(args: argparse.Namespace) -> None:
     from mlops_rakuten.errors import InputError
-    from mlops_rakuten.experiments import wait_for_queue
+    from mlops_rakuten.experiments import stop_lingering_workers, wait_for_queue
 
     failed = wait_for_queue(poll=args.poll, timeout=args.timeout)
+    stop_lingering_workers()
     if failed:
         raise InputError(f"experiment(s) failed: {', '.join(failed)} (see `dvc queue logs NAME`)")
     print("experiment queue done")
@@ -125,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     calib = commands.add_parser("calibration", help="how well predict's score matches accuracy on a labelled table")
     calib.add_argument("--input", type=Path, default=Path("data/split/test.csv"),
                        help="product table with prdtypecode (default data/split/test.csv)")
-    calib.add_argument("--model", type=Path, default=Path("models/model.joblib"))
+    calib.add_argument("--model", type=Path, default=Path("models/holdout_model.joblib"),
+                       help="saved model that never saw --input (default models/holdout_model.joblib, "
+                            "fitted on the train split only)")
     calib.set_defaults(run=_calibration)
 
     wait = commands.add_parser("wait-queue", help="wait until dvc's experiment queue is done; fail if one failed")

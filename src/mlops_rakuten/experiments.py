@@ -99,6 +99,35 @@ def wait_for_queue(cwd: Path | None = None, poll: float = 5.0, timeout: float = 
     return sorted(tasks[t][0] or t for t in watched if t in tasks and tasks[t][1] != "Success")
 
 
+def stop_lingering_workers(cwd: Path | None = None, grace: float = 30.0) -> int:
+    """Make sure this repo's queue workers are gone once the queue is done; return how many were stopped.
+
+    Each ``dvc exp queue-worker`` should exit by itself when the queue is
+    empty, but with several workers one can miss the shutdown message and sit
+    idle for ever, holding the terminal (or a caller's pipe) open. After
+    ``grace`` seconds the stragglers get SIGTERM: celery's warm shutdown, safe
+    since they have no task left.
+    """
+    import psutil
+
+    root = (cwd or Path.cwd()).resolve()
+
+    def workers() -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter(["cmdline", "cwd"]):
+            cmdline, proc_cwd = proc.info["cmdline"] or [], proc.info["cwd"]
+            if "queue-worker" in cmdline and proc_cwd and Path(proc_cwd).resolve() == root:
+                found.append(proc)
+        return found
+
+    _, alive = psutil.wait_procs(workers(), timeout=grace)
+    for proc in alive:
+        log.warning("queue worker %d did not exit after the queue emptied: stopping it", proc.pid)
+        proc.terminate()
+    psutil.wait_procs(alive, timeout=grace)
+    return len(alive)
+
+
 # --- learning curve -----------------------------------------------------------------------------
 
 
