@@ -15,15 +15,20 @@ PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 REAL_SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
 
 
-def test_cross_validation_scores_every_fold_reproducibly(tmp_path: Path):
+def test_cross_validation_scores_both_models_on_every_fold_reproducibly(tmp_path: Path):
     write_demo_data(tmp_path, rows=600, seed=3)
     products = load_products(tmp_path, PARAMS["preprocess"])
-    featurize = {**PARAMS["featurize"], "n_jobs": 1}
-    scores = cross_validate(products, featurize, PARAMS["model"], folds=3, seeds=(0, 1))
-    assert scores.shape == (6,)
-    assert 0.4 < scores.mean() <= 1.0
-    assert (scores == cross_validate(products, featurize, PARAMS["model"], folds=3, seeds=(0, 1))).all()
-    assert not (scores == cross_validate(products, featurize, PARAMS["model"], folds=3, seeds=(5, 6))).all()
+    params = {"split": PARAMS["split"], "featurize": {**PARAMS["featurize"], "n_jobs": 1}, "model": PARAMS["model"]}
+    scores = cross_validate(products, params, folds=3, seeds=(0, 1))
+    assert set(scores) == {"holdout", "shipped"}
+    assert scores["holdout"].shape == scores["shipped"].shape == (6,)
+    assert 0.4 < scores["holdout"].mean() <= 1.0 and 0.4 < scores["shipped"].mean() <= 1.0
+    # The shipped model learnt from the inner test split too, so it is a different model.
+    assert (scores["shipped"] != scores["holdout"]).any()
+    again = cross_validate(products, params, folds=3, seeds=(0, 1))
+    assert all((scores[name] == again[name]).all() for name in scores)
+    other = cross_validate(products, params, folds=3, seeds=(5, 6))
+    assert not (scores["shipped"] == other["shipped"]).all()
 
 
 @pytest.mark.skipif(not REAL_SAMPLE.is_dir(), reason="the real challenge sample (../shared/data) is not on this machine")

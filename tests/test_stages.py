@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy import sparse
 from sklearn.pipeline import Pipeline
 
 from mlops_rakuten.errors import InputError
@@ -17,7 +18,7 @@ from mlops_rakuten.stages.evaluate import class_metrics, headline_metrics
 from mlops_rakuten.stages.ingest import join_challenge, parse_labels, sample_fraction
 from mlops_rakuten.stages.preprocess import preprocess
 from mlops_rakuten.stages.split import split
-from mlops_rakuten.stages.train import fit_classifier
+from mlops_rakuten.stages.train import fit_classifier, fit_holdout_and_shipped
 from mlops_rakuten.text import clean_text, product_texts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,6 +113,19 @@ def test_featurize_and_train_give_a_pipeline_that_predicts_raw_text():
     assert not hasattr(vectorizer.named_steps["tfidf"].transformers_[0][1], "_stop_words_id")
     raw = pd.DataFrame({"designation": ["Grande PISCINE"], "description": ["<p>b&acirc;che</p>"]})
     assert model.predict(raw).tolist() == [2583]
+
+
+def test_holdout_model_sees_only_the_train_split_and_the_shipped_one_all_rows():
+    rng = np.random.default_rng(0)
+    x, y = sparse.csr_matrix(rng.random((60, 8)), dtype=np.float32), np.repeat([10, 40, 50], 20)
+    train, test = (x[:45], y[:45]), (x[45:], y[45:])
+    holdout, shipped = fit_holdout_and_shipped(train, test, PARAMS["model"])
+    assert (holdout.coef_ == fit_classifier(*train, PARAMS["model"]).coef_).all()
+    assert (shipped.coef_ == fit_classifier(x, y, PARAMS["model"]).coef_).all()
+    assert (shipped.coef_ != holdout.coef_).any()
+    # Without refit, both names hold the same train-split classifier; one process is enough.
+    holdout, shipped = fit_holdout_and_shipped(train, test, {**PARAMS["model"], "refit_on_all": False, "n_jobs": 1})
+    assert shipped is holdout and (holdout.coef_ == fit_classifier(*train, PARAMS["model"]).coef_).all()
 
 
 def test_char_ngrams_can_be_switched_off_and_bounds_are_checked():

@@ -1,9 +1,11 @@
 """Cross-validate the default params on a data set in the challenge format.
 
-Stratified k-fold, repeated over several seeds, with the pipeline's own
-functions (ingest checks, cleaning, feature extractor, classifier), so the
-score measures exactly what ``dvc repro`` would build from ``params.yaml``.
-Used to choose params on a small real sample without overfitting one split.
+Stratified k-fold, repeated over several seeds. In each fold the other folds
+play ``data/raw`` and go through the pipeline's own functions (split,
+extractor, hold-out and shipped classifiers), so the score on the left-out
+fold measures exactly the models ``dvc repro`` would build from
+``params.yaml``. Used to choose params on a small real sample without
+overfitting one split.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from mlops_rakuten.features import build_vectorizer
 from mlops_rakuten.params import read_params
 from mlops_rakuten.stages.ingest import X_COLUMNS, Y_COLUMNS, join_challenge, read_challenge_csv
 from mlops_rakuten.stages.preprocess import preprocess
-from mlops_rakuten.stages.train import fit_classifier
+from mlops_rakuten.stages.split import split
+from mlops_rakuten.stages.train import fit_holdout_and_shipped
 
 
 def load_products(folder: Path, preprocess_params: dict[str, Any]) -> pd.DataFrame:
@@ -33,18 +36,31 @@ def load_products(folder: Path, preprocess_params: dict[str, Any]) -> pd.DataFra
     return preprocess(products, preprocess_params)[0]
 
 
-def cross_validate(products: pd.DataFrame, featurize: dict[str, Any], model: dict[str, Any],
-                   folds: int = 5, seeds: tuple[int, ...] = (0, 1, 2)) -> np.ndarray:
-    """Weighted F1 of every fold of every repetition."""
+def cross_validate(products: pd.DataFrame, params: dict[str, dict[str, Any]], folds: int = 5,
+                   seeds: tuple[int, ...] = (0, 1, 2)) -> dict[str, np.ndarray]:
+    """Weighted F1 of the hold-out and the shipped model on every fold of every repetition.
+
+    ``params`` holds the ``split``, ``featurize`` and ``model`` sections.
+    """
     labels = products["prdtypecode"].to_numpy()
-    scores = []
+    scores: dict[str, list[float]] = {"holdout": [], "shipped": []}
     for seed in seeds:
-        for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(products, labels):
-            vectorizer = build_vectorizer(featurize)
-            classifier = fit_classifier(vectorizer.fit_transform(products.iloc[train]), labels[train], model)
-            predicted = classifier.predict(vectorizer.transform(products.iloc[test]))
-            scores.append(f1_score(labels[test], predicted, average="weighted"))
-    return np.array(scores)
+        for rest, left_out in StratifiedKFold(folds, shuffle=True, random_state=seed).split(products, labels):
+            train, test = split(products.iloc[rest], params["split"], Path(f"fold of seed {seed}"))
+            vectorizer = build_vectorizer(params["featurize"])
+            fitted = fit_holdout_and_shipped(
+                (vectorizer.fit_transform(train), train["prdtypecode"].to_numpy()),
+                (vectorizer.transform(test), test["prdtypecode"].to_numpy()),
+                params["model"],
+            )
+            x_left_out = vectorizer.transform(products.iloc[left_out])
+            for name, classifier in zip(scores, fitted):
+                scores[name].append(f1_score(labels[left_out], classifier.predict(x_left_out), average="weighted"))
+    return {name: np.array(values) for name, values in scores.items()}
+
+
+def summary(scores: np.ndarray) -> str:
+    return f"{scores.mean():.4f} ± {scores.std():.4f} (min {scores.min():.4f}, max {scores.max():.4f})"
 
 
 @exit_on_input_error
@@ -57,12 +73,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     products = load_products(args.data, read_params(args.params, "preprocess"))
-    scores = cross_validate(products, read_params(args.params, "featurize"), read_params(args.params, "model"),
-                            args.folds, tuple(range(args.seeds)))
+    params = {section: read_params(args.params, section) for section in ("split", "featurize", "model")}
+    scores = cross_validate(products, params, args.folds, tuple(range(args.seeds)))
     print(f"{len(products)} products from {args.data}, {args.seeds} x stratified {args.folds}-fold CV "
-          f"with {args.params}: weighted F1 {scores.mean():.4f} ± {scores.std():.4f} "
-          f"(min {scores.min():.4f}, max {scores.max():.4f}) in {time.perf_counter() - start:.0f} s")
-
+          f"with {args.params} ({time.perf_counter() - start:.0f} s), weighted F1 on the left-out fold:\n"
+          f"  shipped model (models/model.joblib)          {summary(scores['shipped'])}\n"
+          f"  hold-out model (models/holdout_model.joblib) {summary(scores['holdout'])}")
 
 if __name__ == "__main__":
     main()

@@ -67,6 +67,8 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "tol": _number(0, 1),
         "max_iter": _integer(1),
         "seed": _SEED,
+        "refit_on_all": _BOOL,
+        "n_jobs": _integer(1, 64),
     },
 }
 

@@ -1,4 +1,4 @@
-"""Stage evaluate: score the saved model on the test split.
+"""Stage evaluate: score the hold-out model (fitted on the train split only) on the test split.
 
 Writes the headline metrics, per-class metrics, a row-normalised confusion
 matrix image and an ``actual,predicted`` CSV for ``dvc plots``.
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_logging()
     if not args.model.is_file():
-        raise InputError(f"{args.model}: file not found (expected the model from the train stage)")
+        raise InputError(f"{args.model}: file not found (expected the hold-out model from the train stage)")
     classifier = joblib.load(args.model).named_steps["classifier"]
     x_test, actual = load_features(args.test_features)
     n_train = load_features(args.train_features, mmap_mode="r")[0].shape[0]
