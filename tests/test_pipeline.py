@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
 
 import joblib
 import pandas as pd
+import yaml
 
-from conftest import run
+from conftest import ROOT, run
 from mlops_rakuten.categories import CODES
 
 STAGES = ["ingest", "preprocess", "split", "featurize", "train", "evaluate"]
@@ -69,3 +71,16 @@ def test_changing_model_params_reruns_only_train_and_evaluate(project: Path):
     params.write_text(re.sub(r"(?m)^  C: .*$", "  C: 0.123", params.read_text()))
     out = run(["dvc", "repro"], project).stdout
     assert [s for s in STAGES if f"Running stage '{s}'" in out] == ["train", "evaluate"]
+
+
+def test_committed_dvc_lock_matches_the_code_it_was_built_from():
+    """Editing a stage's code without rerunning `dvc repro` would leave make run with a dirty tree."""
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
+    stale = [
+        f"{stage}: {dep['path']}"
+        for stage, entry in lock["stages"].items()
+        for dep in entry.get("deps", [])
+        if dep["path"].startswith("src/")
+        and hashlib.md5((ROOT / dep["path"]).read_bytes()).hexdigest() != dep["md5"]
+    ]
+    assert not stale, f"dvc.lock is out of date, run dvc repro and commit it: {stale}"
