@@ -16,6 +16,7 @@ import yaml
 from conftest import run
 from mlops_rakuten.demo_data import X_FILE, Y_FILE
 from mlops_rakuten.serve.project import project_lock
+from mlops_rakuten.serve.raw_append import StagingCheckFailed, check_staged
 from mlops_rakuten.serve.watch import CHECK_SECONDS
 from serve_support import auth, build_project, client, make_settings
 
@@ -119,6 +120,29 @@ def test_ingest_accepts_an_index_column_and_ids(api, admin, settings):
     assert last == f"{body['first_index']},Tondeuse thermique,,123,456"  # a new index, not the upload's 7
 
 
+def test_line_breaks_inside_fields_keep_the_raw_data_readable(api, admin, settings):
+    # A bare \r used to be written unquoted: pandas then read one row more in X than in Y.
+    text = HEADER + '"CR\rinside","one\r\ntwo\u2028three\x0bfour",2583\n' + "Livre suivant,,10\n"
+    response = upload(api, admin, text)
+    assert response.status_code == 200, response.text
+    first = response.json()["first_index"]
+    assert_raw_consistent(settings)
+    x = pd.read_csv(settings.raw_dir / X_FILE, index_col=0, dtype={"designation": str}, keep_default_na=False)
+    assert x.loc[first, "designation"] == "CR\ninside" and x.loc[first, "description"] == "one\ntwo three four"
+    assert x.loc[first + 1, "designation"] == "Livre suivant"
+    assert upload(api, admin, HEADER + GOOD).status_code == 200  # and later ingests still work
+    assert_raw_consistent(settings)
+
+
+def test_staged_files_that_do_not_read_back_are_never_committed(tmp_path):
+    # Whatever a future writer gets wrong, the read-back check stops it before the commit marker.
+    (tmp_path / X_FILE).write_text(",designation,description,productid,imageid\n0,a,,,\n1,CR\rinside,,,\n")
+    (tmp_path / Y_FILE).write_text(",prdtypecode\n0,10\n1,2583\n")
+    products = pd.DataFrame({"designation": ["CR\rinside"], "description": [""], "prdtypecode": [2583]})
+    with pytest.raises(StagingCheckFailed, match="do not read back as written"):
+        check_staged(tmp_path, 1, products)
+
+
 def test_ingest_while_the_project_is_busy_is_409(api, admin, settings):
     with project_lock(settings.state_dir):
         response = upload(api, admin, HEADER + GOOD)
@@ -141,6 +165,7 @@ setattr(os, {target!r}, crash_on_call_{when})
 rows = pd.DataFrame({{"designation": ["Robot piscine Dolphin"], "description": [""], "prdtypecode": [2583],
                       "productid": [""], "imageid": [""]}})
 raw_append.append_products(Path(sys.argv[1]), Path(sys.argv[2]), rows)
+os._exit(17)  # no crash point reached: die right after the append, as before `dvc add`
 """
 
 
@@ -171,6 +196,16 @@ def test_crash_between_the_two_renames_is_finished_on_restart(settings):
     assert all(after[name].startswith(before[name]) and after[name] != before[name] for name in after)
     assert after[X_FILE].decode().splitlines()[-1].endswith("Robot piscine Dolphin,,,")
     assert_raw_consistent(settings)
+    assert raw_md5(settings) != md5 and not settings.raw_staging.exists()
+    assert "modified" not in run(["dvc", "status", "data/raw.dvc"], settings.project_dir).stdout
+
+
+def test_crash_during_dvc_add_is_recorded_on_restart(settings):
+    before, md5 = raw_bytes(settings), raw_md5(settings)
+    crash_ingest(settings, "getpid", 10**9)  # the append completes, then the process dies before `dvc add`
+    assert raw_bytes(settings) != before and raw_md5(settings) == md5  # data/raw.dvc is stale
+    with client(settings):  # the restart records the appended files
+        pass
     assert raw_md5(settings) != md5 and not settings.raw_staging.exists()
     assert "modified" not in run(["dvc", "status", "data/raw.dvc"], settings.project_dir).stdout
 

@@ -19,7 +19,7 @@ from mlops_rakuten.serve.jobs import TrainJobs
 from mlops_rakuten.serve.metrics import Metrics, MetricsMiddleware
 from mlops_rakuten.serve.model import ModelHolder
 from mlops_rakuten.serve.project import Busy, project_lock
-from mlops_rakuten.serve.raw_append import recover
+from mlops_rakuten.serve.raw_append import recorded, recover
 from mlops_rakuten.serve.routers import health, info, ingest, predict, token, train
 from mlops_rakuten.serve.settings import RAW_DIR, Settings, load_settings
 from mlops_rakuten.serve.users import UserStore
@@ -29,12 +29,18 @@ log = logging.getLogger("serve")
 
 
 def finish_interrupted_ingest(settings: Settings) -> None:
-    """An ingest cut off after its commit point is completed (and recorded) before serving."""
+    """An ingest cut off after its commit point (renames or `dvc add` unfinished) is completed before serving."""
     try:
         with project_lock(settings.state_dir):
             if recover(settings.raw_dir, settings.raw_staging):
-                log.warning("finished an interrupted ingest into %s", RAW_DIR)
-                run(["dvc", "add", "-q", RAW_DIR], settings.project_dir, check=False)
+                added = run(["dvc", "add", "-q", RAW_DIR], settings.project_dir, check=False)
+                if added.returncode == 0:
+                    recorded(settings.raw_staging)
+                    log.warning("finished an interrupted ingest: %s appended and recorded in %s.dvc",
+                                RAW_DIR, RAW_DIR)
+                else:
+                    log.error("an interrupted ingest into %s is still not recorded: `dvc add` failed: %s",
+                              RAW_DIR, added.stderr.strip()[-500:])
     except Busy:
         pass  # whoever holds the project (another worker starting, or a run) recovers it first
 
@@ -70,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.batcher = Batcher(holder.current, on_batch=metrics.batch_size.observe)
     app.state.metrics = metrics
     app.state.jobs = TrainJobs(settings, holder, on_finish=lambda outcome: metrics.train_runs.labels(outcome).inc())
+    app.state.jobs.recover()  # a run a stopped server left: settled now, or followed until it ends
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_exception_handler(RequestValidationError, _validation_error)
     for module in (token, predict, info, ingest, train, health):

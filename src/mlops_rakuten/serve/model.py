@@ -5,12 +5,19 @@ training reloads at once and writes a small "published" marker; every worker
 looks at that marker at most once a second and reloads when it names a model
 other than its own. A failed run never publishes, so the old model keeps
 serving everywhere.
+
+Each model loaded is also copied into the state folder ("last good"). DVC
+deletes a stage's outputs before running it, so after a crash mid-training
+the workspace may have no model: a restarted server then serves that copy
+until the model file is back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -20,7 +27,7 @@ from typing import Callable
 
 from sklearn.pipeline import Pipeline
 
-from mlops_rakuten.atomic import atomic_open
+from mlops_rakuten.atomic import atomic_open, atomic_path
 from mlops_rakuten.errors import InputError
 from mlops_rakuten.predict import load_model
 from mlops_rakuten.serve.watch import FileWatch
@@ -46,9 +53,11 @@ def file_md5(path: Path) -> str:
 
 
 class ModelHolder:
-    def __init__(self, path: Path, marker: Path, on_change: Callable[[LoadedModel | None, LoadedModel], None]):
+    def __init__(self, path: Path, marker: Path, on_change: Callable[[LoadedModel | None, LoadedModel], None],
+                 last_good: Path | None = None):
         self.path = path
         self.marker = marker
+        self.last_good = last_good or marker.with_name("last-good-model.joblib")
         self.on_change = on_change
         self.loaded: LoadedModel | None = None
         self.error: str | None = None
@@ -56,21 +65,45 @@ class ModelHolder:
         self._marker = FileWatch(marker)
 
     def load(self) -> bool:
-        """Load the file into memory; on failure keep what is served and remember why."""
-        start = time.perf_counter()
+        """Load the file into memory; on failure keep what is served and remember why.
+
+        With nothing served yet (a start-up), a model file that cannot be loaded
+        falls back to the last good copy: False all the same, with the reason in ``error``.
+        """
         try:
-            md5 = file_md5(self.path) if self.path.is_file() else ""
-            pipeline = load_model(self.path)
+            fresh = self._read(self.path)
         except InputError as exc:
-            self.error = str(exc)
             log.warning("model not loaded: %s", exc)
+            if self.loaded is None and self.last_good.is_file():
+                with contextlib.suppress(InputError):
+                    self._serve(self._read(self.last_good))
+                    log.warning("serving the last good model %s until %s is back", self.loaded.md5, self.path)
+            self.error = str(exc)
             return False
-        fresh = LoadedModel(pipeline, self.path, md5, datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                            round(time.perf_counter() - start, 3))
+        self._serve(fresh)
+        self._keep_copy(fresh)
+        return True
+
+    def _read(self, path: Path) -> LoadedModel:
+        start = time.perf_counter()
+        md5 = file_md5(path) if path.is_file() else ""
+        pipeline = load_model(path)
+        return LoadedModel(pipeline, path, md5, datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                           round(time.perf_counter() - start, 3))
+
+    def _serve(self, fresh: LoadedModel) -> None:
         previous, self.loaded, self.error = self.loaded, fresh, None  # one assignment: readers see old or new
         self.on_change(previous, fresh)
-        log.info("model %s loaded from %s in %.2fs", md5, self.path, fresh.load_seconds)
-        return True
+        log.info("model %s loaded from %s in %.2fs", fresh.md5, fresh.path, fresh.load_seconds)
+
+    def _keep_copy(self, model: LoadedModel) -> None:
+        try:
+            if self.last_good.is_file() and file_md5(self.last_good) == model.md5:
+                return
+            with atomic_path(self.last_good) as tmp:
+                shutil.copyfile(model.path, tmp)
+        except OSError as exc:  # serving goes on; only the crash fallback is missing
+            log.warning("could not keep a copy of the model in %s: %s", self.last_good, exc)
 
     def current(self) -> LoadedModel | None:
         """The served model, first picking up one another worker published (within a second)."""

@@ -72,20 +72,22 @@ def git_commit(root: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def project_lock(state_dir: Path) -> Iterator[None]:
+def project_lock(state_dir: Path, wait: bool = False) -> Iterator[int]:
     """Hold the project for a change (training or ingest); Busy at once if someone else holds it.
 
     An flock on a file, so it also excludes the other uvicorn workers and is
-    released by the kernel if the holder dies.
+    released by the kernel when the last holder dies. Yields the lock's file
+    descriptor: a child process given it (``pass_fds``) holds the lock with us,
+    and alone after we die, so a restarted server sees its run still going.
     """
     state_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(state_dir / "project.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise Busy("a training run or an ingest is in progress; try again when it has finished") from None
-        yield
+        yield fd
     finally:
         os.close(fd)  # closing releases the lock
 

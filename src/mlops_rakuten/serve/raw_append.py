@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +25,26 @@ from pandas.errors import EmptyDataError, ParserError
 from mlops_rakuten.demo_data import X_FILE, Y_FILE
 from mlops_rakuten.errors import InputError
 from mlops_rakuten.serve.settings import MAX_DESCRIPTION_CHARS, MAX_DESIGNATION_CHARS
-from mlops_rakuten.stages.ingest import parse_labels
+from mlops_rakuten.stages.ingest import X_COLUMNS, Y_COLUMNS, parse_labels, read_challenge_csv
 from mlops_rakuten.text import clean_text
 
 REQUIRED = ("designation", "description", "prdtypecode")
 OPTIONAL = ("productid", "imageid")  # copied into X when given, blank otherwise (no stage reads them)
 COMMIT = "COMMIT"
+# Characters some reader takes as a line end: pandas' C parser ends a row at a bare \r, Python's
+# splitlines also at these. \r\n and \r become \n (quoted by the CSV writer), the rest a space;
+# NUL is dropped (C readers stop at it).
+_CARRIAGE_RETURN = re.compile(r"\r\n?")
+_OTHER_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+class StagingCheckFailed(Exception):
+    """The staged raw files do not read back as written: nothing was committed."""
+
+
+def normalise_line_breaks(value: str) -> str:
+    """``value`` with every line break a plain \\n, so any CSV reader sees the row the writer meant."""
+    return _OTHER_BREAKS.sub(" ", _CARRIAGE_RETURN.sub("\n", value)).replace("\x00", "")
 
 
 @dataclass
@@ -60,7 +75,7 @@ def read_upload(data: bytes, name: str) -> pd.DataFrame:
     if frame.empty:
         raise InputError(f"{name}: no rows (expected at least one product under the header)")
     frame.index = pd.RangeIndex(1, len(frame) + 1)
-    return frame
+    return frame.apply(lambda column: column.map(normalise_line_breaks))
 
 
 def _label_problems(labels: pd.Series, name: str) -> dict[int, str]:
@@ -143,31 +158,76 @@ def _stage_file(source: Path, target: Path, rows: list[list]) -> None:
         os.fsync(handle.fileno())
 
 
+def check_staged(staging: Path, first: int, products: pd.DataFrame) -> None:
+    """The staged X and Y, read as the ingest stage reads them, end with exactly ``products``."""
+    new = range(first, first + len(products))
+    problems = []
+    try:
+        x = read_challenge_csv(staging / X_FILE, X_COLUMNS)
+        y = read_challenge_csv(staging / Y_FILE, Y_COLUMNS)
+    except InputError as exc:
+        problems.append(str(exc))
+    if problems:
+        pass
+    elif not x.index.equals(y.index):
+        problems.append(f"{X_FILE} has {len(x)} rows and {Y_FILE} {len(y)}, or their indices differ")
+    elif list(x.index[-len(new):]) != list(new) or x.index.max() != new[-1]:
+        problems.append(f"the last {len(new)} rows are not indices {new[0]}..{new[-1]}")
+    else:
+        tail = x.loc[list(new)]
+        for column in X_COLUMNS:
+            if list(tail[column]) != list(products[column]):
+                problems.append(f"column {column!r} of the new rows reads back differently")
+        if list(y.loc[list(new), "prdtypecode"].astype("int64")) != list(products["prdtypecode"].astype("int64")):
+            problems.append("prdtypecode of the new rows reads back differently")
+    if problems:
+        raise StagingCheckFailed(f"the staged raw files do not read back as written ({'; '.join(problems)}); "
+                                 "data/raw was left unchanged")
+
+
 def recover(raw_dir: Path, staging: Path) -> bool:
-    """Finish an append that was committed but not fully renamed, or drop one that was not; True if finished."""
+    """Finish the renames of a committed append, or drop one that was not committed.
+
+    True when a committed append is in place but not yet recorded: the caller runs
+    ``dvc add`` and then ``recorded``.
+    """
     if not staging.exists():
         return False
-    committed = (staging / COMMIT).exists()
-    if committed:
-        for name in (X_FILE, Y_FILE):
-            if (staging / name).exists():  # absent once renamed: the crash came after it
-                os.replace(staging / name, raw_dir / name)
-        _fsync_dir(raw_dir)
-    shutil.rmtree(staging)
-    return committed
+    if not (staging / COMMIT).exists():
+        shutil.rmtree(staging)
+        return False
+    for name in (X_FILE, Y_FILE):
+        if (staging / name).exists():  # absent once renamed: the crash came after it
+            os.replace(staging / name, raw_dir / name)
+    _fsync_dir(raw_dir)
+    return True
+
+
+def recorded(staging: Path) -> None:
+    """``dvc add`` recorded the appended files: the append is complete."""
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def append_products(raw_dir: Path, staging: Path, products: pd.DataFrame) -> tuple[int, int]:
-    """Append ``products`` (as returned by check_upload) with new indices; the first and last index."""
-    recover(raw_dir, staging)
+    """Append ``products`` (as returned by check_upload) with new indices; the first and last index.
+
+    Leaves the staging folder for ``recorded`` to remove once ``dvc add`` has run.
+    """
+    recover(raw_dir, staging)  # an earlier append's files, if any, are recorded with these
+    shutil.rmtree(staging, ignore_errors=True)
     first = _next_index(raw_dir)
     indices = range(first, first + len(products))
     x_rows = [[i, d, s, p, m] for i, d, s, p, m in zip(indices, *(products[c] for c in
                                                                ("designation", "description", *OPTIONAL)))]
     y_rows = [[i, int(code)] for i, code in zip(indices, products["prdtypecode"])]
     staging.mkdir(parents=True)
-    _stage_file(raw_dir / X_FILE, staging / X_FILE, x_rows)
-    _stage_file(raw_dir / Y_FILE, staging / Y_FILE, y_rows)
+    try:
+        _stage_file(raw_dir / X_FILE, staging / X_FILE, x_rows)
+        _stage_file(raw_dir / Y_FILE, staging / Y_FILE, y_rows)
+        check_staged(staging, first, products)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     with open(staging / COMMIT, "w") as marker:
         marker.flush()
         os.fsync(marker.fileno())

@@ -39,4 +39,6 @@ def info(request: Request, _: Annotated[User, Depends(require_user)]) -> dict:
         "metrics": read_metrics(root),
         "git_commit": git_commit(root),
         "busy": is_locked(state.settings.state_dir),  # a training run or an ingest is under way
+        # status "interrupted": the server stopped mid-run; the last good model kept serving.
+        "last_training": state.jobs.latest(),
     }

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile
 from mlops_rakuten.errors import InputError
 from mlops_rakuten.serve.auth import require_admin
 from mlops_rakuten.serve.project import Busy, data_version, project_lock
-from mlops_rakuten.serve.raw_append import OPTIONAL, REQUIRED, append_products, check_upload
+from mlops_rakuten.serve.raw_append import (OPTIONAL, REQUIRED, StagingCheckFailed, append_products, check_upload,
+                                             recorded)
 from mlops_rakuten.serve.settings import MAX_UPLOAD_BYTES, RAW_DIR
 from mlops_rakuten.serve.users import User
 from mlops_rakuten.workspace import run
@@ -39,13 +40,17 @@ def ingest(request: Request, _: Annotated[User, Depends(require_admin)],
         with project_lock(settings.state_dir):
             previous = data_version(settings.project_dir)
             first, last = append_products(settings.raw_dir, settings.raw_staging, upload.accepted)
-            recorded = run(["dvc", "add", "-q", RAW_DIR], settings.project_dir, check=False)
+            added = run(["dvc", "add", "-q", RAW_DIR], settings.project_dir, check=False)
+            if added.returncode == 0:
+                recorded(settings.raw_staging)  # else the next start runs `dvc add` again
     except (Busy, InputError) as exc:  # a run in progress, or raw data missing or inconsistent
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
-    if recorded.returncode != 0:
+    except StagingCheckFailed as exc:
+        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, detail=str(exc)) from None
+    if added.returncode != 0:
         raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR,
                             detail=f"rows {first}..{last} were appended to {RAW_DIR} but `dvc add {RAW_DIR}` "
-                                   f"failed: {(recorded.stderr.strip().splitlines() or ['?'])[-1]}")
+                                   f"failed: {(added.stderr.strip().splitlines() or ['?'])[-1]}")
     current = data_version(settings.project_dir)
     return {**report, "first_index": first, "last_index": last,
             "previous_data_md5": previous and previous["md5"], "data_md5": current and current["md5"]}
