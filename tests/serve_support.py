@@ -92,12 +92,17 @@ def wait_until(check, what: str, timeout: float = 60.0, process: subprocess.Pope
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def start_server(settings: Settings, port: int, log: Path, workers: int = 1) -> subprocess.Popen:
-    """`rakuten serve` in a subprocess (output to ``log``), returned once /health answers."""
-    with open(log, "w") as output:  # a file, not a pipe: a full pipe would block the server
+def start_server(settings: Settings, port: int, log: Path, workers: int = 1,
+                 new_session: bool = False) -> subprocess.Popen:
+    """`rakuten serve` in a subprocess (output to ``log``), returned once /health answers.
+
+    ``new_session``: the server leads its own process group, so a test can kill it with all its children.
+    """
+    with open(log, "a") as output:  # a file, not a pipe: a full pipe would block the server
         process = subprocess.Popen(
             [str(Path(sys.executable).parent / "rakuten"), "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", str(workers)], env=server_env(settings), stdout=output, stderr=subprocess.STDOUT)
+             "--workers", str(workers)], env=server_env(settings), stdout=output, stderr=subprocess.STDOUT,
+            start_new_session=new_session)
     wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200,
                "rakuten serve to answer /health", process=process, log=log)
     return process
