@@ -19,8 +19,8 @@ from mlops_rakuten.errors import InputError
 # sha256 of the two files for rows=500, seed=7. Changing the generator changes these on purpose:
 # the demo data is a pipeline input, so any change must be deliberate and show up in review.
 PINNED = {
-    X_FILE: "1939b11f540d8b67c98ee9ee3aeb078e1a520e6ea275f6b5affc5b934df01d6a",
-    Y_FILE: "e2582231e1181dca1829e89b5336ce28a05bad3e3f817a3db387d3c8f9595d44",
+    X_FILE: "f65548661058b186c3c4fa2d56252251fa8f030d8c61db59bfeb57ac710d802c",
+    Y_FILE: "998541f743ba7b5990908c48670ea3aafd503eeb43772002c39ad5113cf81ffb",
 }
 
 

@@ -2,9 +2,11 @@
 
 French listings are assembled from per-class vocabularies. Neighbouring classes (books, video games,
 toys, home...) share words and some listings are worded like a neighbour's, as in the real catalogue,
-so a text model scores well but not perfectly. The same ``rows`` and ``seed`` give byte-identical files
-on any machine: every draw goes through ``Random.random()`` (the one output Python promises to keep
-stable across versions), nothing iterates a set, and the ``csv`` module writes the files.
+so a text model scores well but not perfectly. Yet a product word a shopper knows (livre, piscine,
+coussin) points to its own class: a small class is rarely worded like a much bigger one. The same
+``rows`` and ``seed`` give byte-identical files on any machine: every draw goes through
+``Random.random()`` (the one output Python promises to keep stable across versions), nothing
+iterates a set, and the ``csv`` module writes the files.
 """
 
 from __future__ import annotations
@@ -32,29 +34,29 @@ DUPLICATES = 0.005  # share of listings posted twice with the same text
 #
 # Per class: "code: product nouns ; qualifiers, sizes and units ; brands, authors or series".
 VOCAB = """
-10: Die Geschichte der|Das Buch der|Handbuch der|The History of|A Treatise on|Mémoires d'un|Souvenirs de|
+10: Livre Ancien|Die Geschichte der|Das Buch der|Handbuch der|The History of|A Treatise on|Mémoires d'un|Souvenirs de|
     Voyage en|Histoire de la|Traité de|Lettres à|Essai sur|Chroniques du|Der Weg nach|Leben und Werk ; Kunst|
     Familie|Deutschen|England|Provence|Révolution|Marine|Campagne|Médecine|Philosophie|Abbaye|Natur ; Plon @|
     Calmann-Lévy|Librairie Larousse @|Insel Verlag|Oxford University Press|Penguin Books|Rowohlt|Flammarion @|
     Fischer Verlag|Mercure de France|Éditions de Minuit|Hachette @
-2705: Roman|Guide pratique|Petit manuel|Recueil de poèmes|Le grand livre de|Cahier d'activités|Méthode|
+2705: Livre|Roman|Livre De Cuisine|Livre De Recettes|Guide pratique|Petit manuel|Recueil de poèmes|Le grand livre de|Livre d'activités|Méthode|
     Carnet de recettes|Biographie|Polar|Saga|Le guide complet|Paperback|Taschenbuch ; Cuisine|Jardinage|Yoga|
     Développement personnel|Couture|Photographie|Permaculture|Méditation|Management|Fantasy|Thriller|Self-Help|
     Kochbuch ; Gallimard|Albin Michel|Eyrolles|Dunod|Marabout|Pocket|J'ai Lu|Folio|Larousse|Actes Sud|Michel Lafon
 2403: Lot De # Livres|Lot # BD|Lot # Mangas|Collection Complète|Série De # Tomes|Lot De # Romans|Lot # Magazines|
-    Ensemble De # Albums|Lot # Revues|Intégrale ; Astérix|Tintin|Naruto|One Piece|Harry Potter|Spirou|
+    Ensemble De # Albums|Lot # Revues|Intégrale|Bandes Dessinées ; Astérix|Tintin|Naruto|One Piece|Harry Potter|Spirou|
     Blake Et Mortimer|Picsou Magazine|Les Schtroumpfs|Le Journal De Mickey|Chair De Poule|Dragon Ball ; Dargaud|
     Casterman|Glénat|Dupuis|Kana|Pika|Bibliothèque Verte|Bibliothèque Rose|Folio Junior|Le Lombard
 2280: Paris Match N° #|L'Illustration N° #|Le Figaro Littéraire|Le Petit Écho De La Mode|Science Et Vie N° #|
-    Historia N° #|Le Miroir Des Sports|Elle N° #|Point De Vue N° #|Le Pèlerin N° #|Der Spiegel Nr. #|
+    Historia N° #|L'Équipe Magazine N° #|Elle N° #|Point De Vue N° #|Le Pèlerin N° #|Der Spiegel Nr. #|
     Life Magazine|Sélection Du Reader's Digest ; Spécial Tour De France|Le Général De Gaulle|Mai 68|
     La Conquête Spatiale|Numéro Spécial Noël|Les Années Yé-Yé|Grace De Monaco|La Coupe Du Monde|
-    Le Salon De L'auto|La Libération De Paris ; Du §|Du §|Du §|Année @|Édition Originale @|Supplément Du §
-40: Final Quest|Street Racer|Dragon Saga|Shadow Ninja|Football Manager|Super Kart|Zombie Hunter|Galaxy Wars|
+    Le Salon De L'auto|La Libération De Paris ; Du §|Du §|Du §|Année @|Numéro D'époque @|Hors-Série Du §
+40: Final Quest|Street Racer|Dragon Fury|Shadow Ninja|Football Manager|Super Kart|Zombie Hunter|Galaxy Wars|
     Dark Legends|Tennis Pro|Metal Arena|Jungle Party ; Édition Limitée|Import Jap|Day One|Game Of The Year|
-    Version Us|Steelbook|Remastered|Deluxe ; PS4|PS3|Xbox One|Xbox 360|Nintendo Switch|Wii U|PS Vita|3DS
-50: Manette Sans Fil|Câble De Charge|Station De Recharge|Casque Gaming|Volant|Housse De Protection|Support|
-    Adaptateur|Batterie Rechargeable|Grip|Film Protecteur|Carte Mémoire|Joystick Arcade|Pédalier ; Compatible|Usb|
+    Version Us|Steelbook|Jeu|Jeu Complet|Remastered|Deluxe ; PS4|PS3|Xbox One|Xbox 360|Nintendo Switch|Wii U|PS Vita|3DS
+50: Manette Sans Fil|Chargeur De Manette|Câble Hdmi|Câble De Charge|Station De Recharge|Casque Gaming|Volant|Housse De Protection|Support|
+    Adaptateur|Batterie Rechargeable|Grip|Film Protecteur|Carte Mémoire|Joystick Arcade|Pédalier ; Compatible|Pour Console|Usb|
     Bluetooth|# mAh|Filaire|Rétroéclairé|Antidérapant|# M|Double Vibration ; PS4|Xbox One|Nintendo Switch|Wii|
     Hori|Thrustmaster|Bigben|Trust|Subsonic|Nacon
 60: Console|Console Portable|Console Rétro|Mini Console|Pack Console|Console De Salon|Handheld ; # Go|
@@ -63,27 +65,27 @@ VOCAB = """
 1140: Figurine|Funko Pop|Statuette|Buste|Porte-Clés|Mug|Poster|T-Shirt|Réplique|Peluche Collector|Diorama ; # Cm|
     Vinyl|Résine|Édition Limitée|Numérotée|Pvc|Articulée|Officielle ; Star Wars|Marvel|Dragon Ball Z|Naruto|Zelda|
     Pokémon|Harry Potter|Game Of Thrones|One Piece|Batman|Assassin's Creed|Overwatch
-2462: Lot # Jeux|Lot Console + # Jeux|Pack Console Et Manettes|Lot Jeux Vidéo|Console + Manette + Jeux|
+2462: Lot # Jeux|Lot Console + # Jeux|Lot Manettes Et Jeux|Lot Jeux Vidéo|Lot De Jeux Et Accessoires|
     Lot De Cartouches|Lot # Jeux Occasion ; Occasion|Sans Notice|En Boîte|Bon État|Testé|Complet|Loose ; Ps2|
     Gamecube|Nintendo Ds|Wii|Xbox 360|Ps3|Super Nintendo|Game Boy
 2905: Jeu Pc|Code De Téléchargement|Clé Steam|Version Numérique|Extension|Season Pass|Jeu À Télécharger|Dlc ; Pc|
     Mac|Windows 10|Steam|Uplay|Origin|Activation|Multilingue ; Galaxy Wars|Farm Simulator|Dark Legends|
     City Builder|Flight Simulator|Total Strategy|Space Colony
-1280: Peluche|Poupée|Poupon|Marionnette|Doudou|Figurine Animal|Dînette|Cuisine Enfant|Déguisement|
+1280: Peluche|Poupée|Poupon|Marionnette|Doudou|Animal De La Ferme|Dînette|Marchande En Bois|Déguisement|
     Coffret Maquillage|Ours En Peluche|Maison De Poupée ; Licorne|Lapin|Princesse|Sirène|Pompier|Super Héros|
     Chaton|Dinosaure|Douce|# Cm ; Barbie|Corolle|Playmobil|Vtech|Lego Friends|Disney|Smoby|Hasbro|Mattel|Gipsy
 1281: Jeu De Société|Puzzle # Pièces|Jeu De Cartes|Jeu De Plateau|Casse-Tête|Jeu D'ambiance|Jeu De Stratégie|
-    Dominos|Jeu De Dés|Escape Game ; Familial|Coopératif|# Joueurs|Apéro|Quiz|Bois|Extension|Classique ; Asmodee|
-    Ravensburger|Hasbro Gaming|Gigamic|Dujardin|Monopoly|Cluedo|Dobble|Iello|Blue Orange
+    Dominos|Jeu De Dés|Escape Game ; Familial|Coopératif|# Joueurs|Apéro|Quiz|Bois|Entre Amis|Classique ; Asmodee|
+    Ravensburger|Repos Production|Gigamic|Dujardin|Monopoly|Cluedo|Dobble|Iello|Blue Orange
 1300: Voiture Miniature|Drone|Hélicoptère Rc|Maquette|Train Électrique|Voiture Radiocommandée|Avion Rc|
-    Camion Miniature|Bateau Rc|Quadricoptère ; 1/43|1/18|1/24|Caméra Hd|Wifi Fpv|2.4 Ghz|# Canaux|Échelle Ho|
+    Camion Miniature|Bateau Rc|Quadricoptère ; 1/43|1/18|1/24|Caméra Hd|Wifi Fpv|2.4 Ghz|# Canaux|Ho 1/87|
     Die Cast|Brushless ; Majorette|Burago|Norev|Solido|Revell|Syma|Dji|Hornby|Jouef|Heller
 1301: Chaussons Bébé|Chaussettes Bébé|Body|Babyfoot|Jeu De Fléchettes|Table De Billard|Cible Électronique|Bavoir|
     Queue De Billard|Set De Fléchettes|Flipper ; Naissance|# Mois|Coton Bio|Antidérapant|Pointes Acier|Pliable|
     Professionnel|Brodé ; Winmau|Harrows|Bulls|Petit Bateau|Absorba|Sucre D'orge|Garlando|Cornilleau
-1302: Trottinette|Trampoline|Balançoire|Toboggan|Vélo Enfant|Draisienne|Pistolet À Eau|Cerf-Volant|Portique|
+1302: Trottinette|Trampoline|Balançoire|Toboggan|Vélo Enfant|Draisienne|Pistolet À Eau|Bac À Sable|Portique|
     Piscine À Balles|Tente De Jeu|Skateboard|Ballon ; Pliable|# Roues|Lumineuses|Extérieur|Jardin|# Pouces|Ø # Cm|
-    Réglable ; Oxelo|Hudora|Bestway|Micro|Smoby|Nerf|Spalding|Wilson
+    Réglable ; Oxelo|Hudora|Bestway|Globber|Smoby|Nerf|Spalding|Wilson
 1320: Poussette|Siège Auto|Lit Parapluie|Chaise Haute|Porte-Bébé|Transat|Baignoire Bébé|Sac À Langer|Tour De Lit|
     Babyphone|Matelas À Langer|Biberon|Gigoteuse|Parc Bébé ; Groupe 0+/1|Isofix|Pliable|Naissance|Réglable|
     Évolutif|# À # Mois|Anti-Colique ; Bébé Confort|Chicco|Maxi-Cosi|Babymoov|Tommee Tippee|Avent|Graco|Béaba|
@@ -107,22 +109,22 @@ VOCAB = """
     Échelle Piscine|Skimmer|Chlore|Cartouche Filtrante|Pompe À Chaleur|Épuisette|Bâche D'hivernage|Douche Solaire|
     Balai Aspirateur ; Ø # M|# x # x # M|Tubulaire|Autoportante|# m³/h|Galets 250 g|# Places|Acier|Ovale|Ronde ;
     Intex|Bestway|Zodiac|Dolphin|Gre|Hayward|Kokido|Lay-Z-Spa|Astralpool
-2585: Perceuse Visseuse|Tondeuse|Taille-Haie|Scie Circulaire|Coffret D'outils|Meuleuse|Souffleur|Tuyau D'arrosage|
-    Nettoyeur Haute Pression|Sécateur|Débroussailleuse|Ponceuse|Échelle|Établi ; # V|# W|Sans Fil|Lithium|
+2585: Perceuse Visseuse|Tondeuse|Taille-Haie|Scie Circulaire|Coffret D'outils|Tournevis|Meuleuse|Souffleur|Tuyau D'arrosage|
+    Nettoyeur Haute Pression|Sécateur|Débroussailleuse|Ponceuse|Escabeau|Établi ; # V|# W|Sans Fil|Lithium|
     # Pièces|Thermique|Électrique|# Bars|Avec Batterie|Brushless ; Bosch|Makita|Black & Decker|Ryobi|Stanley|
     Kärcher|Dewalt|Gardena|Einhell|Parkside
 1160: Carte Pokémon|Carte Yu-Gi-Oh|Carte Magic|Booster|Display|Lot De # Cartes|Carte Panini|Deck|Coffret Dresseur|
     Carte Holo|Album Panini|Carte Dragon Ball Super ; Holo|Reverse|Ex|Gx|Vmax|Commune|Ultra Rare|# Pv|Secret Rare|
     Première Édition ; Pokémon|Yu-Gi-Oh!|Magic The Gathering|Panini Foot|Topps|Épée Et Bouclier|Soleil Et Lune
 1180: Figurine Warhammer|Livre De Règles|Dés De Jeu De Rôle|Set De Dés|Écran Du Meneur|Décor Wargame|
-    Boîte D'armée|Peinture Citadel|Supplément|Figurines Métal|Campagne|Bataillon ; 28 mm|Space Marine|Orks|Elfes|
+    Boîte D'armée|Peinture Citadel|Supplément De Règles|Figurines Métal|Kit De Démarrage|Bataillon ; 28 mm|Space Marine|Orks|Elfes|
     Nains|Non Peint|À Monter|Polyèdres|Résine|Socle ; Games Workshop|Warhammer 40k|Age Of Sigmar|
     Donjons Et Dragons|Pathfinder|L'appel De Cthulhu|Infinity
 1940: Café En Grains|Thé Vert|Chocolat Noir|Capsules|Biscuits|Miel|Confiture|Épices|Huile D'olive|Bonbons|Pâtes|
     Sirop|Infusion|Sauce ; Bio|# g|# ml|1 kg|Équitable|Sans Gluten|Arabica|Artisanal|Aux Fruits|Vegan ; Nespresso|
     Lavazza|Lindt|Bonne Maman|Haribo|Kusmi Tea|Carte Noire|Twinings|Ducros
 2220: Croquettes|Arbre À Chat|Niche|Collier|Laisse|Litière|Aquarium|Cage|Griffoir|Panier Pour Chien|Harnais|
-    Gamelle|Jouet Pour Chien|Fontaine À Eau ; Chien|Chat|Lapin|Oiseau|Poisson|Antipuces|# kg|Réglable|Taille M|
+    Gamelle|Jouet Pour Chien|Fontaine À Eau ; Pour Chien|Pour Chat|Lapin|Oiseau|Poisson|Antipuces|# kg|Réglable|Taille M|
     Chiot|Chaton ; Royal Canin|Purina|Trixie|Zolux|Ferplast|Hill's|Flamingo|Kong
 2522: Cahier|Stylo Bille|Classeur|Agenda|Carnet De Notes|Feutres|Trousse|Enveloppes|Ramette Papier|
     Cartouche D'encre|Calculatrice|Surligneurs|Bloc-Notes|Étiquettes ; A4|A5|Grands Carreaux|Ligné|# Pages|
@@ -134,18 +136,18 @@ VOCAB = """
 # In sentences and shapes a lone letter is a slot: N noun, Q qualifier, B brand, G family word,
 # X generic word, C colour.
 FAMILIES = """
-10 2280 2403 2705: Livre|Édition|Tome|Volume|Collection|Broché|Relié|Illustré|Occasion|Revue|Numéro ;
+10 2280 2403 2705: Ouvrage|Édition|Tome|Volume|Collection|Broché|Relié|Illustré|Occasion|Revue|Numéro ;
     Bon état général, couverture légèrement frottée.|Ouvrage complet de toutes ses pages.|Quelques annotations au
     crayon en marge.|Un classique à redécouvrir dans une édition soignée.|Texte intégral accompagné de notes et
     d'illustrations.|Expédié sous enveloppe bulle renforcée. ; Éditeur : B|Année : @|Nombre de pages : #|
     Langue : Français|État : très bon état|Format : # x # cm ;
     N Q - B G|N Q, B - G X|G : N Q - B @|N - Q G B|N Q Q - B X
-40 50 60 1140 2462 2905: Jeu|Console|Manette|Import|Version Française|Neuf Sous Blister|Pal|Collector|Rétro|
+40 50 60 1140 2462 2905: Jeu Vidéo|Gaming|Import|Version Française|Neuf Sous Blister|Pal|Collector|Rétro|
     Officiel|Gamer ; Jeu testé et fonctionnel.|Livré avec sa boîte et sa notice.|Compatible avec toutes les
     versions de la console.|Plongez dans une aventure épique.|Affrontez vos amis en multijoueur local ou en ligne.|
     Produit officiel sous licence. ; Plateforme : B|PEGI : ^|Langue : multilingue|Modèle : Q|Zone : PAL|
     Référence : ~ ; N Q B - G X Q|N - B - Q C G|N B Q X G|G N B C Q X|N Q B Q G
-1280 1281 1300 1301 1302 1320: Jouet|Enfant|Bébé|Cadeau|Fille|Garçon|Dès ^ Ans|Éducatif|Coloré|Mixte ; Idéal pour
+1280 1281 1300 1301 1302 1320: Jouet|Enfant|Ludique|Cadeau|Fille|Garçon|Dès ^ Ans|Éducatif|Coloré|Mixte ; Idéal pour
     éveiller la curiosité des plus petits.|Conforme aux normes européennes de sécurité CE.|Un cadeau parfait pour
     Noël ou un anniversaire.|Attention : ne convient pas aux enfants de moins de 36 mois.|Favorise la motricité et
     l'imagination.|Piles non incluses. ; Âge : dès ^ ans|Matière : Q|Dimensions : # x # cm|Couleur : C|Marque : B|
@@ -160,7 +162,7 @@ FAMILIES = """
     Résiste aux UV et aux intempéries.|Pièce d'origine, montage facile.|Consultez la notice avant la première
     utilisation. ; Puissance : # W|Tension : # V|Débit : # m³/h|Dimensions : # x # cm|Poids : ^ kg|
     Garantie : ^ ans ; N Q B G C Q|B N Q - X G C|N Q G C Q B|N B Q Q Réf ~
-1160 1180: Carte|Cartes|Jeu|Collection|Rare|Vf|Booster|Mint|Foil|Figurines ; Carte en excellent état, sortie de
+1160 1180: Carte|Cartes|Jeu|Collection|Rare|Vf|Booster|Mint|Foil|Officiel ; Carte en excellent état, sortie de
     booster.|Envoi protégé sous pochette rigide.|Idéal pour compléter votre collection.|Compatible avec les règles
     officielles du jeu.|Pour les joueurs débutants comme confirmés. ; Édition : Q|Langue : français|État : neuf|
     Rareté : rare|Série : B|Quantité : # ; N Q B G X|N B - Q X G|Lot N Q B Q|N Q - G B X
@@ -282,8 +284,12 @@ def _description(rand, pools: dict) -> str:
 
 def _listing(rand, code: int) -> tuple[str, str]:
     pools = POOLS[code]
-    if rand() < LOOKALIKE:  # an ambiguous listing, worded like a neighbouring class
-        pools = POOLS[_pick(rand, pools["peers"])]
+    if rand() < LOOKALIKE:  # an ambiguous listing, worded like a neighbouring class ...
+        peer = _pick(rand, pools["peers"])
+        # ... rarely one much smaller than itself: a big class would drown the small one's words
+        # (2583 pools lent "perceuse" 40 % of its listings), and a shopper's words would point astray.
+        if rand() < min(1.0, CLASSES[peer][1] / CLASSES[code][1]):
+            pools = POOLS[peer]
     title = _fill(rand, _pick(rand, pools["shapes"]), pools)
     if rand() < 0.45:  # many sellers capitalise every word
         title = title.title()
