@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run setup data repro test bench lock clean sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-real
+.PHONY: run setup data repro test bench lock clean docs docs-build sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-real
 
 run: setup data repro
 
@@ -30,10 +30,21 @@ test: setup
 bench: setup
 	python -m mlops_rakuten.benchmark
 
+# The documentation site (docs/, mkdocs.yml): served with live reload, or built into the
+# git-ignored site/. --strict turns a broken link or a page missing from the nav into an error.
+DOCS_ADDR ?= 127.0.0.1:8001
+# Material's banner about its end of life says nothing about this site.
+export NO_MKDOCS_2_WARNING := 1
+docs: setup
+	mkdocs serve --dev-addr $(DOCS_ADDR)
+
+docs-build: setup
+	mkdocs build --strict --site-dir site
+
 # Re-pin every dependency to the newest release (then commit requirements.lock).
 lock:
 	rm -rf /tmp/mlops-rakuten-lock && $(PYTHON) -m venv /tmp/mlops-rakuten-lock
-	/tmp/mlops-rakuten-lock/bin/pip install --quiet -e '.[serve,test]'
+	/tmp/mlops-rakuten-lock/bin/pip install --quiet -e '.[serve,test,docs]'
 	( echo '# Exact versions of every dependency (make installs these). Regenerate: make lock'; \
 	  /tmp/mlops-rakuten-lock/bin/pip freeze --exclude-editable | grep -v '^mlops' ) > requirements.lock
 
