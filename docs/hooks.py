@@ -1,0 +1,187 @@
+"""MkDocs hooks: the pages that come from the code and the pipeline, generated at build time.
+
+- ``img/confusion_matrix.png`` is the pipeline's own ``plots/confusion_matrix.png`` (git-tracked,
+  written by the evaluate stage), published as is: no copy in ``docs/`` to fall out of date.
+- ``<!-- rakuten-cli -->`` in a page becomes the ``--help`` of ``rakuten`` and each subcommand,
+  straight from the argparse parser.
+- ``<!-- rakuten-openapi -->`` becomes the API reference, rendered from the OpenAPI document of
+  the FastAPI app, which is also published as ``reference/openapi.json``.
+
+Nothing is written into the source tree, so ``git status`` stays clean after ``make docs-build``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from mkdocs.structure.files import File
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINE_IMAGES = {"img/confusion_matrix.png": ROOT / "plots" / "confusion_matrix.png"}
+CLI_MARKER = "<!-- rakuten-cli -->"
+OPENAPI_MARKER = "<!-- rakuten-openapi -->"
+HELP_COLUMNS = "100"  # fixed, so the page does not depend on the terminal that builds it
+
+
+def on_files(files, config):
+    for uri, source in PIPELINE_IMAGES.items():
+        if not source.is_file():
+            raise FileNotFoundError(f"{source}: missing; it is a pipeline plot (run `dvc repro`)")
+        files.append(File.generated(config, uri, abs_src_path=str(source)))
+    files.append(File.generated(config, "reference/openapi.json", content=json.dumps(openapi(), indent=2) + "\n"))
+    return files
+
+
+def on_page_markdown(markdown, page, config, files):
+    if CLI_MARKER in markdown:
+        markdown = markdown.replace(CLI_MARKER, cli_reference())
+    if OPENAPI_MARKER in markdown:
+        markdown = markdown.replace(OPENAPI_MARKER, openapi_reference(openapi()))
+    return markdown
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+
+def _subcommands(parser: argparse.ArgumentParser, prefix: str):
+    """(command line, parser) for ``parser`` and every subcommand below it, in definition order."""
+    yield prefix, parser
+    for action in parser._actions:  # argparse has no public way to list subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _subcommands(sub, f"{prefix} {name}")
+
+
+def cli_reference() -> str:
+    from mlops_rakuten.cli import build_parser
+
+    sections = []
+    with _environment(COLUMNS=HELP_COLUMNS, NO_COLOR="1"):
+        for command, parser in _subcommands(build_parser(), "rakuten"):
+            level = "##" if command.count(" ") <= 1 else "###"
+            sections.append(f"{level} `{command}`\n\n```text\n$ {command} --help\n{parser.format_help().rstrip()}\n```\n")
+    return "\n".join(sections)
+
+
+@contextlib.contextmanager
+def _environment(**values: str):
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+# --- the API ------------------------------------------------------------------------------------
+
+_OPENAPI: dict | None = None
+
+
+def openapi() -> dict:
+    """The served app's OpenAPI document, from an app built on an empty scratch project."""
+    global _OPENAPI
+    if _OPENAPI is None:
+        from mlops_rakuten.serve.app import create_app
+        from mlops_rakuten.serve.settings import Settings
+
+        # The scratch project has no model on purpose: only the routes matter here.
+        logging.getLogger("serve.model").setLevel(logging.ERROR)
+        with tempfile.TemporaryDirectory() as scratch:
+            base = Path(scratch)
+            settings = Settings(jwt_secret="documentation-only-" + "0" * 32, project_dir=base,
+                                users_file=base / "users.json", state_dir=base / "state")
+            _OPENAPI = create_app(settings).openapi()
+    return _OPENAPI
+
+
+def _type(schema: dict) -> str:
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        return f"[{name}](#{name.lower()})"
+    for combined in ("anyOf", "oneOf"):
+        if combined in schema:
+            return " or ".join(_type(s) for s in schema[combined])
+    if schema.get("type") == "array":
+        return f"array of {_type(schema.get('items', {}))}"
+    if "enum" in schema:
+        return " \\| ".join(f"`{v}`" for v in schema["enum"])
+    if "const" in schema:
+        return f"`{schema['const']}`"
+    return schema.get("type", "any")
+
+
+_LIMITS = {"minimum": "≥ {}", "exclusiveMinimum": "> {}", "maximum": "≤ {}", "exclusiveMaximum": "< {}",
+           "minLength": "at least {} chars", "maxLength": "at most {} chars",
+           "minItems": "at least {} items", "maxItems": "at most {} items"}
+
+
+def _limits(schema: dict) -> str:
+    found = [text.format(schema[key]) for key, text in _LIMITS.items() if key in schema]
+    for option in schema.get("anyOf", []):
+        found += [text.format(option[key]) for key, text in _LIMITS.items() if key in option]
+    if "default" in schema:
+        found.append(f"default `{json.dumps(schema['default'], ensure_ascii=False)}`")
+    return ", ".join(found)
+
+
+def _cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _operation(method: str, path: str, op: dict) -> str:
+    lines = [f"### `{method.upper()} {path}`", ""]
+    lines += [op.get("summary", ""), ""]
+    if op.get("description"):
+        lines += [op["description"], ""]
+    auth = "bearer token (`Authorization: Bearer ...` from `/token`)" if op.get("security") else "none"
+    lines.append(f"- **Authentication:** {auth}")
+    for param in op.get("parameters", []):
+        lines.append(f"- **Parameter** `{param['name']}` ({param['in']}, {_type(param.get('schema', {}))}"
+                     f"{', required' if param.get('required') else ''})")
+    for media, body in op.get("requestBody", {}).get("content", {}).items():
+        lines.append(f"- **Body** (`{media}`): {_type(body.get('schema', {}))}")
+    for status, response in op.get("responses", {}).items():
+        schemas = [_type(c["schema"]) for c in response.get("content", {}).values() if "schema" in c]
+        lines.append(f"- **{status}** {_cell(response.get('description', ''))}"
+                     + (f": {', '.join(schemas)}" if schemas else ""))
+    return "\n".join(lines) + "\n"
+
+
+def _schema(name: str, schema: dict) -> str:
+    lines = [f"### {name}", ""]
+    if schema.get("description"):
+        lines += [_cell(schema["description"]), ""]
+    properties = schema.get("properties", {})
+    if properties:
+        required = set(schema.get("required", []))
+        lines += ["| field | type | required | limits | description |", "|---|---|---|---|---|"]
+        for field, prop in properties.items():
+            lines.append(f"| `{field}` | {_type(prop)} | {'yes' if field in required else 'no'} | "
+                         f"{_cell(_limits(prop))} | {_cell(prop.get('description', ''))} |")
+    else:
+        lines.append(f"Type: {_type(schema)}")
+    return "\n".join(lines) + "\n"
+
+
+def openapi_reference(document: dict) -> str:
+    info = document["info"]
+    parts = [f"**{info['title']}**, API version {info['version']} (OpenAPI {document['openapi']}). "
+             f"{info.get('description', '')} The raw document: [openapi.json](openapi.json).", "",
+             "## Routes", ""]
+    for path, methods in document["paths"].items():
+        for method, op in methods.items():
+            parts.append(_operation(method, path, op))
+    parts += ["## Schemas", ""]
+    for name, schema in document.get("components", {}).get("schemas", {}).items():
+        parts.append(_schema(name, schema))
+    return "\n".join(parts)
