@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PIPELINE_IMAGES = {"img/confusion_matrix.png": ROOT / "plots" / "confusion_matrix.png"}
 CLI_MARKER = "<!-- rakuten-cli -->"
 OPENAPI_MARKER = "<!-- rakuten-openapi -->"
-HELP_COLUMNS = "100"  # fixed, so the page does not depend on the terminal that builds it
+HELP_COLUMNS = "80"  # fixed (and as wide as a code block), so the page does not depend on the terminal
 
 
 def on_files(files, config):
