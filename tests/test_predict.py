@@ -170,8 +170,11 @@ def test_csv_mode_keeps_the_index_and_writes_top_k(tmp_path, model_path, model, 
                      "--model", str(model_path))
     assert result.returncode == 0, result.stderr
     out = pd.read_csv(tmp_path / "out.csv", index_col=0)
-    assert list(out.columns) == ["prdtypecode", "top1", "top2", "top3", "score1", "score2", "score3"]
+    assert list(out.columns) == ["prdtypecode", "category", "top1", "category1", "score1", "top2", "category2",
+                                 "score2", "top3", "category3", "score3"]
     assert list(out.index) == list(frame.index)
+    for code, name in (("prdtypecode", "category"), *((f"top{i}", f"category{i}") for i in (1, 2, 3))):
+        assert (out[name] == out[code].map(category_name)).all()  # the French name beside each code
     assert (out["prdtypecode"].to_numpy() == model.predict(frame)).all()
     assert (out["prdtypecode"] == out["top1"]).all()
     assert (out["score1"] >= out["score2"]).all() and (out["score2"] >= out["score3"]).all()
@@ -185,7 +188,7 @@ def test_csv_mode_top_1_without_index_or_description(tmp_path, model_path, model
     result = rakuten(tmp_path, "predict", "--input", "in.csv", "--output", "out.csv", "--model", str(model_path))
     assert result.returncode == 0, result.stderr
     out = pd.read_csv(tmp_path / "out.csv", index_col=0)
-    assert list(out.columns) == ["prdtypecode"] and list(out.index) == list(range(10))
+    assert list(out.columns) == ["prdtypecode", "category"] and list(out.index) == list(range(10))
     assert (out["prdtypecode"].to_numpy() == model.predict(frame)).all()
 
 
@@ -197,9 +200,10 @@ def test_rows_without_text_get_empty_cells(tmp_path, model_path):
                      "--model", str(model_path))
     assert result.returncode == 0, result.stderr
     lines = (tmp_path / "out.csv").read_text().splitlines()
-    assert lines[0] == ",prdtypecode,top1,top2,score1,score2"
-    assert lines[2] == "11,,,,," and lines[3] == "12,,,,,"
-    assert all(cell != "" for cell in lines[1].split(",")) and all(cell != "" for cell in lines[4].split(","))
+    assert lines[0] == ",prdtypecode,category,top1,category1,score1,top2,category2,score2"
+    assert lines[2] == "11,,,,,,,," and lines[3] == "12,,,,,,,,"
+    out = pd.read_csv(tmp_path / "out.csv", index_col=0, keep_default_na=False)
+    assert (out.loc[[10, 13]] != "").all(axis=None)
     assert "4 rows (2 without text" in result.stderr  # "NA" is a word, not a missing value
 
 

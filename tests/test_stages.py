@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 import yaml
@@ -14,7 +15,7 @@ from sklearn.pipeline import Pipeline
 from mlops_rakuten.errors import InputError
 from mlops_rakuten.features import build_vectorizer, make_picklable_stable
 from mlops_rakuten.params import read_params
-from mlops_rakuten.stages.evaluate import class_metrics, headline_metrics
+from mlops_rakuten.stages.evaluate import class_metrics, confusion_figure, headline_metrics, prediction_table
 from mlops_rakuten.stages.ingest import join_challenge, parse_labels, sample_fraction
 from mlops_rakuten.stages.preprocess import preprocess
 from mlops_rakuten.stages.split import split
@@ -142,6 +143,27 @@ def test_headline_and_class_metrics():
     assert metrics["accuracy"] == 0.75 and metrics["n_train"] == 16 and metrics["n_test"] == 4
     per_class = class_metrics(actual, predicted)
     assert per_class["10"] == {"precision": 1.0, "recall": 0.5, "f1": 0.666667, "support": 2}
+
+
+def test_confusion_axes_name_each_class_in_code_order():
+    actual, predicted = np.array([2583, 10, 1140, 40, 2583]), np.array([2583, 40, 1140, 40, 10])
+    fig = confusion_figure(actual, predicted)
+    ax = fig.axes[0]
+    expected = ["10 Livres d'occasion / anciens", "40 Jeux vidéo (import, neufs)",
+                "1140 Figurines et produits dérivés (pop culture)", "2583 Piscine et spa"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == expected
+    assert [t.get_text() for t in ax.get_yticklabels()] == expected
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted class", "actual class")
+    plt.close(fig)
+
+
+def test_prediction_table_keeps_codes_and_adds_labels():
+    table = prediction_table(np.array([2583, 10]), np.array([10, 10]))
+    assert table.to_dict("list") == {
+        "actual": [2583, 10], "predicted": [10, 10],
+        "actual_class": ["2583 Piscine et spa", "10 Livres d'occasion / anciens"],
+        "predicted_class": ["10 Livres d'occasion / anciens"] * 2,
+    }
 
 
 def test_read_params_checks_every_key(tmp_path: Path):

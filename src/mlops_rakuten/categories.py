@@ -1,7 +1,9 @@
 """The 27 product-type classes of the Rakuten France catalogue.
 
 One table, used by the demo-data generator (class frequencies), evaluation
-(axis labels) and prediction (French names in the output).
+(axis labels, plots), prediction (French names in the output) and the PR report.
+A person reads a class as ``category_label``: "2583 Piscine et spa"; machine-readable
+outputs keep the bare code in its own column and add the name beside it.
 """
 
 # prdtypecode -> (French name, rows in the real 84,916-row training set)
@@ -41,3 +43,8 @@ CODES: tuple[int, ...] = tuple(sorted(CLASSES))
 def category_name(code: int) -> str:
     """French name of a prdtypecode; KeyError for an unknown code."""
     return CLASSES[code][0]
+
+
+def category_label(code: int) -> str:
+    """How a person reads a class: the code, then its French name ("2583 Piscine et spa")."""
+    return f"{code} {category_name(code)}"

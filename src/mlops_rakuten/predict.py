@@ -165,9 +165,10 @@ def read_chunks(path: Path, chunk_size: int):
 
 
 def predict_frame(model: Pipeline, frame: pd.DataFrame, k: int) -> pd.DataFrame:
-    """Output rows for one chunk: prdtypecode and, when k > 1, top1..topK and score1..scoreK.
+    """Output rows for one chunk: prdtypecode, category and, when k > 1, top/category/score 1..K.
 
-    Rows without text get empty cells: the model would only return its prior
+    Each code column has the French name of its class beside it (``category``,
+    ``category1``...), as the JSON records have. Rows without text get empty cells: the model would only return its prior
     for them, which looks like a prediction but is not one.
     """
     ok = has_text(frame)
@@ -181,11 +182,15 @@ def predict_frame(model: Pipeline, frame: pd.DataFrame, k: int) -> pd.DataFrame:
         # Nullable integers: an unclassified row writes as an empty cell, not "nan" or "10.0".
         return pd.Series(full_codes[:, i], index=frame.index, dtype="Int64").where(ok)
 
-    out = pd.DataFrame({"prdtypecode": code_column(0)}, index=frame.index)
+    def name_column(i: int) -> pd.Series:
+        return pd.Series([category_name(int(c)) if has else None for c, has in zip(full_codes[:, i], ok)],
+                         index=frame.index, dtype=object)
+
+    out = pd.DataFrame({"prdtypecode": code_column(0), "category": name_column(0)}, index=frame.index)
     if k > 1:
         for i in range(k):
             out[f"top{i + 1}"] = code_column(i)
-        for i in range(k):
+            out[f"category{i + 1}"] = name_column(i)
             out[f"score{i + 1}"] = full_scores[:, i]
     return out
 

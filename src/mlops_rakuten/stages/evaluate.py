@@ -1,7 +1,8 @@
 """Stage evaluate: score the hold-out model (fitted on the train split only) on the test split.
 
-Writes the headline metrics, per-class metrics, a row-normalised confusion
-matrix image and an ``actual,predicted`` CSV for ``dvc plots``.
+Writes the headline metrics, per-class metrics (keyed by code), a row-normalised
+confusion matrix image with "2583 Piscine et spa" labels, and for ``dvc plots`` a CSV
+of the test rows: ``actual,predicted`` codes and the same two as labels.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support  # noqa: E402
 
 from mlops_rakuten.atomic import atomic_open, atomic_path  # noqa: E402
-from mlops_rakuten.categories import CODES  # noqa: E402
+from mlops_rakuten.categories import CODES, category_label  # noqa: E402
 from mlops_rakuten.errors import InputError, exit_on_input_error, setup_logging  # noqa: E402
 from mlops_rakuten.features import load_features  # noqa: E402
 
@@ -50,27 +51,40 @@ def class_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, dict[s
     }
 
 
-def plot_confusion(actual: np.ndarray, predicted: np.ndarray, path: Path) -> None:
-    """Row-normalised confusion matrix, axes labelled with the class codes."""
+def confusion_figure(actual: np.ndarray, predicted: np.ndarray) -> plt.Figure:
+    """Row-normalised confusion matrix, axes labelled "code name" in code order."""
     labels = [c for c in CODES if c in set(actual) | set(predicted)]
     counts = confusion_matrix(actual, predicted, labels=labels)
     rows = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
-    fig, ax = plt.subplots(figsize=(13, 11), dpi=100)
+    names = [category_label(c) for c in labels]
+    fig, ax = plt.subplots(figsize=(15, 14), dpi=100)  # room for names of up to ~50 characters
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(labels)), [str(c) for c in labels], rotation=90, fontsize=8)
-    ax.set_yticks(range(len(labels)), [str(c) for c in labels], fontsize=8)
-    ax.set_xlabel("predicted prdtypecode")
-    ax.set_ylabel("actual prdtypecode")
+    ax.set_xticks(range(len(labels)), names, rotation=90, fontsize=8)
+    ax.set_yticks(range(len(labels)), names, fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("actual class")
     ax.set_title("Confusion matrix on the test split (each row sums to 1)")
     for i, j in zip(*np.nonzero(share >= 0.005)):
         ax.text(j, i, f"{share[i, j]:.2f}"[1:] if share[i, j] < 1 else "1", ha="center", va="center",
                 fontsize=6, color="white" if share[i, j] > 0.5 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the actual class")
     fig.tight_layout()
+    return fig
+
+
+def plot_confusion(actual: np.ndarray, predicted: np.ndarray, path: Path) -> None:
+    fig = confusion_figure(actual, predicted)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", metadata={"Software": None})
     plt.close(fig)
+
+
+def prediction_table(actual: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
+    """One row per test product: the codes, then the labels ``dvc plots`` shows on its axes."""
+    return pd.DataFrame({"actual": actual, "predicted": predicted,
+                         "actual_class": [category_label(int(c)) for c in actual],
+                         "predicted_class": [category_label(int(c)) for c in predicted]})
 
 
 def write_json(data: dict, path: Path) -> None:
@@ -88,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics", required=True, type=Path, help="headline metrics (JSON)")
     parser.add_argument("--class-metrics", required=True, type=Path, help="per-class metrics (JSON)")
     parser.add_argument("--confusion-plot", required=True, type=Path, help="confusion matrix (PNG)")
-    parser.add_argument("--predictions", required=True, type=Path, help="actual,predicted (CSV)")
+    parser.add_argument("--predictions", required=True, type=Path, help="actual,predicted,actual_class,predicted_class (CSV)")
     args = parser.parse_args(argv)
     setup_logging()
     if not args.model.is_file():
@@ -101,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     write_json(metrics, args.metrics)
     write_json(class_metrics(actual, predicted), args.class_metrics)
     with atomic_path(args.predictions) as tmp:
-        pd.DataFrame({"actual": actual, "predicted": predicted}).to_csv(tmp, index=False, lineterminator="\n")
+        prediction_table(actual, predicted).to_csv(tmp, index=False, lineterminator="\n")
     plot_confusion(actual, predicted, args.confusion_plot)
     log.info("test rows %d: accuracy %.4f, weighted F1 %.4f, macro F1 %.4f",
              metrics["n_test"], metrics["accuracy"], metrics["f1_weighted"], metrics["f1_macro"])
