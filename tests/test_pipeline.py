@@ -33,7 +33,7 @@ def test_repro_builds_metrics_plots_and_a_model_that_predicts_raw_text(project: 
 
     assert (project / "plots/confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     predictions = pd.read_csv(project / "plots/predictions.csv")
-    assert list(predictions.columns) == ["actual", "predicted"]
+    assert list(predictions.columns) == ["actual", "predicted", "actual_class", "predicted_class"]
     assert len(predictions) == metrics["n_test"]
 
     # The saved Pipelines take raw title/description. The hold-out one is what evaluate scored;
@@ -48,9 +48,11 @@ def test_repro_builds_metrics_plots_and_a_model_that_predicts_raw_text(project: 
 
     status = run(["dvc", "status"], project).stdout
     assert "up to date" in status
-    # DVC's confusion template renders the predictions CSV.
-    plots = run(["dvc", "plots", "show", "--json"], project).stdout
-    assert "plots/predictions.csv" in plots and "confusion" in plots
+    # Each plot once: the PNG as an image, the CSV as the project's confusion chart (details: test_pr_report.py).
+    plots = json.loads(run(["dvc", "plots", "show", "--json", "-o", str(project.parent / "dvc_plots")], project).stdout)
+    assert {name: [entry["type"] for entry in entries] for name, entries in plots["data"].items()} == {
+        "plots/confusion_matrix.png": ["image"], "plots/predictions.csv": ["vega"]}
+    assert "parseInt(datum['predicted_class'])" in json.dumps(plots["data"]["plots/predictions.csv"][0]["content"])
 
 
 def test_repro_is_byte_for_byte_reproducible(project: Path):
