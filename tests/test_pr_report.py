@@ -1,9 +1,10 @@
-"""`make pr-report` in a temp repo with two commits that differ in model.C, and the workflow that posts it."""
+"""What a reviewer sees of a branch that changed model.C: `make pr-report`, `dvc plots diff`, and the workflow."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 import yaml
 
 from conftest import ROOT, needs, reproduced_project, run
-from mlops_rakuten.experiments import MARKER
+from mlops_rakuten.categories import category_label
+from mlops_rakuten.pr_report import MARKER
 
 VENV = Path(sys.executable).parent.parent
 WORKFLOW = ROOT / ".github/workflows/pr-report.yml"
@@ -38,45 +40,67 @@ def pr_report(project: Path, base: str) -> str:
     return run(["make", "--no-print-directory", "-o", f"{VENV}/.installed", "pr-report", f"BASE={base}", f"VENV={VENV}"], project).stdout
 
 
-def row(report: str, path: str, name: str) -> list[str]:
-    """The cells after Path and name of the one Markdown table row for ``path`` / ``name``."""
-    start = re.compile(rf"\|\s*{re.escape(path)}\s*\|\s*{re.escape(name)}\s*\|")
+def row(report: str, first: str) -> list[str]:
+    """The cells after the first of the one Markdown table row whose first cell is ``first``."""
+    start = re.compile(rf"\|\s*{re.escape(first)}\s*\|")
     (line,) = [line for line in report.splitlines() if start.match(line)]
-    return [cell.strip() for cell in line.strip("|").split("|")][2:]
+    return [cell.strip() for cell in line.strip("|").split("|")][1:]
 
 
 def f1_at(project: Path, rev: str) -> float:
     return json.loads(run(["git", "show", f"{rev}:metrics/metrics.json"], project).stdout)["f1_weighted"]
 
 
-def test_report_against_the_base_shows_both_c_values_and_the_f1_change(branch: Path):
+def test_report_against_the_base_marks_the_changed_param_and_shows_the_f1_change(branch: Path):
     report = pr_report(branch, "main")
     assert report.startswith(MARKER + "\n")  # nothing else on stdout: the workflow posts it as is
 
-    assert row(report, "params.yaml", "model.C") == [str(BASE_C), "0.25"]
+    # The one changed param is listed on its own, in bold; all 25 stay folded away, Δ on the changed one.
+    assert "1 of 25 params differ from `main`:" in report
+    assert row(report, "**model.C**") == [str(BASE_C), "**0.25**"]
+    assert row(report, "model.C") == [str(BASE_C), "0.25", "Δ"]
+    assert row(report, "model.tol") == ["0.001", "0.001", ""]
+    assert report.count("**") == 2 * 2  # the name and the new value of that one param
+
     old, new = f1_at(branch, "main"), f1_at(branch, "HEAD")
     assert old != new
-    before, after, change = (float(cell) for cell in row(report, "metrics/metrics.json", "f1_weighted"))
-    assert (before, after) == (pytest.approx(old, abs=1e-5), pytest.approx(new, abs=1e-5))
-    assert change == pytest.approx(new - old, abs=2e-5)
-    assert row(report, "metrics/classes.json", "2583.f1")  # per-class metrics, folded away
+    before, after, change = (float(cell) for cell in row(report, "f1_weighted"))
+    assert (before, after) == (pytest.approx(old, abs=1e-6), pytest.approx(new, abs=1e-6))
+    assert change == pytest.approx(new - old, abs=2e-6)
 
-    # The confusion matrix of both sides: the base's from git, the workspace's on disk.
-    main_sha = run(["git", "rev-parse", "--short=7", "main"], branch).stdout.strip()
-    assert f"`git show {main_sha}:{PLOT}`" in report
-    assert f"]({PLOT})" in report
+    # Per-class metrics by class name, folded away.
+    classes = json.loads((branch / "metrics/classes.json").read_text())
+    f1_old, f1_new, f1_change, precision, recall, support = row(report, "2583 Piscine et spa")
+    assert (float(f1_new), float(precision), int(support)) == (
+        pytest.approx(classes["2583"]["f1"]), pytest.approx(classes["2583"]["precision"]), classes["2583"]["support"])
+
+    # Both confusion matrices as images: the base's copied out of git (and git-ignored), the workspace's on disk.
+    main_sha = run(["git", "rev-parse", "main"], branch).stdout.strip()
+    base_png = f".pr-report/{main_sha[:12]}/confusion_matrix.png"
+    assert f"![confusion matrix of main]({base_png})" in report
+    assert (branch / base_png).read_bytes() == run_bytes(["git", "show", f"main:{PLOT}"], branch)
+    assert (branch / base_png).read_bytes() != (branch / PLOT).read_bytes()
+    assert f"![confusion matrix of the workspace]({PLOT})" in report
+    assert "git show" not in report
+    assert run(["git", "status", "--porcelain"], branch).stdout == ""
+
+
+def run_bytes(cmd: list[str], cwd: Path) -> bytes:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, check=True).stdout
 
 
 def test_report_against_an_identical_base_still_lists_every_current_value(branch: Path):
     report = pr_report(branch, "HEAD")
+    assert "No param differs from `HEAD`." in report and "**" not in report
     params = yaml.safe_load((branch / "params.yaml").read_text())
     for section, values in params.items():
         for key, value in values.items():
-            shown = row(report, "params.yaml", f"{section}.{key}")
-            assert shown[0] == shown[1] == ("-" if value is None else str(value))
+            # As params.yaml spells it: null, true, 0.5.
+            shown = yaml.safe_dump(value).split("\n")[0] if value is None or isinstance(value, bool) else str(value)
+            assert row(report, f"{section}.{key}") == [shown, shown, ""]
     for metric, value in json.loads((branch / "metrics/metrics.json").read_text()).items():
-        assert [float(cell) for cell in row(report, "metrics/metrics.json", metric)] == \
-            [pytest.approx(value, abs=1e-5), pytest.approx(value, abs=1e-5), 0]
+        before, after, change = row(report, metric)
+        assert [float(before), float(after), float(change)] == [pytest.approx(value, abs=1e-6)] * 2 + [0]
 
 
 def test_report_for_a_comment_links_the_committed_plots_of_both_commits(branch: Path):
@@ -87,6 +111,36 @@ def test_report_for_a_comment_links_the_committed_plots_of_both_commits(branch: 
         sha = run(["git", "rev-parse", rev], branch).stdout.strip()
         assert url.format(rev=sha, path=PLOT) in report
     assert "Data: demo set." in report
+
+
+def test_plots_diff_shows_each_plot_once_with_named_classes_in_code_order(branch: Path):
+    """What `dvc plots diff main` draws: the PNG of each revision, and ONE confusion chart of the CSV."""
+    plots = json.loads(run(["dvc", "plots", "diff", "main", "--json", "-o", str(branch.parent / "dvc_plots")],
+                           branch).stdout)
+    assert not plots.get("errors")
+    data = plots["data"]
+    assert sorted(data) == [PLOT, "plots/predictions.csv"]
+    assert sorted(rev for entry in data[PLOT] for rev in entry["revisions"]) == ["main", "workspace"]
+    assert all(entry["type"] == "image" for entry in data[PLOT])
+
+    (chart,) = data["plots/predictions.csv"]  # no second, line-chart rendering of the same CSV
+    assert chart["type"] == "vega" and sorted(chart["revisions"]) == ["main", "workspace"]
+    spec = chart["content"]
+    assert spec["title"]["text"] == "Confusion matrix on the test split (counts)"
+    assert spec["facet"]["column"]["field"] == "rev"
+    encoding, transforms = spec["spec"]["encoding"], spec["spec"]["transform"]
+    for axis, field, title in (("x", "predicted_class", "predicted class"), ("y", "actual_class", "actual class")):
+        assert (encoding[axis]["field"], encoding[axis]["title"]) == (field, title)
+        # Sorted by the number the label starts with, not as text (which puts 1140 before 40).
+        order = encoding[axis]["sort"]
+        assert order["op"] == "min" and order.get("order", "ascending") == "ascending"
+        assert {"calculate": f"parseInt(datum['{field}'])", "as": order["field"]} in transforms
+    rows = spec["data"]["values"]
+    assert {row["rev"] for row in rows} == {"main", "workspace"}
+    for row_ in rows:
+        assert row_["actual_class"] == category_label(int(row_["actual"]))
+        assert row_["predicted_class"] == category_label(int(row_["predicted"]))
+    assert "2583 Piscine et spa" in {row_["actual_class"] for row_ in rows}
 
 
 def test_report_names_an_unknown_base(branch: Path):

@@ -61,7 +61,7 @@ def _learning_curve(args: argparse.Namespace) -> None:
 
 
 def _pr_report(args: argparse.Namespace) -> None:
-    from mlops_rakuten.experiments import pr_report
+    from mlops_rakuten.pr_report import pr_report
 
     print(pr_report(args.base, args.image_url, args.note), end="")
 
@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--text", help="one product title (designation); prints JSON records")
     source.add_argument("--input", type=Path, help="CSV with designation and optionally description")
     pred.add_argument("--description", default="", help="description for --text (optional)")
-    pred.add_argument("--output", type=Path, help="CSV to write for --input (index, prdtypecode, top1..K, score1..K)")
+    pred.add_argument("--output", type=Path, help="CSV to write for --input (index, prdtypecode, category, then top, category and score 1..K)")
     pred.add_argument("--top-k", type=int, default=1, help="number of classes per product (default 1)")
     pred.add_argument("--chunk-size", type=int, default=10_000,
                       help="rows read at a time from --input (default 10000); memory is the model plus one chunk")

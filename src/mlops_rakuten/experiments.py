@@ -1,4 +1,4 @@
-"""DVC experiments around the pipeline: wait for the queue, draw a learning curve, report on a pull request.
+"""DVC experiments around the pipeline: wait for the queue, draw a learning curve (pr_report.py reports on a PR).
 
 Everything goes through the ``dvc`` and ``git`` commands (not DVC's Python
 internals), so it sees exactly what a person typing them would.
@@ -19,13 +19,11 @@ from mlops_rakuten.errors import InputError
 
 log = logging.getLogger("experiments")
 
-# Where the evaluate stage writes (dvc.yaml); the report and the curve read these.
+# Where the evaluate stage writes (dvc.yaml); the PR report and the curve read these.
 METRICS = "metrics/metrics.json"
 CLASS_METRICS = "metrics/classes.json"
 CONFUSION_PLOT = "plots/confusion_matrix.png"
 LEARNING_CURVE = "plots/learning_curve.png"
-# The one hidden line the PR workflow looks for to update its comment instead of adding another.
-MARKER = "<!-- rakuten-pr-report -->"
 
 _PENDING = {"Queued", "Running"}
 
@@ -219,86 +217,3 @@ def learning_curve(out: Path = Path(LEARNING_CURVE), cwd: Path | None = None) ->
                          f"ingest.fraction, found {len(points)}: run `make learning-curve`")
     plot_learning_curve(points, (cwd or Path.cwd()) / out)
     return points
-
-
-# --- pull-request report ------------------------------------------------------------------------
-
-
-def _resolve(rev: str, cwd: Path | None) -> str:
-    result = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
-                            cwd=cwd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise InputError(f"{rev}: not a commit in this repository (a shallow clone needs `git fetch origin {rev}`)")
-    return result.stdout.strip()
-
-
-def _blob(rev: str, path: str, cwd: Path | None) -> str | None:
-    """Git's object id of ``path`` at ``rev``; None when the commit has no such file."""
-    result = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}:{path}"],
-                            cwd=cwd, capture_output=True, text=True)
-    return result.stdout.strip() or None
-
-
-def _diff_table(kind: str, base: str, cwd: Path | None, *targets: str) -> str:
-    # --all: unchanged rows too, so a report against an identical base still shows the values.
-    args = [kind, "diff", "--all", "--md", base, *(["--targets", *targets] if targets else [])]
-    return dvc(*args, cwd=cwd).strip() or "_none in either revision_"
-
-
-def _base_plot(base: str, sha: str, image_url: str | None, cwd: Path | None) -> str:
-    if _blob(sha, CONFUSION_PLOT, cwd) is None:
-        return f"_no {CONFUSION_PLOT} in `{base}`_"
-    if image_url:
-        return f"![confusion matrix of {base}]({image_url.format(rev=sha, path=CONFUSION_PLOT)})"
-    return f"`git show {sha[:7]}:{CONFUSION_PLOT}`"
-
-
-def _workspace_plot(head: str, image_url: str | None, cwd: Path | None) -> str:
-    if not ((cwd or Path.cwd()) / CONFUSION_PLOT).is_file():
-        return "_not built: run `dvc repro`_"
-    if not image_url:
-        return f"![confusion matrix of the workspace]({CONFUSION_PLOT})"
-    # A comment can only show a file that is on the server: the committed one, if it is the same.
-    if _blob(head, CONFUSION_PLOT, cwd) == git("hash-object", CONFUSION_PLOT, cwd=cwd):
-        return f"![confusion matrix of the workspace]({image_url.format(rev=head, path=CONFUSION_PLOT)})"
-    return f"_differs from the plot committed in `{head[:7]}`: commit `dvc repro`'s outputs to show it here_"
-
-
-def pr_report(base: str, image_url: str | None = None, note: str | None = None, cwd: Path | None = None) -> str:
-    """Markdown comparing the workspace with ``base``: every param, every metric with its change, both plots.
-
-    ``image_url`` (with ``{rev}`` and ``{path}``) turns plot references into
-    images a pull-request comment can show; without it they stay local.
-    """
-    sha = _resolve(base, cwd)
-    head = git("rev-parse", "HEAD", cwd=cwd)
-    lines = [
-        MARKER,
-        f"## Pipeline report: workspace against `{base}` (`{sha[:7]}`)",
-        "",
-        f"`workspace` is the checkout of `{head[:7]}` with its uncommitted changes.",
-        *([note] if note else []),
-        "",
-        "### Params",
-        "",
-        _diff_table("params", base, cwd),
-        "",
-        "### Metrics",
-        "",
-        f"Change = workspace - `{base}`.",
-        "",
-        _diff_table("metrics", base, cwd, METRICS),
-        "",
-        "<details><summary>Per-class metrics</summary>",
-        "",
-        _diff_table("metrics", base, cwd, CLASS_METRICS),
-        "",
-        "</details>",
-        "",
-        "### Confusion matrix",
-        "",
-        f"| `{base}` (`{sha[:7]}`) | workspace |",
-        "| --- | --- |",
-        f"| {_base_plot(base, sha, image_url, cwd)} | {_workspace_plot(head, image_url, cwd)} |",
-    ]
-    return "\n".join(lines) + "\n"
