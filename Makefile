@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run setup data repro test bench lock clean docs docs-build sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-real
+.PHONY: run setup data repro test bench lock clean docs docs-build sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-real \
+	base-image docker-build docker-up docker-ps docker-logs docker-down docker-down-v docker-test
 
 run: setup data repro
 
@@ -120,3 +121,63 @@ bench-real: setup
 		python -m mlops_rakuten.benchmark --data "$(abspath $(DATA))" && \
 		python -m mlops_rakuten.benchmark; \
 	else echo "bench-real: skipped, no X_train_update.csv and Y_train_CVw08PX.csv in $(DATA)"; fi
+
+# Containers (docs/containers.md): the API, nginx (TLS) and Prometheus from docker-compose.yml, with
+# `docker compose` when installed, else podman-compose (in .venv); COMPOSE=... forces one.
+COMPOSE ?= $(shell if docker compose version >/dev/null 2>&1; then echo docker compose; \
+	elif [ -x $(BIN)/podman-compose ] && command -v podman >/dev/null; then echo $(BIN)/podman-compose; fi)
+ENGINE := $(if $(findstring podman,$(COMPOSE)),podman,docker)
+STACK ?= rakuten
+STACK_COMPOSE = $(COMPOSE) -p $(STACK) -f docker-compose.yml
+# Images build FROM $(BASE_IMAGE); without a registry, `make base-image` builds LOCAL_BASE with mmdebstrap.
+LOCAL_BASE := localhost/debian:bookworm
+export BASE_IMAGE ?= docker.io/library/debian:bookworm-slim
+# An extra CA bundle for pip inside the build (networks that re-sign TLS); by default pip's own setting here.
+export PIP_CA_BUNDLE ?= $(or $(PIP_CERT),$(shell $(PYTHON) -m pip config get global.cert 2>/dev/null))
+# Podman on hosts without systemd or with low hard limits (docker/podman-conf.sh); set CONTAINERS_CONF to
+# use your own.
+ifeq ($(ENGINE),podman)
+ifeq ($(origin CONTAINERS_CONF),undefined)
+export CONTAINERS_CONF := $(abspath .podman/containers.conf)
+PODMAN_CONF := .podman/containers.conf
+endif
+endif
+CONTAINER_SETUP = setup compose-check $(PODMAN_CONF)
+
+.PHONY: compose-check
+compose-check:
+	@test -n "$(COMPOSE)" || { echo "no compose tool: install Docker with the compose plugin (docker compose version)," \
+		"or podman (apt-get install podman runc golang-github-containernetworking-plugin-dnsname) and run make setup" \
+		"for podman-compose; or set COMPOSE=..." >&2; exit 2; }
+
+.podman/containers.conf: docker/podman-conf.sh
+	mkdir -p .podman && docker/podman-conf.sh > $@
+
+base-image: compose-check $(PODMAN_CONF)
+	docker/base-image.sh $(ENGINE) $(LOCAL_BASE)
+
+docker-build: $(CONTAINER_SETUP)
+	$(STACK_COMPOSE) build
+
+# Needs RAKUTEN_JWT_SECRET, a users file (rakuten user add ...) and `make certs`; returns once all are healthy.
+docker-up: docker-build
+	$(STACK_COMPOSE) up -d
+	@docker/wait-healthy.sh $(ENGINE) $(STACK) $${RAKUTEN_UP_TIMEOUT:-900}
+
+docker-ps: $(CONTAINER_SETUP)
+	$(STACK_COMPOSE) ps
+
+docker-logs: $(CONTAINER_SETUP)
+	$(STACK_COMPOSE) logs --tail=$${TAIL:-100}
+
+# Stop and remove the containers; the project and Prometheus volumes (data, models, metrics) are kept.
+docker-down: $(CONTAINER_SETUP)
+	$(STACK_COMPOSE) down
+
+# The same, and remove the volumes too.
+docker-down-v: $(CONTAINER_SETUP)
+	$(STACK_COMPOSE) down -v
+
+# The whole stack for real on loopback ports, under its own project name, always torn down.
+docker-test: $(CONTAINER_SETUP)
+	RAKUTEN_DOCKER_TEST=1 pytest tests/test_container_stack.py -v -s

@@ -1,0 +1,12 @@
+#!/bin/sh
+# Root part of the start: give the project volume and a private copy of the users file (a compose
+# secret, bind-mounted with the host's owner and mode) to the `rakuten` user, then run start.sh as it.
+set -eu
+project=${RAKUTEN_PROJECT_DIR:?}
+chown rakuten:rakuten "$project"
+if [ -f /run/secrets/users ]; then
+    install -d -o rakuten -g rakuten -m 700 "$(dirname "$RAKUTEN_USERS_FILE")"
+    install -o rakuten -g rakuten -m 600 /run/secrets/users "$RAKUTEN_USERS_FILE"
+fi
+exec setpriv --reuid=rakuten --regid=rakuten --init-groups --inh-caps=-all env HOME=/home/rakuten \
+    /usr/local/bin/start.sh "$@"

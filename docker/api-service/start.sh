@@ -1,0 +1,27 @@
+#!/bin/sh
+# As `rakuten`: on first start make the project volume a git + DVC workspace and get data and a model
+# the way `make run` does; then serve. Later starts find the volume as the last run left it.
+set -eu
+project=${RAKUTEN_PROJECT_DIR:?}
+cd "$project"
+if [ ! -f dvc.yaml ]; then
+    echo "first start: copying the project into $project"
+    cp -a /opt/rakuten/project/. .
+    git init -q -b main
+    git config user.name rakuten-api
+    git config user.email rakuten-api@localhost
+    git add -A
+    git commit -q -m "Project as shipped in the image"
+fi
+if [ -n "${DAGSHUB_TOKEN:-}" ]; then
+    # DagsHub's S3 storage takes the token as both keys; read from the environment, never written to disk.
+    export AWS_ACCESS_KEY_ID="$DAGSHUB_TOKEN" AWS_SECRET_ACCESS_KEY="$DAGSHUB_TOKEN"
+fi
+rakuten ensure-raw-data
+set -- --host 0.0.0.0 --port 8000 --workers "${RAKUTEN_WORKERS:-1}"
+if [ -n "${RAKUTEN_MODEL_REF:-}" ]; then
+    set -- "$@" --model "$RAKUTEN_MODEL_REF"  # a registered model (name#stage) instead of the local one
+elif [ ! -f models/model.joblib ]; then
+    dvc repro  # after a successful `dvc pull` this only checks out what the remote had
+fi
+exec rakuten serve "$@"
