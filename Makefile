@@ -149,7 +149,7 @@ compose-check:
 	@test -n "$(COMPOSE)" || { echo "no compose tool: install Docker with the compose plugin (docker compose version)," \
 		"or podman (apt-get install podman runc catatonit golang-github-containernetworking-plugin-dnsname)" \
 		"and run make setup for podman-compose; or set COMPOSE=..." >&2; exit 2; }
-	@echo "compose: $(COMPOSE) (engine: $(ENGINE))"
+	@echo "compose: $(COMPOSE) (engine: $(ENGINE))" >&2
 
 .podman/containers.conf: docker/podman-conf.sh
 	mkdir -p .podman && docker/podman-conf.sh > $@
