@@ -20,6 +20,11 @@ fi
 rakuten ensure-raw-data
 set -- --host 0.0.0.0 --port 8000 --workers "${RAKUTEN_WORKERS:-1}"
 if [ -n "${RAKUTEN_MODEL_REF:-}" ]; then
+    if ! rakuten serve --help | grep -q -- '--model'; then
+        echo "error: RAKUTEN_MODEL_REF=$RAKUTEN_MODEL_REF is set, but this image's \`rakuten serve\` has no --model" \
+             "option to serve a registered model; unset it to serve the project's own model" >&2
+        exit 2
+    fi
     set -- "$@" --model "$RAKUTEN_MODEL_REF"  # a registered model (name#stage) instead of the local one
 elif [ ! -f models/model.joblib ]; then
     dvc repro  # after a successful `dvc pull` this only checks out what the remote had
