@@ -7,6 +7,9 @@
 - ``<!-- rakuten-openapi -->`` becomes the API reference, rendered from the OpenAPI document of
   the FastAPI app, which is also published as ``reference/openapi.json``.
 
+- A page in ``docs/`` that ``mkdocs.yml`` does not list yet is put under "More" in the navigation,
+  so a new page is never hidden (and never breaks the strict build) before it gets its place.
+
 Nothing is written into the source tree, so ``git status`` stays clean after ``make docs-build``.
 """
 
@@ -27,6 +30,25 @@ PIPELINE_IMAGES = {"img/confusion_matrix.png": ROOT / "plots" / "confusion_matri
 CLI_MARKER = "<!-- rakuten-cli -->"
 OPENAPI_MARKER = "<!-- rakuten-openapi -->"
 HELP_COLUMNS = "80"  # fixed (and as wide as a code block), so the page does not depend on the terminal
+
+
+def _nav_pages(nav) -> set[str]:
+    if isinstance(nav, str):
+        return {nav}
+    if isinstance(nav, dict):
+        return set().union(*(_nav_pages(v) for v in nav.values()))
+    if isinstance(nav, list):
+        return set().union(set(), *(_nav_pages(v) for v in nav))
+    return set()
+
+
+def on_config(config):
+    docs = Path(config["docs_dir"])
+    pages = sorted(p.relative_to(docs).as_posix() for p in docs.rglob("*.md"))
+    unlisted = [page for page in pages if page not in _nav_pages(config["nav"])]
+    if config["nav"] and unlisted:
+        config["nav"].append({"More": unlisted})
+    return config
 
 
 def on_files(files, config):
