@@ -84,10 +84,10 @@ dagshub-remote: setup
 	@test -n "$(OWNER)" -a -n "$(REPO)" || { echo "usage: make dagshub-remote OWNER=<DagsHub user or org> REPO=<DagsHub repo>" >&2; exit 2; }
 	rakuten dagshub-remote --owner '$(OWNER)' --repo '$(REPO)'
 
-# What differs between the workspace and the local cache (works offline), then the cache and the remote.
+# What differs between the workspace and the local cache (works offline), then the cache and the remote
+# (or how to add one, or that it cannot be reached).
 data-status: setup
-	dvc data status
-	dvc status -c
+	rakuten data-status
 
 # Serve the model (README "Serve the model"). `make serve` needs RAKUTEN_JWT_SECRET in the environment
 # and a user: `rakuten user add NAME --role admin`. nginx terminates TLS in front (deployments/nginx).

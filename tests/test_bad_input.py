@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT, run
+from conftest import ROOT, reproduced_project, run
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 X_HEADER = ",designation,description,productid,imageid\n"
@@ -99,11 +101,68 @@ def test_a_params_key_of_the_wrong_type_is_named(tmp_path):
     assert_clean_failure(result, tmp_path, "params.yaml: ingest.fraction = 'half'", "expected a number")
 
 
-def test_failed_dvc_repro_leaves_no_stale_output(project: Path):
-    run(["dvc", "repro"], project)
+@pytest.mark.parametrize("empty", ["X.csv", "Y.csv"])
+def test_ingest_rejects_a_header_with_no_rows(tmp_path, empty):
+    write_raw(tmp_path, GOOD_X, GOOD_Y)
+    header = {"X.csv": X_HEADER, "Y.csv": ",prdtypecode\n"}[empty]
+    (tmp_path / empty).write_text(header)
+    result = stage("ingest", tmp_path, "--x", "X.csv", "--y", "Y.csv", "--out", "out.csv")
+    assert_clean_failure(result, tmp_path, f"{empty}: a header and no rows")
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory) -> Path:
+    """A demo project after `dvc repro`, committed; each test below works on its own copy."""
+    return reproduced_project(tmp_path_factory.mktemp("bad-input") / "project")
+
+
+def outputs_and_lock(project: Path) -> dict[str, str]:
+    names = ["dvc.lock", "data/raw.dvc", "data/interim/products.csv", "models/model.joblib",
+             "models/holdout_model.joblib", "metrics/metrics.json"]
+    return {name: hashlib.sha256((project / name).read_bytes()).hexdigest() for name in names}
+
+
+def test_a_bad_param_stops_dvc_repro_before_any_output_is_removed(reproduced: Path, tmp_path: Path):
+    project = Path(shutil.copytree(reproduced, tmp_path / "project", symlinks=True))
+    before = outputs_and_lock(project)
     params = project / "params.yaml"
-    params.write_text(params.read_text().replace("C: ", "C: -", 1))
+    params.write_text(params.read_text().replace("  C: ", "  C: -", 1))
     result = run(["dvc", "repro"], project, check=False)
     assert result.returncode != 0
-    assert "model.C = -" in result.stderr + result.stdout
-    assert not (project / "models/model.joblib").exists()
+    assert "error: params.yaml: model.C = -0.5, expected a number in (0, " in result.stderr
+    assert "failed to reproduce 'check_params'" in result.stderr
+    assert "Running stage 'train'" not in result.stdout
+    assert outputs_and_lock(project) == before  # the models are still there, unchanged
+
+
+def test_an_empty_raw_dataset_stops_at_ingest_and_leaves_dvc_lock_untouched(reproduced: Path, tmp_path: Path):
+    project = Path(shutil.copytree(reproduced, tmp_path / "project", symlinks=True))
+    lock = (project / "dvc.lock").read_bytes()
+    for name, header in (("X_train_update.csv", X_HEADER), ("Y_train_CVw08PX.csv", ",prdtypecode\n")):
+        (project / "data/raw" / name).write_text(header)
+    run(["dvc", "add", "-q", "data/raw"], project)
+    result = run(["dvc", "repro"], project, check=False)
+    assert result.returncode != 0
+    assert "error: data/raw/X_train_update.csv: a header and no rows (expected at least one product)" in result.stderr
+    assert "failed to reproduce 'ingest'" in result.stderr
+    assert "Running stage 'preprocess'" not in result.stdout
+    assert (project / "dvc.lock").read_bytes() == lock
+
+
+def test_check_params_names_a_misspelt_key_and_the_keys_that_exist(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**PARAMS, "model": {**PARAMS["model"], "Cx": 1}}))
+    result = stage("check_params", tmp_path, "--out", "out.txt")
+    assert result.returncode == 1
+    error, *hint = result.stderr.strip().splitlines()
+    assert error == (f"error: params.yaml: unknown key model.Cx (did you mean model.C? "
+                     f"expected one of {sorted(PARAMS['model'])})")
+    assert hint == ["No other stage ran and no output was removed. Fix params.yaml and run again."]  # not in git
+    assert not (tmp_path / "out.txt").exists()
+
+
+def test_check_params_names_an_unknown_section(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**PARAMS, "modle": {"C": 1}}))
+    result = stage("check_params", tmp_path, "--out", "out.txt")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: params.yaml: unknown section modle (did you mean model? expected one of "
+                                    "['ingest', 'preprocess', 'split', 'featurize', 'model'])\n")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import reproduced_project, run
 from mlops_rakuten.experiments import learning_curve_points, parse_queue_status, stop_lingering_workers
@@ -83,17 +85,111 @@ def test_exp_run_set_param_reruns_only_train_and_evaluate_and_is_listed(baseline
         run(["dvc", "checkout", "-q"], baseline)
 
 
+def own_values(params: Path) -> list[str]:
+    """``-S section.key=value`` for every key of params.yaml, each with the value it already has."""
+    def text(value) -> str:
+        return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    document = yaml.safe_load(params.read_text())
+    return [arg for section, keys in document.items() for key, value in keys.items()
+            for arg in ("-S", f"{section}.{key}={text(value)}")]
+
+
+def committed(project: Path, name: str) -> bytes:
+    return subprocess.run(["git", "show", f"HEAD:{name}"], cwd=project, capture_output=True, check=True).stdout
+
+
+def reset(project: Path) -> None:
+    """`git reset --hard`, but params.yaml from its bytes: git may take a same-size edit for unchanged."""
+    (project / "params.yaml").write_bytes(committed(project, "params.yaml"))
+    run(["git", "reset", "-q", "--hard"], project)
+
+
+def test_exp_run_setting_every_key_to_its_own_value_leaves_params_yaml_byte_identical(baseline: Path):
+    before = workspace_state(baseline)
+    try:
+        args = own_values(baseline / "params.yaml")
+        assert len(args) == 2 * sum(len(keys) for keys in yaml.safe_load(committed(baseline, "params.yaml")).values())
+        out = run(["dvc", "exp", "run", "-n", "own-values", *args], baseline).stdout
+        assert "Running stage" not in out, out
+        # Bytes, not only `git status`: git can trust a stale stat of a same-size edit (see check_params).
+        assert (baseline / "params.yaml").read_bytes() == committed(baseline, "params.yaml")
+        assert workspace_state(baseline) == before
+    finally:
+        run(["dvc", "exp", "remove", "own-values"], baseline, check=False)
+        reset(baseline)
+
+
+def model_files(project: Path) -> dict[str, str]:
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in (project / "models").iterdir()}
+
+
+def test_a_failed_exp_run_keeps_the_models_and_prints_the_command_that_restores_params(baseline: Path):
+    models, lock = model_files(baseline), (baseline / "dvc.lock").read_bytes()
+    try:
+        failed = run(["dvc", "exp", "run", "-S", "model.C=big"], baseline, check=False)
+        assert failed.returncode != 0
+        assert "Running stage 'train'" not in failed.stdout
+        lines = failed.stderr.splitlines()
+        assert lines[:4] == [
+            "error: params.yaml: model.C = 'big', expected a number in (0, 1000000.0]",
+            "No other stage ran and no output was removed.",
+            "params.yaml differs from the last commit: model.C 0.5 -> 'big' (`dvc exp run -S` writes its values there).",
+            "To restore the committed file: git show HEAD:params.yaml > params.yaml"]
+        assert model_files(baseline) == models and (baseline / "dvc.lock").read_bytes() == lock
+        # The printed command, as a person would paste it, puts the workspace back as it was.
+        subprocess.run(lines[3].split(": ", 1)[1], shell=True, cwd=baseline, check=True)
+        assert (baseline / "params.yaml").read_bytes() == committed(baseline, "params.yaml")
+        assert "Data and pipelines are up to date." in run(["dvc", "status"], baseline).stdout
+    finally:
+        reset(baseline)
+
+
+def test_a_misspelt_key_changes_nothing_and_its_added_form_lists_the_keys(baseline: Path):
+    before, models = workspace_state(baseline), model_files(baseline)
+    try:
+        # DVC itself refuses a key params.yaml does not have, before writing anything.
+        refused = run(["dvc", "exp", "run", "-S", "model.Cx=1"], baseline, check=False)
+        assert refused.returncode != 0 and "Could not override 'model.Cx'" in refused.stderr
+        assert workspace_state(baseline) == before and model_files(baseline) == models
+        # With the `+` DVC suggests, the key is written, and check_params names the keys that exist.
+        added = run(["dvc", "exp", "run", "-S", "+model.Cx=1"], baseline, check=False)
+        assert added.returncode != 0 and "Running stage 'train'" not in added.stdout
+        assert "error: params.yaml: unknown key model.Cx (did you mean model.C? expected one of ['C', " in added.stderr
+        assert model_files(baseline) == models
+    finally:
+        reset(baseline)
+
+
+def test_documented_commands_leave_git_status_empty(baseline: Path):
+    """What a newcomer runs besides the pipeline writes only git-ignored files."""
+    before = workspace_state(baseline)
+    written = ["dvc_plots", "new_products.csv", "products.csv", "predictions.csv"]
+    try:
+        run(["dvc", "plots", "show"], baseline)
+        run(["dvc", "plots", "diff", "HEAD"], baseline)
+        assert (baseline / "dvc_plots/index.html").is_file()
+        # The serving and prediction examples, run in the project folder.
+        (baseline / "new_products.csv").write_text("designation,description,prdtypecode\nRobot piscine,,2583\n")
+        (baseline / "products.csv").write_text("designation,description\nPiscine hors sol,\nRoman policier,\n")
+        run(["rakuten", "predict", "--input", "products.csv", "--output", "predictions.csv"], baseline)
+        assert (baseline / "predictions.csv").is_file()
+        assert run(["git", "status", "--porcelain", "--untracked-files=all"], baseline).stdout == ""
+        assert workspace_state(baseline) == before
+    finally:
+        for name in written:
+            path = baseline / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+
+
 def test_queued_sweep_runs_in_temp_copies_leaves_the_workspace_and_draws_the_learning_curve(baseline: Path):
     before = workspace_state(baseline)
     # make learning-curve: queue, `dvc queue start --jobs 2`, wait, plot. Every stage of the
     # 0.5 run executes in a temp copy, so data/raw must come from the DVC cache there.
     out = make("learning-curve", baseline, "FRACTIONS=0.5,1.0").stdout
     assert "dvc queue start --jobs 2" in out and "experiment queue done" in out
-    curve = baseline / "plots/learning_curve.png"
-    png = curve.read_bytes()
-    curve.unlink()  # the one file the target is meant to add
-    assert workspace_state(baseline) == before
+    png = (baseline / "plots/learning_curve.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert workspace_state(baseline) == before  # the curve it adds is git-ignored
 
     swept = {params_of(rev)["ingest"]["fraction"]: rev for rev in experiments(exp_show(baseline))
              if rev["name"] != "c-half"}

@@ -1,11 +1,20 @@
-"""`rakuten ensure-raw-data` (make run's data step) without a remote: regenerate the tracked demo set."""
+"""`rakuten ensure-raw-data` (make run's data step) without a reachable remote: regenerate the tracked demo set;
+`make data-status` without one. (With a real S3 remote: tests/test_remote.py.)"""
 
 from __future__ import annotations
 
 import shutil
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+import pytest
 
 from conftest import ROOT, run
+from mlops_rakuten.remote import reachable
 from mlops_rakuten.workspace import copy_project
 
 
@@ -40,3 +49,88 @@ def test_refuses_when_the_pointer_is_not_the_demo_set(tmp_path: Path):
     assert "dvc pull" in result.stderr
     assert not (project / "data/raw").exists()
     assert dvc_file.read_text() == other
+
+
+@contextmanager
+def closed_port() -> Iterator[int]:
+    """A loopback port nothing listens on: connecting is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    yield port
+
+
+@contextmanager
+def blackhole() -> Iterator[int]:
+    """A loopback port that never answers, like a host behind a dead network: connecting times out.
+
+    A listening socket with a backlog of 0 whose one queued connection is never accepted: the kernel
+    drops every later SYN.
+    """
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        fillers = [socket.socket() for _ in range(2)]
+        for filler in fillers:
+            filler.setblocking(False)
+            filler.connect_ex(server.getsockname())
+        time.sleep(0.2)
+        try:
+            yield server.getsockname()[1]
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+UNREACHABLE = {"closed-port": closed_port, "blackhole": blackhole}
+
+
+@pytest.mark.parametrize("kind", UNREACHABLE)
+def test_reachable_gives_up_after_the_connect_timeout(kind):
+    with UNREACHABLE[kind]() as port:
+        start = time.monotonic()
+        assert not reachable(("127.0.0.1", port), timeout=1.0)
+        assert time.monotonic() - start < 3.0  # the timeout, not the minutes a SYN retry cycle takes
+
+
+def add_remote(project: Path, endpoint: str) -> None:
+    run(["dvc", "remote", "add", "-d", "origin", "s3://dvc"], project)
+    run(["dvc", "remote", "modify", "origin", "endpointurl", endpoint], project)
+
+
+@pytest.mark.parametrize("kind", UNREACHABLE)
+def test_an_unreachable_remote_is_named_in_one_line_and_the_demo_data_used(tmp_path: Path, kind):
+    project = project_with_committed_pointer(tmp_path)
+    with UNREACHABLE[kind]() as port:
+        endpoint = f"http://127.0.0.1:{port}"
+        add_remote(project, endpoint)
+        log = run(["rakuten", "ensure-raw-data"], project).stderr
+    print(log)
+    assert [line.split(": ", 1)[1] for line in log.splitlines() if "cannot reach" in line] == [
+        f"cannot reach {endpoint}: using the demo data"]
+    assert "pull" not in log  # dvc pull was never tried
+    assert "matches data/raw.dvc" in log
+
+
+def make_data_status(project: Path) -> subprocess.CompletedProcess:
+    # -o: the temp copy uses this venv (its bin/ is first on PATH via run()) rather than installing one.
+    return run(["make", "--no-print-directory", "-o", "setup", "data-status"], project, check=False)
+
+
+def test_data_status_without_a_remote_shows_the_local_status_and_how_to_add_one(project: Path):
+    (project / "data/raw/X_train_update.csv").write_text("changed\n")
+    result = make_data_status(project)
+    assert result.returncode == 0, result.stderr
+    assert "DVC uncommitted changes:" in result.stdout and "modified: data/raw/" in result.stdout  # local status
+    assert "No DVC remote is configured, so only the local status is shown" in result.stdout
+    assert "make dagshub-remote OWNER=<user or org> REPO=<repo>" in result.stdout and "dvc remote add -d" in result.stdout
+    assert "ERROR" not in result.stdout + result.stderr
+
+
+def test_data_status_names_an_unreachable_remote(project: Path):
+    with blackhole() as port:
+        add_remote(project, f"http://127.0.0.1:{port}")
+        result = make_data_status(project)
+    assert result.returncode != 0
+    assert f"cannot reach http://127.0.0.1:{port}: only the local status is shown" in result.stdout
+    assert "No changes." in result.stdout  # the local part still ran

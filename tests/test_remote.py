@@ -308,3 +308,12 @@ def test_fresh_clone_gets_data_and_outputs_from_ensure_raw_data(project: Path, s
     assert file_hashes(clone, outputs) == file_hashes(project, outputs)
     repro = dvc(clone, "repro").stdout
     assert "Running stage" not in repro, repro
+
+
+def test_make_data_status_compares_the_cache_with_the_reachable_remote(project: Path):
+    dvc(project, "push")
+    result = run(["make", "--no-print-directory", "-o", "setup", "data-status"], project, check=False)
+    print("make data-status:", result.stdout.strip())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No changes." in result.stdout and IN_SYNC in result.stdout
+    assert "cannot reach" not in result.stdout

@@ -28,6 +28,14 @@ def _dagshub_remote(args: argparse.Namespace) -> None:
     print(f"DVC remote '{REMOTE}' (default) -> s3://dvc at {endpoint}; token in .dvc/config.local (git-ignored)")
 
 
+def _data_status(args: argparse.Namespace) -> None:
+    import sys
+
+    from mlops_rakuten.remote import data_status
+
+    sys.exit(data_status())
+
+
 def _predict(args: argparse.Namespace) -> None:
     from mlops_rakuten.predict import predict_command
 
@@ -100,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     dags.add_argument("--owner", required=True, help="DagsHub user or organisation")
     dags.add_argument("--repo", required=True, help="DagsHub repository name")
     dags.set_defaults(run=_dagshub_remote)
+
+    status = commands.add_parser("data-status", help="workspace vs local cache, then cache vs the default remote "
+                                 "(says so when none is configured or it cannot be reached)")
+    status.set_defaults(run=_data_status)
 
     # Help text is literal (not imported from predict.py) so building the parser stays free of
     # pandas/scikit-learn imports; tests/test_predict.py checks it matches predict.TEMPERATURE.

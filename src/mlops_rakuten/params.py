@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from numbers import Real
 from pathlib import Path
 from typing import Any, Callable
@@ -73,25 +74,47 @@ SCHEMA: dict[str, dict[str, Check]] = {
 }
 
 
-def read_params(path: str | Path, section: str) -> dict[str, Any]:
-    """Return ``section`` of the params file, every key checked against SCHEMA."""
-    path = Path(path)
+def _unknown(path: Path, name: str, known: list[str], prefix: str = "") -> InputError:
+    """A misspelt key or section: name it, suggest the closest known one, list them all."""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    guess = f"did you mean {prefix}{close[0]}? " if close else ""
+    kind = "key" if prefix else "section"
+    return InputError(f"{path}: unknown {kind} {prefix}{name} ({guess}expected one of {known})")
+
+
+def _read_document(path: Path) -> dict[str, Any]:
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{path}: file not found (expected the pipeline's params file)") from None
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
-    values = (document or {}).get(section) if isinstance(document, dict) else None
+    return document if isinstance(document, dict) else {}
+
+
+def read_params(path: str | Path, section: str, document: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Return ``section`` of the params file, every key checked against SCHEMA."""
+    path = Path(path)
+    values = (_read_document(path) if document is None else document).get(section)
     if not isinstance(values, dict):
         raise InputError(f"{path}: missing section '{section}' (expected a mapping of its keys)")
     schema = SCHEMA[section]
     unknown = sorted(set(values) - set(schema))
     if unknown:
-        raise InputError(f"{path}: unknown key {section}.{unknown[0]} (expected one of {sorted(schema)})")
+        raise _unknown(path, str(unknown[0]), sorted(schema), prefix=f"{section}.")
     for key, (ok, expected) in schema.items():
         if key not in values:
             raise InputError(f"{path}: missing key {section}.{key} (expected {expected})")
         if not ok(values[key]):
             raise InputError(f"{path}: {section}.{key} = {values[key]!r}, expected {expected}")
     return values
+
+
+def read_all_params(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Every section of the params file, checked; an unknown section is an error too."""
+    path = Path(path)
+    document = _read_document(path)
+    unknown = sorted(set(map(str, document)) - set(SCHEMA))
+    if unknown:
+        raise _unknown(path, unknown[0], list(SCHEMA))
+    return {section: read_params(path, section, document) for section in SCHEMA}

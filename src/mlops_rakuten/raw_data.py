@@ -17,6 +17,7 @@ import yaml
 
 from mlops_rakuten.demo_data import write_demo_data
 from mlops_rakuten.errors import InputError
+from mlops_rakuten.remote import default_remote, reachable
 
 log = logging.getLogger("raw-data")
 
@@ -46,11 +47,19 @@ def add_if_matches(raw_dir: Path, dvc_file: Path) -> bool:
 
 
 def try_pull() -> bool:
-    """``dvc pull`` when a remote is configured; False (with the reason logged) when it fails."""
-    if not _dvc("remote", "list").stdout.strip():
+    """``dvc pull`` from the default remote; False (with the reason logged) when there is none or it fails.
+
+    The remote's host is tried first with a short connect timeout: offline, dvc pull would spend its
+    retries (~47 s for DagsHub) before failing.
+    """
+    remote = default_remote()
+    if remote is None:
         log.info("no DVC remote configured: skipping dvc pull")
         return False
-    log.info("pulling data and outputs from the DVC remote ...")
+    if remote.address is not None and not reachable(remote.address):
+        log.warning("cannot reach %s: using the demo data", remote.endpoint)
+        return False
+    log.info("pulling data and outputs from the DVC remote '%s' (%s) ...", remote.name, remote.endpoint)
     result = _dvc("pull")
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or ["unknown error"])[-1]

@@ -1,4 +1,4 @@
-"""Point DVC at a DagsHub repository's S3-compatible storage.
+"""Point DVC at a DagsHub repository's S3-compatible storage; find and probe the default remote.
 
 DagsHub serves DVC data at bucket ``s3://dvc`` behind ``https://dagshub.com/<owner>/<repo>.s3`` and takes the
 user's token as both access key and secret. The remote's URL and endpoint go to the committed ``.dvc/config``
@@ -14,8 +14,12 @@ from __future__ import annotations
 import getpass
 import os
 import re
+import socket
 import subprocess
+import threading
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from mlops_rakuten.errors import InputError
 
@@ -88,3 +92,73 @@ def configure_dagshub(owner: str, repo: str, root: Path = Path(".")) -> str:
     endpoint = dagshub_endpoint(owner, repo)
     configure_remote(root, endpoint, read_token())
     return endpoint
+
+
+# How long `make run` and `make data-status` wait for the remote's host to accept a TCP connection.
+# A reachable host answers in well under a second; without it dvc would spend its retries (~47 s).
+CONNECT_TIMEOUT = 3.0
+# Where DVC sends a remote's requests when its config names no endpoint: scheme -> (host or None, port).
+_DEFAULT_HOSTS = {"s3": ("s3.amazonaws.com", 443), "gs": ("storage.googleapis.com", 443), "http": (None, 80),
+                  "https": (None, 443), "webdav": (None, 80), "webdavs": (None, 443), "ssh": (None, 22)}
+
+
+@dataclass(frozen=True)
+class Remote:
+    name: str
+    url: str
+    endpoint: str | None  # what a person would recognise: the endpoint URL, or the remote's URL
+    address: tuple[str, int] | None  # the host and port to try; None for a folder or an unknown scheme
+
+
+def default_remote(root: Path = Path(".")) -> Remote | None:
+    """The default DVC remote (from every config level DVC reads), or None when there is none."""
+    from dvc.config import Config, ConfigError
+
+    try:
+        config = Config(dvc_dir=str(Path(root) / ".dvc"))
+    except ConfigError as exc:
+        raise InputError(f"{Path(root) / '.dvc'}: {exc}") from None
+    name = config["core"].get("remote")
+    settings = config["remote"].get(name) if name else None
+    if not settings:
+        return None
+    url, endpoint = settings["url"], settings.get("endpointurl")
+    parsed = urlsplit(endpoint or url)
+    host, port = _DEFAULT_HOSTS.get(parsed.scheme, (None, None))
+    host = parsed.hostname if endpoint or host is None else host
+    address = (host, parsed.port or port) if host and (parsed.port or port) else None
+    return Remote(name, url, endpoint or url, address)
+
+
+def reachable(address: tuple[str, int], timeout: float = CONNECT_TIMEOUT) -> bool:
+    """Whether ``address`` accepts a TCP connection within ``timeout`` seconds, name lookup included."""
+    accepted = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection(address, timeout=timeout):
+                accepted.append(True)
+        except OSError:
+            pass
+
+    # A thread, because the name lookup has no timeout of its own (it can hang with no network).
+    attempt = threading.Thread(target=connect, daemon=True)
+    attempt.start()
+    attempt.join(timeout)
+    return bool(accepted)
+
+
+def data_status(root: Path = Path(".")) -> int:
+    """`make data-status`: the workspace against the local cache, then the cache against the remote."""
+    local = subprocess.run(["dvc", "data", "status"], cwd=root)
+    remote = default_remote(root)
+    if remote is None:
+        print("No DVC remote is configured, so only the local status is shown (workspace against the local cache).\n"
+              "Add one to share data and models: make dagshub-remote OWNER=<user or org> REPO=<repo> (DagsHub), "
+              "or dvc remote add -d origin <url> (s3://bucket/path, ssh://host/path, a shared folder); "
+              "then dvc push.")
+        return local.returncode
+    if remote.address is not None and not reachable(remote.address):
+        print(f"cannot reach {remote.endpoint}: only the local status is shown (remote '{remote.name}' not compared)")
+        return 1
+    return subprocess.run(["dvc", "status", "--cloud"], cwd=root).returncode or local.returncode

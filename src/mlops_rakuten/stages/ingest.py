@@ -37,6 +37,8 @@ def read_challenge_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     for column in columns:
         if column not in frame.columns:
             raise InputError(f"{path}: missing column '{column}' (found {list(frame.columns)}, expected {columns})")
+    if frame.empty:  # caught here, so an empty dataset never reaches dvc.lock as this stage's output
+        raise InputError(f"{path}: a header and no rows (expected at least one product)")
     try:
         frame.index = frame.index.astype("int64")
     except (TypeError, ValueError):
