@@ -125,6 +125,7 @@ def model_files(project: Path) -> dict[str, str]:
 
 def test_a_failed_exp_run_keeps_the_models_and_prints_the_command_that_restores_params(baseline: Path):
     models, lock = model_files(baseline), (baseline / "dvc.lock").read_bytes()
+    c = yaml.safe_load(committed(baseline, "params.yaml"))["model"]["C"]
     try:
         failed = run(["dvc", "exp", "run", "-S", "model.C=big"], baseline, check=False)
         assert failed.returncode != 0
@@ -133,7 +134,7 @@ def test_a_failed_exp_run_keeps_the_models_and_prints_the_command_that_restores_
         assert lines[:4] == [
             "error: params.yaml: model.C = 'big', expected a number in (0, 1000000.0]",
             "No other stage ran and no output was removed.",
-            "params.yaml differs from the last commit: model.C 0.5 -> 'big' (`dvc exp run -S` writes its values there).",
+            f"params.yaml differs from the last commit: model.C {c!r} -> 'big' (`dvc exp run -S` writes its values there).",
             "To restore the committed file: git show HEAD:params.yaml > params.yaml"]
         assert model_files(baseline) == models and (baseline / "dvc.lock").read_bytes() == lock
         # The printed command, as a person would paste it, puts the workspace back as it was.
