@@ -11,6 +11,7 @@ import shutil
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -51,7 +52,15 @@ def needs(name: str) -> str:
     found = find_command(name)
     if found is not None:
         return found
-    reason = f"{name} is not installed ({hint})"
+    unavailable(f"{name} is not installed ({hint})")
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip the calling test because a real component cannot be used here (fail it in strict mode).
+
+    For a component that is installed but does not work on this machine (containers that cannot
+    start, say); a missing command is `needs`'s job.
+    """
     if os.environ.get(STRICT_VARIABLE) == "1":
         pytest.fail(f"{reason}, and {STRICT_VARIABLE}=1 requires every real component", pytrace=False)
     pytest.skip(reason)

@@ -15,7 +15,7 @@ from conftest import ROOT, STRICT_VARIABLE, needs, system_packages
 
 TESTS = """
 import pytest
-from conftest import needs
+from conftest import needs, unavailable
 
 @pytest.mark.needs("no-such-command")
 def test_marked():
@@ -29,6 +29,9 @@ def test_present():
 
 def test_plain_skip():
     pytest.skip("nothing to do here")
+
+def test_unusable():
+    unavailable("containers cannot run here")
 """
 
 
@@ -53,18 +56,20 @@ def suite(tmp_path: Path) -> Path:
 def test_missing_component_skips_and_the_summary_says_why(suite: Path):
     result = run_pytest(suite, strict=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    summary = result.stdout.split("skipped tests: 3")[1]
+    summary = result.stdout.split("skipped tests: 4")[1]
     hint = "no-such-command is not installed (apt-get install -y no-such-package; .ci/run installs it)"
     assert f"2 skipped because {hint}:\n    test_suite.py::test_called\n    test_suite.py::test_marked\n" in summary
     assert "1 skipped because nothing to do here:\n    test_suite.py::test_plain_skip\n" in summary
-    assert "1 passed, 3 skipped" in result.stdout
+    assert "1 skipped because containers cannot run here:\n    test_suite.py::test_unusable\n" in summary
+    assert "1 passed, 4 skipped" in result.stdout
 
 
 def test_missing_component_fails_in_strict_mode(suite: Path):
     result = run_pytest(suite, strict=True)
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"and {STRICT_VARIABLE}=1 requires every real component" in result.stdout
-    assert "1 failed, 1 passed, 1 skipped, 1 error" in result.stdout  # the marker fails in setup: an error
+    assert "containers cannot run here, and" in result.stdout
+    assert "2 failed, 1 passed, 1 skipped, 1 error" in result.stdout  # the marker fails in setup: an error
 
 
 def test_an_unlisted_command_is_a_mistake_in_the_test():

@@ -5,8 +5,8 @@ still there) and down -v (the volumes are gone). It runs under its own compose p
 random ports, prints the containers' last log lines on failure and always tears everything down.
 
 Only `make docker-test` runs it (RAKUTEN_DOCKER_TEST=1; .ci/run does right after `make test`). A missing
-tool skips it with the install hint (fails it under .ci/run, tests/conftest.py); a machine where containers
-cannot run at all skips it with the engine's error."""
+tool skips it with the install hint; a machine where containers cannot run at all skips it with the engine's
+error (under .ci/run both fail instead: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import uuid
 import httpx
 import pytest
 
-from conftest import ROOT, needs
+from conftest import ROOT, needs, unavailable
 from mlops_rakuten.serve.users import add_user
 from serve_support import PASSWORDS, free_port, wait_until
 
@@ -79,7 +79,7 @@ def stack(tmp_path_factory, request):
     probe = subprocess.run([engine, "run", "--rm", "--network", "none", LOCAL_BASE, "true"], env=env,
                            capture_output=True, text=True, timeout=120)
     if probe.returncode != 0:
-        pytest.skip(f"containers cannot run here: {engine} run exited {probe.returncode}: {probe.stderr.strip()}")
+        unavailable(f"containers cannot run here: {engine} run exited {probe.returncode}: {probe.stderr.strip()}")
     failed_before = request.session.testsfailed
     try:
         make("docker-build", env, timeout=1800)
