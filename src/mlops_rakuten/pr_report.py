@@ -65,6 +65,8 @@ def _change(entry: dict) -> str:
     if isinstance(old, bool) or isinstance(new, bool) or not all(isinstance(v, (int, float)) for v in (old, new)):
         return "-"
     change = new - old
+    if change == 0:
+        return "0"
     return f"{change:+d}" if isinstance(change, int) else f"{change:+.6f}".rstrip("0").rstrip(".")
 
 
