@@ -48,8 +48,10 @@ def make_settings(project: Path, secrets: Path, token_minutes: int = 30) -> Sett
         add_user(users, "alice", "admin", PASSWORDS["alice"])
         add_user(users, "bob", "user", PASSWORDS["bob"])
         add_user(users, "carol", "user", PASSWORDS["carol"], active=False)
+    # Login limits out of the way: test_serve_abuse sets its own to test them.
     return Settings(jwt_secret=SECRET, project_dir=project, users_file=users,
-                    state_dir=project / ".dvc" / "tmp" / "serve", token_minutes=token_minutes)
+                    state_dir=project / ".dvc" / "tmp" / "serve", token_minutes=token_minutes,
+                    login_per_minute=10_000, login_failures_per_minute=10_000)
 
 
 def auth(settings: Settings, name: str, role: str) -> dict[str, str]:
@@ -71,6 +73,8 @@ def free_port() -> int:
 def server_env(settings: Settings) -> dict[str, str]:
     return {**os.environ, "RAKUTEN_JWT_SECRET": settings.jwt_secret, "RAKUTEN_PROJECT_DIR": str(settings.project_dir),
             "RAKUTEN_USERS_FILE": str(settings.users_file), "RAKUTEN_STATE_DIR": str(settings.state_dir),
+            "RAKUTEN_LOGIN_PER_MINUTE": str(settings.login_per_minute),
+            "RAKUTEN_LOGIN_FAILURES_PER_MINUTE": str(settings.login_failures_per_minute),
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 

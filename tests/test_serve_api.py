@@ -165,4 +165,4 @@ def test_metrics_count_requests_latency_predictions_and_model(api, user, setting
 def test_unknown_routes_are_counted_without_their_path(api):
     assert api.get("/no/such/page").status_code == 404
     requests = _samples(api.get("/metrics").text, "rakuten_http_requests_total")
-    assert requests['{method="GET",route="unmatched",status="404"}'] >= 1
+    assert requests['{method="GET",route="other",status="404"}'] >= 1

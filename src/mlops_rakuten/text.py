@@ -15,6 +15,19 @@ _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 
 
+def strip_tags(text: str) -> str:
+    """Each ``<...>`` replaced by a space, in time linear in the length of ``text``.
+
+    ``<[^>]*>`` alone is quadratic on text with many ``<`` and no ``>`` after
+    them (each ``<`` scans to the end: 20,000 of them took 0.25 s). A ``<``
+    after the last ``>`` can never start a tag, so only the text up to the
+    last ``>`` is searched; there every ``<`` finds its ``>``, the scan never
+    backtracks, and the result is the same as the plain substitution.
+    """
+    end = text.rfind(">") + 1
+    return _TAG.sub(" ", text[:end]) + text[end:] if end else text
+
+
 def clean_text(value: object) -> str:
     """Strip HTML tags, unescape entities, collapse whitespace; NaN/None -> ""."""
     if value is None or (isinstance(value, float) and value != value):
@@ -23,7 +36,7 @@ def clean_text(value: object) -> str:
     # Descriptions are sometimes escaped twice (``&amp;eacute;``) or carry
     # escaped tags (``&lt;p&gt;``): unescape, strip tags, unescape again.
     text = html.unescape(text)
-    text = _TAG.sub(" ", text)
+    text = strip_tags(text)
     text = html.unescape(text)
     return _SPACE.sub(" ", text).strip()
 

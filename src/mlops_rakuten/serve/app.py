@@ -15,7 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from mlops_rakuten.serve.batching import Batcher
+from mlops_rakuten.serve.guard import GuardMiddleware
 from mlops_rakuten.serve.jobs import TrainJobs
+from mlops_rakuten.serve.login_limits import LoginLimits
 from mlops_rakuten.serve.metrics import Metrics, MetricsMiddleware
 from mlops_rakuten.serve.model import ModelHolder
 from mlops_rakuten.serve.project import Busy, project_lock
@@ -72,13 +74,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Classifies Rakuten France products into 27 prdtypecodes with the DVC-built model.")
     app.state.settings = settings
     app.state.users = UserStore(settings.users_file)
+    app.state.login_limits = LoginLimits(settings.login_per_minute, settings.login_failures_per_minute)
     app.state.model = holder
     app.state.batcher = Batcher(holder.current, on_batch=metrics.batch_size.observe)
     app.state.metrics = metrics
     app.state.jobs = TrainJobs(settings, holder, on_finish=lambda outcome: metrics.train_runs.labels(outcome).inc())
     app.state.jobs.recover()  # a run a stopped server left: settled now, or followed until it ends
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    route_paths: set[str] = set()
+    # The last added runs first: metrics time everything, including what the guard refuses unread.
+    app.add_middleware(GuardMiddleware, state=app.state)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, route_paths=route_paths)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for module in (token, predict, info, ingest, train, health):
+    routers = (token, predict, info, ingest, train, health)
+    for module in routers:
         app.include_router(module.router)
+    route_paths.update(route.path for module in routers for route in module.router.routes if "{" not in route.path)
+    route_paths.update(url for url in (app.openapi_url, app.docs_url, app.redoc_url) if url)
     return app

@@ -54,6 +54,11 @@ def current_user(settings: Settings, users: UserStore, token: str | None) -> Use
     return user
 
 
+def forbidden(user: User, role: str) -> HTTPException:
+    return HTTPException(status.HTTP_403_FORBIDDEN,
+                         detail=f"this route needs role {role!r}; user {user.name!r} has role {user.role!r}")
+
+
 def require(role: str) -> Callable[..., User]:
     """Dependency: the caller's user, who must hold ``role`` (admins hold every role)."""
 
@@ -62,8 +67,7 @@ def require(role: str) -> Callable[..., User]:
         state = request.app.state
         user = current_user(state.settings, state.users, token)
         if not user.can(role):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"this route needs role {role!r}; "
-                                f"user {user.name!r} has role {user.role!r}")
+            raise forbidden(user, role)
         return user
 
     return dependency

@@ -19,7 +19,7 @@ import pandas as pd
 import sklearn
 from starlette.concurrency import run_in_threadpool
 
-from mlops_rakuten.predict import predict_top_k
+from mlops_rakuten.predict import clean_texts, predict_top_k_cleaned
 from mlops_rakuten.serve.model import LoadedModel
 
 MAX_BATCH = 32  # ~17 ms of CPU: bounds what the last request in a batch waits
@@ -33,13 +33,20 @@ class _Waiting:
     answer: asyncio.Future
 
 
-def _predict(model: LoadedModel, batch: list[_Waiting]) -> tuple[np.ndarray, np.ndarray]:
+class NoText(ValueError):
+    """The product holds no text once cleaned: nothing to classify."""
+
+
+def _predict(model: LoadedModel, batch: list[_Waiting]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-k codes and scores of the batch, and which rows have text (cleaned once, here)."""
     frame = pd.DataFrame({"designation": [w.designation for w in batch],
                           "description": [w.description for w in batch]})
+    texts = clean_texts(model.pipeline, frame)
     # The fitted pipeline needs no re-validation per call; skipping it saves about a fifth of the time.
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
         # Rows come back best first, so each request's top k is a prefix of the batch's largest k.
-        return predict_top_k(model.pipeline, frame, max(w.top_k for w in batch))
+        codes, scores = predict_top_k_cleaned(model.pipeline, texts, max(w.top_k for w in batch))
+    return codes, scores, (texts["text"] != "").to_numpy()
 
 
 class Batcher:
@@ -53,7 +60,7 @@ class Batcher:
 
     async def predict(self, designation: str, description: str,
                       top_k: int) -> tuple[np.ndarray, np.ndarray, LoadedModel]:
-        """This product's top-k codes and scores, and the model that produced them."""
+        """This product's top-k codes and scores, and the model that produced them; NoText if it has none."""
         answer = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(designation, description, top_k, answer))
         if not self._draining:
@@ -68,14 +75,19 @@ class Batcher:
                 model = self._current_model()  # per batch: a model reloaded meanwhile serves the next one
                 self._on_batch(len(batch))
                 try:
-                    codes, scores = await run_in_threadpool(_predict, model, batch)
+                    codes, scores, has_text = await run_in_threadpool(_predict, model, batch)
                 except Exception as exc:  # every caller of this batch gets the error, the next batch still runs
                     for waiting in batch:
                         if not waiting.answer.done():
                             waiting.answer.set_exception(exc)
                     continue
                 for row, waiting in enumerate(batch):
-                    if not waiting.answer.done():  # its client may have gone away meanwhile
+                    if waiting.answer.done():  # its client may have gone away meanwhile
+                        continue
+                    if has_text[row]:
                         waiting.answer.set_result((codes[row, :waiting.top_k], scores[row, :waiting.top_k], model))
+                    else:
+                        waiting.answer.set_exception(NoText("designation and description hold no text once "
+                                                            "HTML tags are stripped"))
         finally:
             self._draining = False

@@ -15,6 +15,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from mlops_rakuten.categories import CODES
 from mlops_rakuten.serve.model import LoadedModel
 
+# Label values come from a fixed set, whatever a client sends: any other method, and any path that
+# is not a route, count as "other" (each new value would be a new series, kept forever).
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+OTHER = "other"
+
 # Predictions take milliseconds, ingest and /token (argon2) up to seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -60,9 +65,10 @@ class Metrics:
 class MetricsMiddleware:
     """Pure ASGI middleware (cheaper than BaseHTTPMiddleware): time every HTTP request."""
 
-    def __init__(self, app, metrics: Metrics):
+    def __init__(self, app, metrics: Metrics, route_paths: set[str]):
         self.app = app
         self.metrics = metrics
+        self.route_paths = route_paths  # the app's paths without parameters, for requests refused before routing
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -80,7 +86,10 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_and_note)
         finally:
             # The route template (/train/{job_id}), not the path, so job ids do not explode the label set.
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            labels = (scope["method"], route, str(status))
+            route = getattr(scope.get("route"), "path", None)
+            if route is None:
+                route = scope["path"] if scope["path"] in self.route_paths else OTHER
+            method = scope["method"] if scope["method"] in METHODS else OTHER
+            labels = (method, route, str(status))
             self.metrics.requests.labels(*labels).inc()
             self.metrics.latency.labels(*labels).observe(time.perf_counter() - start)

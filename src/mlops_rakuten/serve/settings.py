@@ -6,6 +6,8 @@ RAKUTEN_USERS_FILE      users and argon2 hashes (default: PROJECT/secrets/users.
 RAKUTEN_STATE_DIR       training jobs, locks, metrics files (default: PROJECT/.dvc/tmp/serve, which DVC's
                         own .gitignore already ignores)
 RAKUTEN_TOKEN_MINUTES   token lifetime (default 30)
+RAKUTEN_LOGIN_PER_MINUTE           POST /token attempts per client address and minute (default 20)
+RAKUTEN_LOGIN_FAILURES_PER_MINUTE  failed POST /token attempts per user name and minute (default 5)
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ TRAIN_STAGE = "train"
 MAX_DESIGNATION_CHARS = 1_000
 MAX_DESCRIPTION_CHARS = 20_000
 MAX_UPLOAD_BYTES = 20 * 2**20  # nginx's client_max_body_size matches
+# POST /predict takes one product or a list of up to MAX_PREDICT_PRODUCTS; its body is capped at
+# PREDICT_MAX_BYTES (one product at the character limits fits even with every character JSON-escaped).
+MAX_PREDICT_PRODUCTS = 64
+PREDICT_MAX_BYTES = 2 * 2**20
+TOKEN_MAX_BYTES = 4 * 2**10  # a user name and a password, form-encoded
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,8 @@ class Settings:
     users_file: Path
     state_dir: Path
     token_minutes: int = 30
+    login_per_minute: int = 20
+    login_failures_per_minute: int = 5
 
     @property
     def model_path(self) -> Path:
@@ -76,13 +85,19 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     project = project_dir(env)
     if not (project / "dvc.yaml").is_file():
         raise InputError(f"{project}: no dvc.yaml (set RAKUTEN_PROJECT_DIR to the project folder)")
-    minutes = env.get("RAKUTEN_TOKEN_MINUTES", "30")
-    if not minutes.isdigit() or int(minutes) < 1:
-        raise InputError(f"RAKUTEN_TOKEN_MINUTES = {minutes!r}, expected a whole number of minutes >= 1")
     return Settings(
         jwt_secret=secret,
         project_dir=project,
         users_file=users_file(env),
         state_dir=Path(env.get("RAKUTEN_STATE_DIR") or project / ".dvc" / "tmp" / "serve"),
-        token_minutes=int(minutes),
+        token_minutes=_positive(env, "RAKUTEN_TOKEN_MINUTES", 30, "minutes"),
+        login_per_minute=_positive(env, "RAKUTEN_LOGIN_PER_MINUTE", 20, "attempts"),
+        login_failures_per_minute=_positive(env, "RAKUTEN_LOGIN_FAILURES_PER_MINUTE", 5, "attempts"),
     )
+
+
+def _positive(env: dict[str, str], name: str, default: int, unit: str) -> int:
+    value = env.get(name, str(default))
+    if not value.isdigit() or int(value) < 1:
+        raise InputError(f"{name} = {value!r}, expected a whole number of {unit} >= 1")
+    return int(value)

@@ -9,8 +9,11 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/health")
-def health(request: Request) -> dict:
-    """Alive; and whether a model is loaded (a fresh project has none until `dvc repro`)."""
+async def health(request: Request) -> dict:
+    """Alive; and whether a model is loaded (a fresh project has none until `dvc repro`).
+
+    async: answered on the event loop, so a thread pool busy with slow requests cannot delay it.
+    """
     return {"status": "ok", "model_ready": request.app.state.model.current() is not None}
 
 

@@ -10,12 +10,13 @@ from mlops_rakuten.serve.auth import require_user
 from mlops_rakuten.serve.project import (data_version, git_commit, is_locked, locked_model_md5, model_params,
                                          read_metrics)
 from mlops_rakuten.serve.settings import MODEL_PATH
+from mlops_rakuten.serve.responses import responses
 from mlops_rakuten.serve.users import User
 
 router = APIRouter(tags=["info"])
 
 
-@router.get("/info")
+@router.get("/info", responses=responses(400, 401, 403, 413))
 def info(request: Request, _: Annotated[User, Depends(require_user)]) -> dict:
     state = request.app.state
     root = state.settings.project_dir

@@ -12,25 +12,28 @@ from mlops_rakuten.serve.project import Busy, data_version, project_lock
 from mlops_rakuten.serve.raw_append import (OPTIONAL, REQUIRED, StagingCheckFailed, append_products, check_upload,
                                              recorded)
 from mlops_rakuten.serve.settings import MAX_UPLOAD_BYTES, RAW_DIR
+from mlops_rakuten.serve.responses import IngestRejected, responses
 from mlops_rakuten.serve.users import User
 from mlops_rakuten.workspace import run
 
 router = APIRouter(tags=["data"])
 
 
-@router.post("/ingest")
+@router.post("/ingest", responses=responses(400, 401, 403, 409, 413, 500, _422={
+    "model": IngestRejected, "description": "an unreadable file, or no row passed the checks: nothing was added"}))
 def ingest(request: Request, _: Annotated[User, Depends(require_admin)],
            file: Annotated[UploadFile, File(description=f"UTF-8 CSV with columns {', '.join(REQUIRED)} "
                                                          f"(optionally {', '.join(OPTIONAL)})")]) -> dict:
     settings = request.app.state.settings
     data = file.file.read(MAX_UPLOAD_BYTES + 1)
-    if len(data) > MAX_UPLOAD_BYTES:
+    if len(data) > MAX_UPLOAD_BYTES:  # the body cap leaves room for the multipart framing around the file
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                             detail=f"upload larger than {MAX_UPLOAD_BYTES // 2**20} MiB; split it")
     try:
         upload = check_upload(data, file.filename or "upload.csv")
     except InputError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail={"message": str(exc), "received": 0,
+                                                                           "accepted": 0, "rejected": 0, "rejects": []}) from None
     report = {"received": upload.received, "accepted": len(upload.accepted), "rejected": len(upload.rejects),
               "rejects": upload.rejects}
     if upload.accepted.empty:

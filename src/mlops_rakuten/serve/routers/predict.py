@@ -1,18 +1,23 @@
-"""POST /predict: one product's title (and description) in, its top-k classes out."""
+"""POST /predict: one product (or a list of them) in, the top-k classes of each out, in order."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from mlops_rakuten.categories import CODES
 from mlops_rakuten.predict import SCORE_HELP, as_records
 from mlops_rakuten.serve.auth import require_user
-from mlops_rakuten.serve.settings import MAX_DESCRIPTION_CHARS, MAX_DESIGNATION_CHARS
+from mlops_rakuten.serve.batching import NoText
+from mlops_rakuten.serve.responses import field_error, responses
+from mlops_rakuten.serve.settings import (MAX_DESCRIPTION_CHARS, MAX_DESIGNATION_CHARS, MAX_PREDICT_PRODUCTS,
+                                          PREDICT_MAX_BYTES)
 from mlops_rakuten.serve.users import User
-from mlops_rakuten.text import product_text
 
 router = APIRouter(tags=["predict"])
 
@@ -23,12 +28,6 @@ class PredictRequest(BaseModel):
     designation: str = Field(min_length=1, max_length=MAX_DESIGNATION_CHARS, description="product title")
     description: str | None = Field(None, max_length=MAX_DESCRIPTION_CHARS, description="HTML allowed")
     top_k: int = Field(3, ge=1, le=len(CODES), description="how many classes to return, best first")
-
-    @model_validator(mode="after")
-    def _has_text(self) -> "PredictRequest":
-        if not product_text(self.designation, self.description):
-            raise ValueError("designation and description hold no text once HTML tags are stripped")
-        return self
 
 
 class Prediction(BaseModel):
@@ -43,18 +42,61 @@ class PredictResponse(BaseModel):
     score: str = SCORE_HELP
 
 
-@router.post("/predict", response_model=PredictResponse)
-async def predict(body: PredictRequest, request: Request, _: Annotated[User, Depends(require_user)]) -> dict:
+_ONE = TypeAdapter(PredictRequest)
+_MANY = TypeAdapter(Annotated[list[PredictRequest], Field(min_length=1, max_length=MAX_PREDICT_PRODUCTS)])
+_PRODUCT_SCHEMA = PredictRequest.model_json_schema()
+# The body is parsed here rather than by FastAPI: a union of one product and a list would report every
+# error twice, once per alternative, with the alternative's name inside ``loc``.
+_BODY_DOC = {"requestBody": {"required": True, "description": (
+    f"one product, or a list of 1 to {MAX_PREDICT_PRODUCTS} products answered in the same order; "
+    f"bodies over {PREDICT_MAX_BYTES // 2**20} MiB are refused with 413"),
+    "content": {"application/json": {"schema": {"anyOf": [
+        _PRODUCT_SCHEMA, {"type": "array", "items": _PRODUCT_SCHEMA, "minItems": 1,
+                          "maxItems": MAX_PREDICT_PRODUCTS}]}}}}}
+
+
+async def _products(request: Request) -> tuple[list[PredictRequest], list[list[str | int]], bool]:
+    """The products, where each sits in the body (for error locations), and whether a list was sent."""
+    raw = await request.body()
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise RequestValidationError([{"loc": ["body", getattr(exc, "pos", 0)], "msg": "JSON decode error",
+                                       "type": "json_invalid"}]) from None
+    many = isinstance(data, list)
+    try:
+        products = _MANY.validate_python(data) if many else [_ONE.validate_python(data)]
+    except ValidationError as exc:
+        raise RequestValidationError([{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                                      for e in exc.errors()]) from None
+    return products, ([["body", i] for i in range(len(products))] if many else [["body"]]), many
+
+
+@router.post("/predict", response_model=PredictResponse | list[PredictResponse], openapi_extra=_BODY_DOC,
+             responses=responses(400, 401, 403, 413, 422, 503))
+async def predict(request: Request, _: Annotated[User, Depends(require_user)]) -> dict | list[dict]:
     """async: the model runs in a thread through the batcher, so the event loop stays free meanwhile."""
+    products, where, many = await _products(request)
     state = request.app.state
     model = state.model.current()
     if model is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                             detail=f"no model loaded ({state.model.error}); an admin can POST /train")
     known = len(model.pipeline.classes_)
-    if body.top_k > known:  # checked here: one bad top_k must not fail a whole batch
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            detail=f"top_k must be at most {known}, the number of classes this model knows")
-    codes, scores, used = await state.batcher.predict(body.designation, body.description or "", body.top_k)
-    state.metrics.predictions.labels(str(codes[0])).inc()
-    return {"predictions": as_records(codes, scores), "model_version": used.md5}
+    errors = [field_error([*loc, "top_k"], f"top_k must be at most {known}, the number of classes this model knows")
+              for loc, product in zip(where, products) if product.top_k > known]
+    if errors:  # checked here: one bad top_k must not fail a whole batch
+        raise RequestValidationError(errors)
+    answers = await asyncio.gather(*(state.batcher.predict(p.designation, p.description or "", p.top_k)
+                                     for p in products), return_exceptions=True)
+    errors = [field_error(loc, str(answer)) for loc, answer in zip(where, answers) if isinstance(answer, NoText)]
+    if errors:
+        raise RequestValidationError(errors)
+    for answer in answers:
+        if isinstance(answer, BaseException):
+            raise answer
+    results = []
+    for codes, scores, used in answers:
+        state.metrics.predictions.labels(str(codes[0])).inc()
+        results.append({"predictions": as_records(codes, scores), "model_version": used.md5})
+    return results if many else results[0]

@@ -8,12 +8,13 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 
 from mlops_rakuten.serve.auth import require_admin
 from mlops_rakuten.serve.project import Busy
+from mlops_rakuten.serve.responses import responses
 from mlops_rakuten.serve.users import User
 
 router = APIRouter(tags=["train"])
 
 
-@router.post("/train", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/train", status_code=status.HTTP_202_ACCEPTED, responses=responses(400, 401, 403, 409, 413))
 def train(request: Request, _: Annotated[User, Depends(require_admin)]) -> dict:
     """Start `dvc repro`; poll the returned status_url. On success the new model serves at once."""
     try:
@@ -23,7 +24,7 @@ def train(request: Request, _: Annotated[User, Depends(require_admin)]) -> dict:
     return {"job_id": job["id"], "status": job["status"], "status_url": f"/train/{job['id']}"}
 
 
-@router.get("/train/{job_id}")
+@router.get("/train/{job_id}", responses=responses(400, 401, 403, 404, 413))
 def train_status(job_id: str, request: Request, _: Annotated[User, Depends(require_admin)]) -> dict:
     job = request.app.state.jobs.get(job_id)
     if job is None:
