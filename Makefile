@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run setup data repro test bench lock clean docs docs-build sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-real \
+.PHONY: run setup data repro test bench lock clean docs docs-build sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-serve-abuse bench-real \
 	base-image docker-config docker-build docker-up docker-ps docker-logs docker-down docker-down-v docker-test
 
 run: setup data repro
@@ -111,6 +111,11 @@ deployments/certs/server.crt:
 # In-process prediction latency and loopback HTTP /predict throughput (wrk if installed), bounded in time.
 bench-serve: data repro
 	python -m mlops_rakuten.serve.bench
+
+# The API under abuse (docs/serving-limits.md): server RSS while 1 GiB bodies without a token are refused,
+# /predict p50 while other clients send adversarial HTML, /metrics size after junk-method requests.
+bench-serve-abuse: data repro
+	python -m mlops_rakuten.serve.bench_abuse
 
 # Model quality on real challenge text and speed (README "Quality and speed"): cross-validated
 # weighted F1 of params.yaml on DATA, the pipeline timed on DATA, then at full size on demo data.

@@ -84,10 +84,13 @@ def test_restart_after_a_kill_mid_training_serves_the_last_good_model(settings, 
 
 def test_a_run_that_outlives_its_server_keeps_the_project_until_it_ends(settings, servers):
     admin = auth(settings, "alice", "admin")
-    # A last stage that takes a while, so the run is still going when the new server is up.
+    # A last stage that waits for the test's word (at most 5 minutes), so the run is still going when the new
+    # server is up, however slowly it starts.
     dvc_yaml = settings.project_dir / "dvc.yaml"
+    release = settings.project_dir / "linger.release"
     pipeline = yaml.safe_load(dvc_yaml.read_text())
-    pipeline["stages"]["linger"] = {"cmd": "sleep 20", "deps": [MODEL_PATH]}
+    pipeline["stages"]["linger"] = {"cmd": f"for i in $(seq 1500); do [ -f {release.name} ] && break; sleep 0.2; done",
+                                    "deps": [MODEL_PATH]}
     dvc_yaml.write_text(yaml.safe_dump(pipeline, sort_keys=False))
     set_param_c(settings, "0.7")
     url, server = servers()
@@ -105,6 +108,7 @@ def test_a_run_that_outlives_its_server_keeps_the_project_until_it_ends(settings
     assert ingest.status_code == 409, ingest.text
     assert httpx.get(f"{url}/info", headers=admin).json()["busy"] is True
     assert httpx.get(f"{url}/train/{job_id}", headers=admin).json()["status"] == "running"
+    release.touch()
 
     def finished():
         job = httpx.get(f"{url}/train/{job_id}", headers=admin).json()

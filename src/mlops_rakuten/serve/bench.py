@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 import numpy as np
@@ -125,8 +127,9 @@ async def _async_load(url: str, token: str, bodies: list[str], seconds: int, con
     return {"tool": "httpx", "rps": len(latencies) / elapsed, "p50": float(p50), "p99": float(p99), "errors": errors}
 
 
-def http_load(root: Path, bodies: list[str], workers: int, seconds: int, connections: int) -> dict:
-    """Start `rakuten serve` on loopback, log in, drive POST /predict; always stop the server."""
+@contextlib.contextmanager
+def serving(root: Path, workers: int = 1) -> Iterator[tuple[str, str, subprocess.Popen]]:
+    """`rakuten serve` on loopback with a throw-away secret and user: its URL, a user token, the process."""
     with tempfile.TemporaryDirectory(prefix="rakuten-bench-serve-") as tmp:
         folder = Path(tmp)
         password = secrets.token_hex(16)
@@ -142,17 +145,23 @@ def http_load(root: Path, bodies: list[str], workers: int, seconds: int, connect
             base = f"http://127.0.0.1:{port}"
             _wait_ready(base, server, folder / "server.log")
             token = httpx.post(f"{base}/token", data={"username": "bench", "password": password}).json()["access_token"]
-            cpu_before = _tree_cpu_seconds(server.pid)
-            if shutil.which("wrk"):
-                result = wrk_load(f"{base}/predict", token, bodies, seconds, connections, folder)
-            else:
-                result = asyncio.run(_async_load(f"{base}/predict", token, bodies, seconds, connections))
-            # Server CPU per request: the load-independent cost, from which an idle machine's capacity follows.
-            result["cpu_ms"] = (_tree_cpu_seconds(server.pid) - cpu_before) * 1000 / (result["rps"] * seconds)
-            return result
+            yield base, token, server
         finally:
             server.terminate()
             server.wait(timeout=30)
+
+
+def http_load(root: Path, bodies: list[str], workers: int, seconds: int, connections: int) -> dict:
+    """Start `rakuten serve` on loopback, log in, drive POST /predict; always stop the server."""
+    with serving(root, workers) as (base, token, server), tempfile.TemporaryDirectory() as tmp:
+        cpu_before = _tree_cpu_seconds(server.pid)
+        if shutil.which("wrk"):
+            result = wrk_load(f"{base}/predict", token, bodies, seconds, connections, Path(tmp))
+        else:
+            result = asyncio.run(_async_load(f"{base}/predict", token, bodies, seconds, connections))
+        # Server CPU per request: the load-independent cost, from which an idle machine's capacity follows.
+        result["cpu_ms"] = (_tree_cpu_seconds(server.pid) - cpu_before) * 1000 / (result["rps"] * seconds)
+        return result
 
 
 def _free_port() -> int:

@@ -1,0 +1,144 @@
+"""Benchmark the API under abuse (`make bench-serve-abuse`): memory, latency and metrics while it is attacked.
+
+Against a real `rakuten serve` on loopback (the project's model, a throw-away user):
+
+1. peak RSS of the server while 1 GiB bodies without a token are sent to /predict, one after
+   the other (the server must answer from the headers and never read them);
+2. p50 of normal /predict calls, alone and while other clients send descriptions of
+   20,000 '<' characters (quadratic tag stripping once made them cost 0.25 s each);
+3. /metrics line count before and after requests with junk HTTP methods (each once became
+   a new label value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+
+from mlops_rakuten.errors import InputError, exit_on_input_error
+from mlops_rakuten.serve.bench import serving
+from mlops_rakuten.serve.settings import MODEL_PATH
+
+CHUNK = b"x" * 2**20
+
+
+def send_huge_body(port: int, size: int) -> tuple[str, float, int]:
+    """POST ``size`` bytes to /predict without a token; the status line, seconds, and bytes the server took."""
+    start, sent = time.monotonic(), 0
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall((f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                      f"Content-Length: {size}\r\n\r\n").encode())
+        try:
+            while sent < size:
+                sent += sock.send(CHUNK[:min(len(CHUNK), size - sent)])
+        except OSError:  # the server answered and closed: the rest is never read
+            pass
+        try:
+            status = sock.recv(4096).split(b"\r\n", 1)[0].decode()
+        except OSError:
+            status = "(connection reset)"
+    return status, time.monotonic() - start, sent
+
+
+def huge_bodies(base: str, server: psutil.Process, count: int, size: int) -> None:
+    port = int(base.rsplit(":", 1)[1])
+    before = server.memory_info().rss
+    peak, done = [before], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak.append(server.memory_info().rss)
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    cpu = time.process_time()
+    for i in range(count):
+        status, seconds, sent = send_huge_body(port, size)
+        print(f"  body {i + 1}: {size / 2**30:.0f} GiB announced, {sent / 2**20:.1f} MiB accepted by the socket "
+              f"before the answer, {seconds:.2f} s: {status}")
+    done.set()
+    sampler.join()
+    print(f"server RSS: {before / 2**20:.0f} MiB before, peak {max(peak) / 2**20:.0f} MiB during {count} "
+          f"x {size / 2**30:.0f} GiB bodies without a token (client CPU {time.process_time() - cpu:.2f} s)")
+
+
+def _latencies(url: str, headers: dict, body: dict, count: int) -> list[float]:
+    times = []
+    with httpx.Client(timeout=60) as client:
+        for _ in range(count):
+            start = time.perf_counter()
+            response = client.post(url, json=body, headers=headers)
+            times.append(time.perf_counter() - start)
+            response.raise_for_status()
+    return times
+
+
+def adversarial_load(base: str, token: str, server: psutil.Process, attackers: int, count: int) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    normal = {"designation": "Piscine tubulaire Intex 3,66 m", "description": "<p>Livrée avec pompe</p>"}
+    attack = {"designation": "Livre", "description": "<" * 20_000}
+    alone = _latencies(f"{base}/predict", headers, normal, count)
+    stop, sent = threading.Event(), [0]
+
+    def attacker() -> None:
+        with httpx.Client(timeout=60) as client:
+            while not stop.is_set():
+                client.post(f"{base}/predict", json=attack, headers=headers)
+                sent[0] += 1
+
+    threads = [threading.Thread(target=attacker) for _ in range(attackers)]
+    cpu = sum(server.cpu_times()[:2])
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    attacked = _latencies(f"{base}/predict", headers, normal, count)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    server_cpu = sum(server.cpu_times()[:2]) - cpu
+    print(f"normal /predict p50: {np.median(alone) * 1000:.1f} ms alone, {np.median(attacked) * 1000:.1f} ms while "
+          f"{attackers} clients sent descriptions of 20,000 '<' ({sent[0]} of them; server CPU {server_cpu:.2f} s, "
+          f"{count} normal calls each)")
+
+
+def junk_methods(base: str, count: int) -> None:
+    with httpx.Client(timeout=10) as client:
+        client.get(f"{base}/metrics")
+        before = len(client.get(f"{base}/metrics").text.splitlines())
+        statuses = {client.request(f"M{i:04d}X", f"{base}/health").status_code for i in range(count)}
+        after = len(client.get(f"{base}/metrics").text.splitlines())
+    print(f"/metrics: {before} lines before, {after} after {count} requests with junk methods "
+          f"(answered {sorted(statuses)})")
+
+
+@exit_on_input_error
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--project", type=Path, default=Path.cwd(), help="project with a trained model (default .)")
+    parser.add_argument("--bodies", type=int, default=3, help="1 GiB bodies to send (default 3)")
+    parser.add_argument("--attackers", type=int, default=4, help="clients sending adversarial text (default 4)")
+    parser.add_argument("--requests", type=int, default=200, help="normal /predict calls timed (default 200)")
+    parser.add_argument("--junk", type=int, default=1000, help="junk-method requests (default 1000)")
+    args = parser.parse_args(argv)
+    root = args.project.resolve()
+    if not (root / MODEL_PATH).is_file():
+        raise InputError(f"{root / MODEL_PATH}: no model to serve; run `make run` first")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    with serving(root) as (base, token, process):
+        server = psutil.Process(process.pid)
+        huge_bodies(base, server, args.bodies, 2**30)
+        adversarial_load(base, token, server, args.attackers, args.requests)
+        junk_methods(base, args.junk)
+
+
+if __name__ == "__main__":
+    main()
