@@ -100,19 +100,30 @@ def predict_top_k(model: Pipeline, frame: pd.DataFrame, k: int) -> tuple[np.ndar
     ``frame`` has ``designation`` and optionally ``description``. Rows without
     text still get the model's answer (its prior); callers that care use ``has_text``.
     """
+    _check_k(model, k)
     if "designation" not in frame:
         raise InputError("missing column 'designation' (expected designation and optionally description)")
-    return predict_top_k_cleaned(model, clean_texts(model, frame) if len(frame) else frame, k)
+    if len(frame) == 0:
+        return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float64)
+    return _best(model, decision_values(model, frame), k)
 
 
 def predict_top_k_cleaned(model: Pipeline, texts: pd.DataFrame, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``predict_top_k`` of texts ``clean_texts`` returned (the server cleans each product once)."""
+    _check_k(model, k)
+    if len(texts) == 0:
+        return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float64)
+    return _best(model, decision_values_cleaned(model, texts), k)
+
+
+def _check_k(model: Pipeline, k: int) -> None:
     n_classes = len(model.classes_)
     if not 1 <= k <= n_classes:
         raise InputError(f"top-k must be between 1 and {n_classes} (the model's number of classes), got {k}")
-    if len(texts) == 0:
-        return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float64)
-    scores = softmax_scores(decision_values_cleaned(model, texts))
+
+
+def _best(model: Pipeline, decision: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    scores = softmax_scores(decision)
     # A stable sort on the negated scores keeps ties in class order, so output is deterministic.
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     codes = np.asarray(model.classes_)[order].astype(np.int64)
