@@ -131,9 +131,71 @@ def test_users_file_changes_apply_without_restart(api, settings):
 
 def test_health_and_metrics_need_no_token(api):
     health = api.get("/health")
-    assert health.status_code == 200 and health.json() == {"status": "ok", "model_ready": False}
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "model_ready": False, "users_file_error": None}
     metrics = api.get("/metrics")
     assert metrics.status_code == 200 and "rakuten_http_requests_total" in metrics.text
+
+
+def login_token(api, name: str, password: str) -> dict[str, str]:
+    response = login(api, name, password)
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def test_a_password_change_or_deactivation_revokes_issued_tokens(api, settings):
+    add_user(settings.users_file, "erin", "user", "erin-password")
+    time.sleep(CHECK_SECONDS + 0.2)
+    old = login_token(api, "erin", "erin-password")
+    add_user(settings.users_file, "erin", "user", "erin-new-password")  # a new password
+    time.sleep(CHECK_SECONDS + 0.2)
+    refused = api.get("/info", headers=old)
+    assert refused.status_code == 401 and "revoked" in refused.json()["detail"]
+    current = login_token(api, "erin", "erin-new-password")
+    assert api.get("/info", headers=current).status_code == 200
+    users = {"RAKUTEN_USERS_FILE": str(settings.users_file)}
+    run([sys.executable, "-m", "mlops_rakuten.cli", "user", "deactivate", "erin"], settings.project_dir, env=users)
+    time.sleep(CHECK_SECONDS + 0.2)
+    assert api.get("/info", headers=current).status_code == 401
+    entry = json.loads(settings.users_file.read_text())["users"]["erin"]
+    settings.users_file.write_text(settings.users_file.read_text().replace(  # reactivated by hand
+        '"active": false', '"active": true'))
+    time.sleep(CHECK_SECONDS + 0.2)
+    assert entry["token_version"] == 2 and api.get("/info", headers=current).status_code == 401
+
+
+def test_an_invalid_users_file_keeps_the_last_good_list_and_degrades_health(api, settings):
+    good = settings.users_file.read_text()
+    bob = login_token(api, "bob", PASSWORDS["bob"])
+    try:
+        for bad in ("{not json", '{"users": {"bob": {"role": "user"}}}', '{"users": {"bob": {"hash": "x", "role": "root"}}}'):
+            settings.users_file.write_text(bad)
+            time.sleep(CHECK_SECONDS + 0.2)
+            health = api.get("/health").json()
+            assert health["status"] == "degraded" and str(settings.users_file) in health["users_file_error"]
+            assert api.get("/info", headers=bob).status_code == 200  # the last good list still answers
+            assert login(api, "bob", PASSWORDS["bob"]).status_code == 200
+    finally:
+        settings.users_file.write_text(good)
+    time.sleep(CHECK_SECONDS + 0.2)
+    assert api.get("/health").json()["status"] == "ok"
+
+
+def test_user_list_and_remove(tmp_path: Path):
+    users = tmp_path / "users.json"
+    env = {"RAKUTEN_USERS_FILE": str(users)}
+    cli = [sys.executable, "-m", "mlops_rakuten.cli", "user"]
+    assert "no users" in run([*cli, "list"], tmp_path, env=env).stdout
+    run([*cli, "add", "gina", "--role", "admin", "--password-stdin"], tmp_path, env=env, input="gina-password\n")
+    run([*cli, "add", "hugo", "--password-stdin"], tmp_path, env=env, input="hugo-password\n")
+    listed = run([*cli, "list"], tmp_path, env=env).stdout.splitlines()
+    assert listed[0].split() == ["NAME", "ROLE", "ACTIVE", "TOKEN_VERSION"]
+    assert listed[1].split() == ["gina", "admin", "yes", "0"] and listed[2].split() == ["hugo", "user", "yes", "0"]
+    assert "argon2" not in "\n".join(listed)
+    assert "removed 'hugo'" in run([*cli, "remove", "hugo"], tmp_path, env=env).stdout
+    assert "hugo" not in run([*cli, "list"], tmp_path, env=env).stdout
+    missing = run([*cli, "remove", "hugo"], tmp_path, check=False, env=env)
+    assert missing.returncode == 1 and "no user 'hugo'" in missing.stderr and "gina" in missing.stderr
 
 
 @pytest.mark.parametrize("secret", ["", "too-short"])

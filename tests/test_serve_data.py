@@ -16,7 +16,7 @@ import yaml
 from conftest import run
 from mlops_rakuten.demo_data import X_FILE, Y_FILE
 from mlops_rakuten.serve.project import project_lock
-from mlops_rakuten.serve.raw_append import StagingCheckFailed, check_staged
+from mlops_rakuten.serve.raw_append import StagingCheckFailed, check_staged, check_upload
 from mlops_rakuten.serve.watch import CHECK_SECONDS
 from serve_support import auth, build_project, client, make_settings
 
@@ -110,6 +110,26 @@ def test_ingest_refuses_a_bad_file_and_changes_nothing(api, admin, settings, con
     assert response.status_code == 422
     assert words in str(response.json()["detail"])
     assert raw_bytes(settings) == before and raw_md5(settings) == md5
+
+
+def test_one_bad_label_in_a_large_upload_is_found_in_bulk():
+    rows = "".join(f"Produit numéro {i},,2583\n" for i in range(100_000))
+    clean = (HEADER + rows).encode()
+    one_bad = (HEADER + rows.replace("Produit numéro 50000,,2583", "Produit numéro 50000,,25x3")).encode()
+
+    def best_seconds(data: bytes) -> tuple[float, object]:
+        times = []
+        for _ in range(2):
+            started = time.perf_counter()
+            upload_check = check_upload(data, "big.csv")
+            times.append(time.perf_counter() - started)
+        return min(times), upload_check
+
+    clean_seconds, _ = best_seconds(clean)
+    bad_seconds, checked = best_seconds(one_bad)
+    assert [r["row"] for r in checked.rejects] == [50001] and len(checked.accepted) == 99_999
+    assert "is '25x3', expected an integer class code" in checked.rejects[0]["reasons"][0]
+    assert bad_seconds < 2 * clean_seconds + 0.2, (clean_seconds, bad_seconds)  # row by row it was 21x
 
 
 def test_ingest_accepts_an_index_column_and_ids(api, admin, settings):

@@ -86,6 +86,24 @@ def _user_add(args: argparse.Namespace) -> None:
     print(user_add(args.name, args.role, args.password_stdin, active=not args.inactive))
 
 
+def _user_list(args: argparse.Namespace) -> None:
+    from mlops_rakuten.serve.server import user_list
+
+    print(user_list())
+
+
+def _user_remove(args: argparse.Namespace) -> None:
+    from mlops_rakuten.serve.server import user_remove
+
+    print(user_remove(args.name))
+
+
+def _user_deactivate(args: argparse.Namespace) -> None:
+    from mlops_rakuten.serve.server import user_deactivate
+
+    print(user_deactivate(args.name))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mlops_rakuten.raw_data import DEMO_ROWS, DEMO_SEED
 
@@ -173,6 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin, not a prompt")
     add.add_argument("--inactive", action="store_true", help="store the user as inactive (login refused)")
     add.set_defaults(run=_user_add)
+    listing = user_commands.add_parser("list", help="the users: name, role, active, token version (no hashes)")
+    listing.set_defaults(run=_user_list)
+    remove = user_commands.add_parser("remove", help="delete a user; its tokens stop working")
+    remove.add_argument("name")
+    remove.set_defaults(run=_user_remove)
+    deactivate = user_commands.add_parser("deactivate", help="refuse a user's logins and revoke its tokens")
+    deactivate.add_argument("name")
+    deactivate.set_defaults(run=_user_deactivate)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""`rakuten serve` and `rakuten user add`: the command-line side of the server."""
+"""`rakuten serve` and `rakuten user add|list|remove|deactivate`: the command-line side of the server."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 from mlops_rakuten.errors import InputError
 from mlops_rakuten.serve.settings import load_settings, users_file
-from mlops_rakuten.serve.users import add_user
+from mlops_rakuten.serve.users import add_user, deactivate_user, list_users, remove_user
 
 
 def serve(host: str, port: int, workers: int = 1, access_log: bool = False) -> None:
@@ -44,3 +44,27 @@ def user_add(name: str, role: str, from_stdin: bool, active: bool = True) -> str
     replaced = add_user(path, name, role, read_password(from_stdin), active=active)
     state = "" if active else " (inactive)"
     return f"{'replaced' if replaced else 'added'} {role} {name!r}{state} in {path}"
+
+
+def user_list() -> str:
+    path = users_file(dict(os.environ))
+    users = list_users(path)
+    if not users:
+        return f"no users in {path} (add one: rakuten user add NAME --role admin)"
+    rows = [("NAME", "ROLE", "ACTIVE", "TOKEN_VERSION")]
+    rows += [(u.name, u.role, "yes" if u.active else "no", str(u.token_version)) for u in users]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join([*lines, f"({len(users)} users in {path})"])
+
+
+def user_remove(name: str) -> str:
+    path = users_file(dict(os.environ))
+    remove_user(path, name)
+    return f"removed {name!r} from {path}; its tokens no longer work"
+
+
+def user_deactivate(name: str) -> str:
+    path = users_file(dict(os.environ))
+    deactivate_user(path, name)
+    return f"deactivated {name!r} in {path}; its tokens no longer work (reactivate: rakuten user add {name})"
