@@ -157,6 +157,11 @@ class UserStore:
                 self._reload()
         return self._users
 
+    def file_error(self) -> str | None:
+        """Why the users file on disk is refused (the last good list is in use), or None."""
+        self._current()
+        return self.error
+
     def get(self, name: str) -> User | None:
         entry = self._current().get(name)
         return None if entry is None else _user(name, entry)

@@ -15,7 +15,7 @@ async def health(request: Request) -> dict:
     async: answered on the event loop, so a thread pool busy with slow requests cannot delay it.
     """
     state = request.app.state
-    users_error = state.users.error  # an invalid users file: logins use the last good list
+    users_error = state.users.file_error()  # an invalid users file: logins use the last good list
     return {"status": "degraded" if users_error else "ok", "model_ready": state.model.current() is not None,
             "users_file_error": users_error}
 
