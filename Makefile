@@ -55,8 +55,12 @@ clean:
 # Experiments (README "Experiments"). Queued runs execute in temp copies of HEAD
 # plus uncommitted changes, JOBS at a time; model.* changes rerun only train and
 # evaluate. Override the grid: make sweep SWEEP="-S 'model.C=0.2,0.4'".
+# PUSH=1 then `dvc exp push`es every finished run to GIT_REMOTE and the DVC remote
+# (docs/team.md "Share experiments"); runs that fail to push stay local and are listed.
 JOBS ?= 2
 SWEEP ?= -S 'model.C=0.1,0.3,1,3' -S 'model.class_weight=null,balanced'
+PUSH ?=
+GIT_REMOTE ?= origin
 FRACTIONS ?= 0.1,0.25,0.5,1.0
 # One line per run: headline metrics and the params that vary, best first.
 EXP_TABLE := --md --only-changed --drop '[0-9]+\.|data/|src/|models/|Executor' --sort-by f1_weighted --sort-order desc
@@ -64,7 +68,7 @@ EXP_TABLE := --md --only-changed --drop '[0-9]+\.|data/|src/|models/|Executor' -
 sweep: setup
 	dvc exp run --queue $(SWEEP)
 	dvc queue start --jobs $(JOBS)
-	rakuten wait-queue
+	rakuten wait-queue $(if $(PUSH),--push $(GIT_REMOTE))
 	dvc exp show $(EXP_TABLE)
 
 learning-curve: setup

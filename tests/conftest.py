@@ -109,3 +109,16 @@ def reproduced_project(dest: Path, rows: int = 1500) -> Path:
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-q", "-m", "pipeline outputs"], dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def team_remote(tmp_path_factory):
+    """A bare git remote + S3 bucket holding a reproduced, committed demo project (tests/team_remote.py)."""
+    from team_remote import TeamRemote
+
+    root = tmp_path_factory.mktemp("team")
+    remote = TeamRemote.create(reproduced_project(root / "first"), root)
+    try:
+        yield remote
+    finally:
+        remote.stop()

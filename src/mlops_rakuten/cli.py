@@ -50,13 +50,45 @@ def _calibration(args: argparse.Namespace) -> None:
 
 def _wait_queue(args: argparse.Namespace) -> None:
     from mlops_rakuten.errors import InputError
-    from mlops_rakuten.experiments import stop_lingering_workers, wait_for_queue
+    from mlops_rakuten.experiments import stop_lingering_workers, wait_for_queue_outcome
 
-    failed = wait_for_queue(poll=args.poll, timeout=args.timeout)
+    outcome = wait_for_queue_outcome(poll=args.poll, timeout=args.timeout)
     stop_lingering_workers()
-    if failed:
-        raise InputError(f"experiment(s) failed: {', '.join(failed)} (see `dvc queue logs NAME`)")
+    failed = sorted(name for name, status in outcome.items() if status != "Success")
+    problems = [f"experiment(s) failed: {', '.join(failed)} (see `dvc queue logs NAME`)"] if failed else []
+    if args.push:
+        from mlops_rakuten.sweep import push_experiments
+
+        finished = sorted(name for name, status in outcome.items() if status == "Success")
+        unpushed = push_experiments(finished, args.push)
+        if unpushed:
+            problems.append(f"{len(unpushed)} of {len(finished)} finished experiment(s) not pushed, kept locally; "
+                            f"run: dvc exp push {args.push} {' '.join(f.name for f in unpushed)}")
+        else:
+            print(f"pushed {len(finished)} experiment(s) to {args.push}: {' '.join(finished)}")
+    if problems:
+        raise InputError("; ".join(problems))
     print("experiment queue done")
+
+
+def _sweep_plan(args: argparse.Namespace) -> None:
+    import json
+
+    from mlops_rakuten.sweep import sweep_plan
+
+    points = sweep_plan(args.settings, args.params, args.prefix)
+    print(json.dumps([point.as_matrix_entry() for point in points]))
+
+
+def _push_experiments(args: argparse.Namespace) -> None:
+    from mlops_rakuten.errors import InputError
+    from mlops_rakuten.sweep import push_experiments
+
+    failures = push_experiments(args.names, args.remote, timeout=args.timeout)
+    if failures:
+        raise InputError(f"not pushed, kept locally: {' '.join(f.name for f in failures)}; "
+                         f"run: dvc exp push {args.remote} {' '.join(f.name for f in failures)}")
+    print(f"pushed {' '.join(args.names)} to {args.remote}")
 
 
 def _learning_curve(args: argparse.Namespace) -> None:
@@ -164,7 +196,24 @@ def build_parser() -> argparse.ArgumentParser:
     wait = commands.add_parser("wait-queue", help="wait until dvc's experiment queue is done; fail if one failed")
     wait.add_argument("--poll", type=float, default=5.0, help="seconds between checks (default 5)")
     wait.add_argument("--timeout", type=float, default=6 * 3600, help="give up after this many seconds")
+    wait.add_argument("--push", metavar="GIT_REMOTE",
+                      help="then `dvc exp push` every finished run to this git remote (and the DVC remote)")
     wait.set_defaults(run=_wait_queue)
+
+    plan = commands.add_parser("sweep-plan", help="a grid of params as JSON, one point per CI runner",
+                               description="Expand settings like model.C=0.1,0.3,1 into every combination; "
+                                           "print a JSON list of {name, params} (params: space-separated "
+                                           "key=value for `dvc exp run -S`).")
+    plan.add_argument("settings", nargs="+", metavar="KEY=V1,V2", help="a params.yaml key and its values")
+    plan.add_argument("--prefix", default="", help="put before every experiment name (e.g. sweep-12-)")
+    plan.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file the keys must exist in")
+    plan.set_defaults(run=_sweep_plan)
+
+    push = commands.add_parser("push-experiments", help="dvc exp push each experiment; report the ones that fail")
+    push.add_argument("names", nargs="+", metavar="NAME", help="experiment names (as in `dvc exp show`)")
+    push.add_argument("--remote", default="origin", help="git remote (default origin)")
+    push.add_argument("--timeout", type=float, default=900.0, help="seconds one push may take (default 900)")
+    push.set_defaults(run=_push_experiments)
 
     curve = commands.add_parser("learning-curve", help="plot F1 vs training rows from the ingest.fraction experiments")
     curve.add_argument("--out", type=Path, default=Path("plots/learning_curve.png"))

@@ -68,7 +68,14 @@ def parse_queue_status(text: str) -> tuple[dict[str, tuple[str, str]], int]:
 
 def wait_for_queue(cwd: Path | None = None, poll: float = 5.0, timeout: float = 6 * 3600,
                    no_worker_grace: float = 120.0) -> list[str]:
-    """Block until no queued or running experiment is left; return the names of those that failed.
+    """Block until no queued or running experiment is left; return the names of those that failed."""
+    outcome = wait_for_queue_outcome(cwd, poll, timeout, no_worker_grace)
+    return sorted(name for name, status in outcome.items() if status != "Success")
+
+
+def wait_for_queue_outcome(cwd: Path | None = None, poll: float = 5.0, timeout: float = 6 * 3600,
+                           no_worker_grace: float = 120.0) -> dict[str, str]:
+    """Block until no queued or running experiment is left; return {experiment name: final status}.
 
     Only tasks pending when the wait starts are judged, so a failure left over
     from an earlier sweep does not fail this one. Pending tasks with no worker
@@ -94,7 +101,7 @@ def wait_for_queue(cwd: Path | None = None, poll: float = 5.0, timeout: float = 
             raise InputError("experiments are queued but no queue worker is running: run `dvc queue start`")
         time.sleep(poll)
         tasks, workers = parse_queue_status(dvc("queue", "status", cwd=cwd))
-    return sorted(tasks[t][0] or t for t in watched if t in tasks and tasks[t][1] != "Success")
+    return {tasks[t][0] or t: tasks[t][1] for t in watched if t in tasks}
 
 
 def stop_lingering_workers(cwd: Path | None = None, grace: float = 30.0) -> int:
