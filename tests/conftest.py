@@ -116,6 +116,7 @@ def team_remote(tmp_path_factory):
     """A bare git remote + S3 bucket holding a reproduced, committed demo project (tests/team_remote.py)."""
     from team_remote import TeamRemote
 
+    needs("weed")
     root = tmp_path_factory.mktemp("team")
     remote = TeamRemote.create(reproduced_project(root / "first"), root)
     try:
