@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run setup data repro test bench lock clean docs docs-build sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-serve-abuse bench-real \
+.PHONY: run setup data repro test bench lock clean docs docs-build sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-serve-abuse bench-real register promote \
 	base-image docker-config docker-build docker-up docker-ps docker-logs docker-down docker-down-v docker-test
 
 run: setup data repro
@@ -88,6 +88,17 @@ dagshub-remote: setup
 	@test -n "$(OWNER)" -a -n "$(REPO)" || { echo "usage: make dagshub-remote OWNER=<DagsHub user or org> REPO=<DagsHub repo>" >&2; exit 2; }
 	rakuten dagshub-remote --owner '$(OWNER)' --repo '$(REPO)'
 
+# Model registry (docs/team.md "Model registry"): GTO git tags on the model dvc.yaml declares under
+# artifacts:. register refuses a workspace that is dirty, differs from dvc.lock or is not pushed.
+MODEL_NAME ?= rakuten-classifier
+register: setup
+	@test -n "$(VERSION)" || { echo "usage: make register VERSION=v1.2.0" >&2; exit 2; }
+	rakuten register '$(VERSION)' --name '$(MODEL_NAME)'
+
+promote: setup
+	@test -n "$(VERSION)" -a -n "$(STAGE)" || { echo "usage: make promote VERSION=v1.2.0 STAGE=prod" >&2; exit 2; }
+	gto assign '$(MODEL_NAME)' --version '$(VERSION)' --stage '$(STAGE)' --push
+
 # What differs between the workspace and the local cache (works offline), then the cache and the remote
 # (or how to add one, or that it cannot be reached).
 data-status: setup
@@ -95,11 +106,12 @@ data-status: setup
 
 # Serve the model (README "Serve the model"). `make serve` needs RAKUTEN_JWT_SECRET in the environment
 # and a user: `rakuten user add NAME --role admin`. nginx terminates TLS in front (deployments/nginx).
+# MODEL=rakuten-classifier#prod serves a registry version instead of the workspace model.
 SERVE_HOST ?= 127.0.0.1
 SERVE_PORT ?= 8000
 SERVE_WORKERS ?= 1
 serve: setup
-	rakuten serve --host $(SERVE_HOST) --port $(SERVE_PORT) --workers $(SERVE_WORKERS)
+	rakuten serve --host $(SERVE_HOST) --port $(SERVE_PORT) --workers $(SERVE_WORKERS) $(if $(MODEL),--model '$(MODEL)')
 
 # A self-signed certificate for nginx, into the git-ignored deployments/certs/ (kept if already there).
 CERT_NAME ?= localhost

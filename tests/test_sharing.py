@@ -2,8 +2,9 @@
 teammate's clone `dvc exp pull`s both, sees them in `dvc exp show`, applies one and gets the runner's bytes.
 
 Runners and teammate are separate clones of one bare git remote, sharing one S3 remote (SeaweedFS on
-loopback), as GitHub + DagsHub would be. Runner 1 runs its point with `make sweep PUSH=1` (queue, wait,
-push); runner 2 with the sweep workflow's steps (`dvc exp run -n NAME -S ...`, `rakuten push-experiments`).
+loopback), as GitHub + DagsHub would be. The points come from the sweep workflow's plan script; runner 1
+runs its point with `make sweep PUSH=1` (queue, wait, push), runner 2 with the workflow's run script
+(`dvc exp run -n NAME -S ...`) and `rakuten push-experiments`, as the workflow's push step does.
 """
 
 from __future__ import annotations
@@ -24,7 +25,18 @@ from team_remote import TeamRemote, cache_file, git_objects, sha256
 
 VENV = Path(sys.executable).parent.parent
 MODELS = ["models/model.joblib", "models/holdout_model.joblib"]
-GRID = ["model.C=0.125,2"]
+GRID = "model.C=0.125,2"
+SWEEP_WORKFLOW = Path(__file__).resolve().parents[1] / ".github" / "workflows" / "sweep.yml"
+
+
+def workflow_script(job: str, step: str) -> str:
+    """The shell script of one step of the sweep workflow, to run it here as a runner would."""
+    steps = yaml.safe_load(SWEEP_WORKFLOW.read_text())["jobs"][job]["steps"]
+    return next(s["run"] for s in steps if s.get("name") == step)
+
+
+def run_script(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    return run(["bash", "-euo", "pipefail", "-c", script], cwd, env=env)
 
 
 def exp_ref(project: Path, name: str) -> str:
@@ -57,8 +69,14 @@ def sweep(team_remote: TeamRemote, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("sweep")
     start = time.monotonic()
     runners = [team_remote.clone(root / f"runner{i}") for i in (1, 2)]
-    plan = json.loads(run(["rakuten", "sweep-plan", *GRID, "--prefix", "ci-"], runners[0]).stdout)
-    assert [p["params"] for p in plan] == ["model.C=0.125", "model.C=2"]
+    # The workflow's plan job, as GitHub runs it (run number 7).
+    outputs = root / "github_output"
+    run_script(workflow_script("plan", "Expand the grid"), runners[0], GRID=GRID, GITHUB_RUN_NUMBER="7",
+               GITHUB_OUTPUT=str(outputs))
+    key, _, value = outputs.read_text().strip().partition("=")
+    plan = json.loads(value)
+    assert key == "points" and plan == [{"name": "sweep-7-C-0.125", "params": "model.C=0.125"},
+                                        {"name": "sweep-7-C-2", "params": "model.C=2"}]
     for runner in runners:
         run(["dvc", "pull", "-q"], runner)  # data and the baseline's outputs: only train + evaluate rerun
 
@@ -69,7 +87,8 @@ def sweep(team_remote: TeamRemote, tmp_path_factory) -> dict:
     queued = subprocess.Popen(sweep_cmd, cwd=runners[0], env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        run(["dvc", "exp", "run", "-q", "-n", second["name"], "-S", second["params"]], runners[1])
+        # Runner 2: the workflow's matrix job step that runs one point.
+        run_script(workflow_script("run", "Run the point"), runners[1], NAME=second["name"], PARAMS=second["params"])
         out, err = queued.communicate(timeout=1200)
     finally:
         if queued.poll() is None:

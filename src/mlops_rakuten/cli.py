@@ -39,7 +39,18 @@ def _data_status(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> None:
     from mlops_rakuten.predict import predict_command
 
+    if not args.model.is_file() and any(mark in str(args.model) for mark in "#@"):
+        from mlops_rakuten.registry import fetch_model
+
+        # A registry reference (rakuten-classifier#prod): fetched into DVC's git-ignored tmp folder.
+        args.model = Path(fetch_model(str(args.model), Path.cwd(), Path(".dvc/tmp/registry")).path)
     predict_command(args)
+
+
+def _register(args: argparse.Namespace) -> None:
+    from mlops_rakuten.registry import register
+
+    print(register(args.version, Path.cwd(), args.name).strip())
 
 
 def _calibration(args: argparse.Namespace) -> None:
@@ -109,7 +120,7 @@ def _pr_report(args: argparse.Namespace) -> None:
 def _serve(args: argparse.Namespace) -> None:
     from mlops_rakuten.serve.server import serve
 
-    serve(args.host, args.port, args.workers, args.access_log)
+    serve(args.host, args.port, args.workers, args.access_log, args.model)
 
 
 def _user_add(args: argparse.Namespace) -> None:
@@ -182,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--chunk-size", type=int, default=10_000,
                       help="rows read at a time from --input (default 10000); memory is the model plus one chunk")
     pred.add_argument("--model", type=Path, default=Path("models/model.joblib"),
-                      help="saved model (default models/model.joblib)")
+                      help="saved model (default models/model.joblib), or a registry reference such as "
+                           "rakuten-classifier#prod or rakuten-classifier@v1.2.0")
     pred.set_defaults(run=_predict)
 
     calib = commands.add_parser("calibration", help="how well predict's score matches accuracy on a labelled table")
@@ -230,7 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
     serve.add_argument("--access-log", action="store_true", help="log every request (nginx usually does)")
+    serve.add_argument("--model", metavar="REFERENCE",
+                       help="serve a registry version instead of the workspace model: NAME#STAGE, NAME@vX.Y.Z or "
+                            "NAME@latest, e.g. rakuten-classifier#prod (default: $RAKUTEN_MODEL if set)")
     serve.set_defaults(run=_serve)
+
+    reg = commands.add_parser("register", help="tag HEAD's model as a registry version (GTO) and push the tag",
+                              description="Refuses when the workspace is not committed, does not match dvc.lock, "
+                                          "or the model or commit are not on the remotes.")
+    reg.add_argument("version", help="vMAJOR.MINOR.PATCH, e.g. v1.2.0")
+    reg.add_argument("--name", default="rakuten-classifier", help="artifact name in dvc.yaml (default "
+                                                                  "rakuten-classifier)")
+    reg.set_defaults(run=_register)
 
     user = commands.add_parser("user", help="manage the API's users file (RAKUTEN_USERS_FILE)")
     user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")

@@ -3,20 +3,35 @@
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import shutil
 import sys
+from pathlib import Path
 
 from mlops_rakuten.errors import InputError
-from mlops_rakuten.serve.settings import load_settings, users_file
+from mlops_rakuten.serve.settings import MODEL_REFERENCE_ENV, RESOLVED_MODEL_ENV, load_settings, users_file
 from mlops_rakuten.serve.users import add_user, deactivate_user, list_users, remove_user
 
 
-def serve(host: str, port: int, workers: int = 1, access_log: bool = False) -> None:
-    """Run uvicorn; InputError (one line, exit 1) when the settings are missing or wrong."""
+def serve(host: str, port: int, workers: int = 1, access_log: bool = False, model: str | None = None) -> None:
+    """Run uvicorn; InputError (one line, exit 1) when the settings are missing or wrong.
+
+    ``model`` (or $RAKUTEN_MODEL), a registry reference such as ``rakuten-classifier#prod``, is
+    resolved and its bytes fetched and loaded once, here, before any worker starts: a bad
+    reference or missing bytes stop the server before it listens.
+    """
     import uvicorn
 
     settings = load_settings()  # check here, once, rather than as a traceback in every worker
+    reference = model or os.environ.get(MODEL_REFERENCE_ENV)
+    if reference:
+        from mlops_rakuten.predict import load_model
+        from mlops_rakuten.registry import fetch_model
+
+        resolved = fetch_model(reference, settings.project_dir, settings.state_dir / "registry")
+        load_model(Path(resolved.path))  # a file that is not a model fails here, not in the workers
+        os.environ[RESOLVED_MODEL_ENV] = json.dumps(resolved.as_dict())
     # Workers re-read the environment: pin the project so they agree whatever their cwd.
     os.environ["RAKUTEN_PROJECT_DIR"] = str(settings.project_dir)
     if workers > 1:

@@ -8,10 +8,13 @@ RAKUTEN_STATE_DIR       training jobs, locks, metrics files (default: PROJECT/.d
 RAKUTEN_TOKEN_MINUTES   token lifetime (default 30)
 RAKUTEN_LOGIN_PER_MINUTE           POST /token attempts per client address and minute (default 20)
 RAKUTEN_LOGIN_FAILURES_PER_MINUTE  failed POST /token attempts per user name and minute (default 5)
+RAKUTEN_MODEL           a model registry reference to serve instead of the workspace model, e.g.
+                        rakuten-classifier#prod (same as `rakuten serve --model`; docs/team.md)
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,9 @@ MODEL_PATH = "models/model.joblib"
 RAW_DIR = "data/raw"
 RAW_POINTER = "data/raw.dvc"
 METRICS_PATH = "metrics/metrics.json"
+MODEL_REFERENCE_ENV = "RAKUTEN_MODEL"
+# The registry model `rakuten serve` fetched (JSON of registry.ResolvedModel), for its workers to load.
+RESOLVED_MODEL_ENV = "RAKUTEN_MODEL_RESOLVED"
 TRAIN_STAGE = "train"
 
 # Limits that keep one request from hogging a worker: roomy for a product title and an HTML
@@ -48,9 +54,12 @@ class Settings:
     token_minutes: int = 30
     login_per_minute: int = 20
     login_failures_per_minute: int = 5
+    registry_model: dict | None = None  # name, version, stages, commit, md5, path of a fetched registry model
 
     @property
     def model_path(self) -> Path:
+        if self.registry_model:
+            return Path(self.registry_model["path"])
         return self.project_dir / MODEL_PATH
 
     @property
@@ -93,6 +102,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         token_minutes=_positive(env, "RAKUTEN_TOKEN_MINUTES", 30, "minutes"),
         login_per_minute=_positive(env, "RAKUTEN_LOGIN_PER_MINUTE", 20, "attempts"),
         login_failures_per_minute=_positive(env, "RAKUTEN_LOGIN_FAILURES_PER_MINUTE", 5, "attempts"),
+        registry_model=json.loads(env[RESOLVED_MODEL_ENV]) if env.get(RESOLVED_MODEL_ENV) else None,
     )
 
 

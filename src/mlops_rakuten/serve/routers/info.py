@@ -21,12 +21,15 @@ def info(request: Request, _: Annotated[User, Depends(require_user)]) -> dict:
     state = request.app.state
     root = state.settings.project_dir
     loaded = state.model.current()
-    recorded = locked_model_md5(root)
+    registry = state.settings.registry_model  # `rakuten serve --model NAME#STAGE`: a registry version
+    recorded = registry["md5"] if registry else locked_model_md5(root)
     return {
         "model": {
             "ready": loaded is not None,
-            "path": MODEL_PATH,
-            "md5": recorded,  # dvc.lock's word for the train stage's output
+            "path": MODEL_PATH if not registry else registry["path"],
+            "md5": recorded,  # dvc.lock's word for the train stage's output (at the version's commit)
+            "registry": {key: registry[key] for key in ("reference", "name", "version", "stages", "commit")}
+            if registry else None,
             "loaded_md5": loaded.md5 if loaded else None,
             # False when the served model is not the recorded one: a run whose train stage succeeded but
             # whose evaluate failed (the old model keeps serving), or a hand-edited workspace.
@@ -36,8 +39,9 @@ def info(request: Request, _: Annotated[User, Depends(require_user)]) -> dict:
             "error": state.model.error,
         },
         "data": data_version(root),
-        "params": model_params(root),
-        "metrics": read_metrics(root),
+        # A registry model's own params and metrics (at its version's commit), else the workspace's.
+        "params": registry["params"] if registry else model_params(root),
+        "metrics": registry["metrics"] if registry else read_metrics(root),
         "git_commit": git_commit(root),
         "busy": is_locked(state.settings.state_dir),  # a training run or an ingest is under way
         # status "interrupted": the server stopped mid-run; the last good model kept serving.
