@@ -56,6 +56,7 @@ def registry(team_remote: TeamRemote, tmp_path_factory) -> dict:
     remote = dataclasses.replace(team_remote, git_url=git_url)
     maintainer = remote.clone(root / "maintainer")
     run(["dvc", "pull", "-q"], maintainer)
+    run(["dvc", "repro", "-q"], maintainer)  # check_params' marker is not cached: rewritten, nothing else runs
     versions = {"v1.0.0": model_md5(maintainer)}
     out = make(maintainer, "register", "VERSION=v1.0.0").stdout
     assert f"Created git tag '{NAME}@v1.0.0'" in out

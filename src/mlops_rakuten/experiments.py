@@ -66,13 +66,6 @@ def parse_queue_status(text: str) -> tuple[dict[str, tuple[str, str]], int]:
     return tasks, int(workers.group(1)) if workers else 0
 
 
-def wait_for_queue(cwd: Path | None = None, poll: float = 5.0, timeout: float = 6 * 3600,
-                   no_worker_grace: float = 120.0) -> list[str]:
-    """Block until no queued or running experiment is left; return the names of those that failed."""
-    outcome = wait_for_queue_outcome(cwd, poll, timeout, no_worker_grace)
-    return sorted(name for name, status in outcome.items() if status != "Success")
-
-
 def wait_for_queue_outcome(cwd: Path | None = None, poll: float = 5.0, timeout: float = 6 * 3600,
                            no_worker_grace: float = 120.0) -> dict[str, str]:
     """Block until no queued or running experiment is left; return {experiment name: final status}.
