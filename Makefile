@@ -28,8 +28,11 @@ repro: setup
 test: setup
 	pytest
 
+# Full-size pipeline, experiment runs and memory on demo data, and on the real sample replicated to
+# full size when SAMPLE holds it (skipped otherwise).
+SAMPLE ?= ../shared/data/rakuten-sample
 bench: setup
-	python -m mlops_rakuten.benchmark
+	python -m mlops_rakuten.benchmark --sample "$(abspath $(SAMPLE))"
 
 # The documentation site (docs/, mkdocs.yml): served with live reload, or built into the
 # git-ignored site/. --strict turns a broken link or a page missing from the nav into an error.
@@ -140,7 +143,7 @@ bench-real: setup
 	@if [ -f "$(DATA)/X_train_update.csv" ] && [ -f "$(DATA)/Y_train_CVw08PX.csv" ]; then \
 		python -m mlops_rakuten.crossval --data "$(DATA)" && \
 		python -m mlops_rakuten.benchmark --data "$(abspath $(DATA))" && \
-		python -m mlops_rakuten.benchmark; \
+		python -m mlops_rakuten.benchmark --sample "$(abspath $(DATA))"; \
 	else echo "bench-real: skipped, no X_train_update.csv and Y_train_CVw08PX.csv in $(DATA)"; fi
 
 # Containers (docs/containers.md): the API, nginx (TLS) and Prometheus from docker-compose.yml, with
