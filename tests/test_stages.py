@@ -19,7 +19,8 @@ from mlops_rakuten.stages.evaluate import class_metrics, confusion_figure, headl
 from mlops_rakuten.stages.ingest import join_challenge, parse_labels, sample_fraction
 from mlops_rakuten.stages.preprocess import preprocess
 from mlops_rakuten.stages.split import split
-from mlops_rakuten.stages.train import fit_classifier, fit_holdout_and_shipped
+from mlops_rakuten.one_vs_rest import fit_linear_svc
+from mlops_rakuten.stages.train import fit_holdout_and_shipped
 from mlops_rakuten.text import clean_text, product_texts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +110,7 @@ def test_featurize_and_train_give_a_pipeline_that_predicts_raw_text():
     vectorizer = build_vectorizer({**PARAMS["featurize"], "word_min_df": 1, "char_min_df": 1, "n_jobs": 1})
     x = vectorizer.fit_transform(frame)
     assert x.shape[0] == 18 and x.dtype == np.float32
-    classifier = fit_classifier(x, frame["prdtypecode"].to_numpy(), PARAMS["model"])
+    classifier = fit_linear_svc(x, frame["prdtypecode"].to_numpy(), PARAMS["model"])
     model = make_picklable_stable(Pipeline([("features", vectorizer), ("classifier", classifier)]))
     assert not hasattr(vectorizer.named_steps["tfidf"].transformers_[0][1], "_stop_words_id")
     raw = pd.DataFrame({"designation": ["Grande PISCINE"], "description": ["<p>b&acirc;che</p>"]})
@@ -121,12 +122,16 @@ def test_holdout_model_sees_only_the_train_split_and_the_shipped_one_all_rows():
     x, y = sparse.csr_matrix(rng.random((60, 8)), dtype=np.float32), np.repeat([10, 40, 50], 20)
     train, test = (x[:45], y[:45]), (x[45:], y[45:])
     holdout, shipped = fit_holdout_and_shipped(train, test, PARAMS["model"])
-    assert (holdout.coef_ == fit_classifier(*train, PARAMS["model"]).coef_).all()
-    assert (shipped.coef_ == fit_classifier(x, y, PARAMS["model"]).coef_).all()
+    assert (holdout.coef_ == fit_linear_svc(*train, PARAMS["model"]).coef_).all()
+    assert (shipped.coef_ == fit_linear_svc(x, y, PARAMS["model"]).coef_).all()
     assert (shipped.coef_ != holdout.coef_).any()
     # Without refit, both names hold the same train-split classifier; one process is enough.
-    holdout, shipped = fit_holdout_and_shipped(train, test, {**PARAMS["model"], "refit_on_all": False, "n_jobs": 1})
-    assert shipped is holdout and (holdout.coef_ == fit_classifier(*train, PARAMS["model"]).coef_).all()
+    for no_refit in ({"refit_on_all": False, "n_jobs": 1}, {"refit_max_rows": 59}):
+        holdout, shipped = fit_holdout_and_shipped(train, test, {**PARAMS["model"], **no_refit})
+        assert shipped is holdout and (holdout.coef_ == fit_linear_svc(*train, PARAMS["model"]).coef_).all()
+    # At the threshold it still refits.
+    _, shipped = fit_holdout_and_shipped(train, test, {**PARAMS["model"], "refit_max_rows": 60})
+    assert (shipped.coef_ == fit_linear_svc(x, y, PARAMS["model"]).coef_).all()
 
 
 def test_char_ngrams_can_be_switched_off_and_bounds_are_checked():

@@ -69,6 +69,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "max_iter": _integer(1),
         "seed": _SEED,
         "refit_on_all": _BOOL,
+        "refit_max_rows": _integer(0),
         "n_jobs": _integer(1, 64),
     },
 }

@@ -20,7 +20,6 @@ from typing import Any
 
 import joblib
 import numpy as np
-from joblib import Parallel, delayed
 from scipy import sparse
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
@@ -28,6 +27,7 @@ from sklearn.svm import LinearSVC
 from mlops_rakuten.atomic import dump_joblib
 from mlops_rakuten.errors import exit_on_input_error, setup_logging
 from mlops_rakuten.features import load_features, make_picklable_stable
+from mlops_rakuten.one_vs_rest import fit_linear_svc
 from mlops_rakuten.params import read_params
 
 log = logging.getLogger("train")
@@ -35,32 +35,24 @@ log = logging.getLogger("train")
 Labelled = tuple[sparse.spmatrix, np.ndarray]
 
 
-def fit_classifier(x: sparse.spmatrix, y: np.ndarray, params: dict[str, Any]) -> LinearSVC:
-    classifier = LinearSVC(
-        C=params["C"],
-        class_weight=params["class_weight"],
-        dual=params["dual"],
-        tol=params["tol"],
-        max_iter=params["max_iter"],
-        random_state=params["seed"],
-    )
-    return classifier.fit(x, y)
-
-
 def fit_holdout_and_shipped(train: Labelled, test: Labelled, params: dict[str, Any]) -> tuple[LinearSVC, LinearSVC]:
-    """The classifier to evaluate (train split) and the one to ship (train + test if ``refit_on_all``).
+    """The classifier to evaluate (train split) and the one to ship.
 
-    The two fits run in separate processes, not threads: liblinear's random
-    generator is global to a process, so threads would make the result
-    depend on scheduling.
+    The shipped one is refitted on train + test when ``refit_on_all`` is true
+    and train + test hold at most ``refit_max_rows`` rows; otherwise it is the
+    hold-out classifier itself. Each fit shares its classes out over
+    ``n_jobs`` processes.
     """
-    jobs = [train]
-    if params["refit_on_all"]:
-        jobs.append((sparse.vstack([train[0], test[0]], format="csr"), np.concatenate([train[1], test[1]])))
-    fitted = Parallel(n_jobs=min(params["n_jobs"], len(jobs)))(
-        delayed(fit_classifier)(x, y, params) for x, y in jobs
-    )
-    return fitted[0], fitted[-1]
+    holdout = fit_linear_svc(*train, params, n_jobs=params["n_jobs"])
+    if not refits(train[0].shape[0] + test[0].shape[0], params):
+        return holdout, holdout
+    everything = (sparse.vstack([train[0], test[0]], format="csr"), np.concatenate([train[1], test[1]]))
+    return holdout, fit_linear_svc(*everything, params, n_jobs=params["n_jobs"])
+
+
+def refits(rows: int, params: dict[str, Any]) -> bool:
+    """Whether the shipped model is refitted on the ``rows`` of train + test."""
+    return params["refit_on_all"] and rows <= params["refit_max_rows"]
 
 
 def save_model(vectorizer: Pipeline, classifier: LinearSVC, path: Path) -> None:
@@ -83,9 +75,13 @@ def main(argv: list[str] | None = None) -> None:
     vectorizer = joblib.load(args.vectorizer)
     start = time.perf_counter()
     holdout, shipped = fit_holdout_and_shipped(train, test, params)
-    rows = train[0].shape[0] + (test[0].shape[0] if params["refit_on_all"] else 0)
-    log.info("LinearSVC(C=%s), %d features, %d classes: hold-out model on %d train rows, shipped model on %d rows "
-             "in %.1fs", params["C"], train[0].shape[1], len(holdout.classes_), train[0].shape[0], rows,
+    all_rows = train[0].shape[0] + test[0].shape[0]
+    shipped_on = f"refitted on {all_rows} rows" if refits(all_rows, params) else (
+        f"the hold-out one (no refit above {params['refit_max_rows']} rows)" if params["refit_on_all"]
+        else "the hold-out one (refit_on_all is false)")
+    log.info("LinearSVC(C=%s), %d features, %d classes in %d processes, %d iterations at most: hold-out model on "
+             "%d train rows, shipped model %s; %.1fs", params["C"], train[0].shape[1], len(holdout.classes_),
+             params["n_jobs"], max(holdout.n_iter_, shipped.n_iter_), train[0].shape[0], shipped_on,
              time.perf_counter() - start)
     save_model(vectorizer, holdout, args.holdout_out)
     save_model(vectorizer, shipped, args.out)
