@@ -71,7 +71,11 @@ def timed_dvc(args: list[str], cwd: Path) -> Run:
         parent = psutil.Process(proc.pid)
         while proc.poll() is None:
             rss = 0
-            for process in [parent, *parent.children(recursive=True)]:
+            try:
+                tree = [parent, *parent.children(recursive=True)]
+            except psutil.Error:  # dvc exited between poll() and the listing
+                break
+            for process in tree:
                 try:
                     with process.oneshot():
                         rss += process.memory_info().rss
@@ -139,7 +143,7 @@ def _commit(project: Path, message: str) -> None:
 def _line(label: str, run: Run, full: Run | None = None) -> str:
     text = f"  {label:<28} wall {run.wall:6.1f} s  cpu {run.cpu:6.1f} s  peak RSS {run.peak_rss / 2**30:.2f} GiB"
     if full is not None:
-        text += f"  = {100 * run.wall / full.wall:3.0f} % of the full run's wall time"
+        text += f"  = {100 * run.wall / full.wall:3.0f} % of the full run (cpu {100 * run.cpu / full.cpu:3.0f} %)"
     return text
 
 

@@ -5,9 +5,15 @@ Two models come out, both taking raw ``designation``/``description``:
 - the hold-out model, fitted on the train split only: ``evaluate`` scores it on
   the test split, which it never saw;
 - the shipped model (``predict``, the API), refitted with the same params on
-  train + test when ``model.refit_on_all`` is true. On a few thousand products
-  every extra row still pays (README, "Quality and speed"); it keeps the
+  train + test when ``model.refit_on_all`` is true and train + test hold at most
+  ``model.refit_max_rows`` rows. On a few thousand products every extra row
+  still pays (README, "Quality and speed"); at full size 10 % more rows gain
+  little and the refit would double the cost of every experiment, so the
+  shipped model is then the hold-out one (docs/speed.md). It keeps the
   hold-out model's vocabulary, so the metrics describe the same features.
+
+Each fit shares the 27 one-vs-rest problems out over ``model.n_jobs``
+processes (mlops_rakuten.one_vs_rest).
 """
 
 from __future__ import annotations
