@@ -21,7 +21,7 @@ BUILD_ENV = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
 PAGES = ["index.html", "getting-started/index.html", "pipeline/index.html", "experiments/index.html",
          "pull-requests/index.html", "sharing/index.html", "prediction/index.html", "serving/index.html",
          "quality/index.html", "troubleshooting/index.html", "team/index.html", "serving-limits/index.html",
-         "containers/index.html", "reference/cli/index.html", "reference/api/index.html",
+         "containers/index.html", "speed/index.html", "reference/cli/index.html", "reference/api/index.html",
          "reference/python/index.html"]
 
 
