@@ -2,7 +2,8 @@
 healthy, then through nginx on loopback ports: login, predict, info, an admin ingest + train that serves
 the new model, Prometheus scraping the API; then down and up again (ingested rows and the new model are
 still there) and down -v (the volumes are gone). It runs under its own compose project name, image tag and
-random ports, prints the containers' last log lines on failure and always tears everything down.
+random ports, prints the containers' last log lines on failure and always tears everything down. Its
+images keep the tag `docker-test` (not `latest`), so that their layers stay cached for the next run.
 
 Only `make docker-test` runs it (RAKUTEN_DOCKER_TEST=1; .ci/run does right after `make test`). A missing
 tool skips it with the install hint; a machine where containers cannot run at all skips it with the engine's
@@ -69,7 +70,8 @@ def stack(tmp_path_factory, request):
     ports = {"RAKUTEN_HTTPS_PORT": free_port(), "RAKUTEN_HTTP_PORT": free_port(), "RAKUTEN_PROMETHEUS_PORT": free_port()}
     env = {**{k: v for k, v in os.environ.items() if k != "DAGSHUB_TOKEN"},  # never a real remote from a test
            **{k: str(v) for k, v in ports.items()},
-           "STACK": name, "RAKUTEN_IMAGE_TAG": name, "BASE_IMAGE": LOCAL_BASE, "RAKUTEN_PUBLISH_ADDRESS": "127.0.0.1",
+           "STACK": name, "RAKUTEN_IMAGE_TAG": "docker-test", "BASE_IMAGE": LOCAL_BASE,
+           "RAKUTEN_PUBLISH_ADDRESS": "127.0.0.1",
            "RAKUTEN_JWT_SECRET": secrets.token_hex(32), "RAKUTEN_USERS_FILE": str(folder / "users.json"),
            "RAKUTEN_TLS_DIR": str(folder), "RAKUTEN_UP_TIMEOUT": "900"}
     engine = engine_command(env)
@@ -93,9 +95,6 @@ def stack(tmp_path_factory, request):
             print(f"\n--- last log lines of {name}:\n{logs.stdout[-12000:]}{logs.stderr[-4000:]}")
         subprocess.run(["make", "--no-print-directory", "docker-down-v"], cwd=ROOT, env=env, capture_output=True,
                        timeout=300)
-        for image in ("api", "nginx", "prometheus"):
-            subprocess.run([engine, "rmi", f"localhost/rakuten-{image}:{name}"], env=env, capture_output=True,
-                           timeout=120)
         print("\n" + "\n".join(f"make {target}: {seconds:.1f} s" for target, seconds in TIMINGS.items()))
 
 
