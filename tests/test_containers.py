@@ -72,6 +72,8 @@ def test_compose_file_is_valid_and_wires_the_stack(compose_config):
         assert services[name]["depends_on"]["api"]["condition"] == "service_healthy"
     assert services["api"]["environment"]["RAKUTEN_JWT_SECRET"] == env["RAKUTEN_JWT_SECRET"]
     assert "ports" not in services["api"]  # the API is reached through nginx only
+    # ... so the X-Forwarded-For nginx sets is believed: login limits per address see clients, not nginx
+    assert services["api"]["environment"]["RAKUTEN_TRUSTED_PROXIES"] == "*"
     published = [str(port) for port in services["nginx"]["ports"]]
     assert any("18443" in port and "127.0.0.1" in port for port in published), published
     assert config["secrets"]["users"]["file"] == env["RAKUTEN_USERS_FILE"]

@@ -51,6 +51,31 @@ def test_refuses_when_the_pointer_is_not_the_demo_set(tmp_path: Path):
     assert dvc_file.read_text() == other
 
 
+def test_data_left_from_another_version_is_replaced_never_lost(tmp_path: Path):
+    """After a `git pull` that moves data/raw.dvc, make run must not keep (and re-record) the old data."""
+    project = project_with_committed_pointer(tmp_path)
+    dvc_file = project / "data/raw.dvc"
+    pointer = dvc_file.read_text()
+    run(["rakuten", "ensure-raw-data"], project)
+    x_csv = project / "data/raw/X_train_update.csv"
+    recorded_bytes = x_csv.read_bytes()
+
+    # an older version, recorded in the cache: replaced by the pointer's version
+    run(["rakuten", "demo-data", "--rows", "300", "--seed", "3", "--out", "data/raw"], project)
+    run(["dvc", "add", "-q", "data/raw"], project)
+    dvc_file.write_text(pointer)
+    result = run(["rakuten", "ensure-raw-data"], project)
+    assert "restored from the DVC cache" in result.stderr
+    assert x_csv.read_bytes() == recorded_bytes and dvc_file.read_text() == pointer
+
+    # files in no cache (hand-copied, never added): refused, nothing removed, both ways out named
+    x_csv.write_bytes(recorded_bytes + b"99999,hand copied,,1,1\n")
+    result = run(["rakuten", "ensure-raw-data"], project, check=False)
+    assert result.returncode == 1
+    assert "in no DVC cache" in result.stderr and "dvc add data/raw" in result.stderr
+    assert x_csv.read_bytes().endswith(b"hand copied,,1,1\n") and dvc_file.read_text() == pointer
+
+
 @contextmanager
 def closed_port() -> Iterator[int]:
     """A loopback port nothing listens on: connecting is refused at once."""

@@ -68,10 +68,43 @@ def try_pull() -> bool:
     return True
 
 
+def _present(raw_dir: Path) -> bool:
+    return raw_dir.is_dir() and any(raw_dir.iterdir())
+
+
+def _matches_pointer(dvc_file: Path) -> bool:
+    """Whether the workspace data is the version ``dvc_file`` records (local check, no network)."""
+    result = _dvc("status", "--json", str(dvc_file))
+    return result.returncode == 0 and result.stdout.strip() in ("", "{}")
+
+
+def check_out_recorded(raw_dir: Path, dvc_file: Path) -> bool:
+    """Replace data that differs from the pointer (e.g. after a `git pull`), never losing files.
+
+    `dvc checkout` without --force only removes files the DVC cache holds; True when the recorded
+    version is now in place, False when the old (cached) version is gone and must be fetched.
+    """
+    log.info("%s differs from %s: checking out the recorded version", raw_dir, dvc_file)
+    result = _dvc("checkout", str(dvc_file))
+    if result.returncode == 0:
+        log.info("%s restored from the DVC cache", raw_dir)
+        return True
+    if _present(raw_dir):
+        raise InputError(
+            f"{raw_dir} differs from {dvc_file} and holds files that are in no DVC cache: "
+            f"run `dvc add {raw_dir}` to record them as the new version, or "
+            f"`dvc checkout --force {dvc_file}` to discard them"
+        )
+    return False
+
+
 def ensure_raw_data(raw_dir: Path, dvc_file: Path) -> None:
-    if raw_dir.is_dir() and any(raw_dir.iterdir()):
-        log.info("%s is present: nothing to fetch", raw_dir)
-        return
+    if _present(raw_dir):
+        if _matches_pointer(dvc_file):
+            log.info("%s is present and matches %s: nothing to fetch", raw_dir, dvc_file)
+            return
+        if check_out_recorded(raw_dir, dvc_file):
+            return
     if try_pull() and raw_dir.is_dir():
         log.info("%s pulled from the remote", raw_dir)
         return

@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 from mlops_rakuten.errors import InputError
-from mlops_rakuten.serve.settings import MODEL_REFERENCE_ENV, RESOLVED_MODEL_ENV, load_settings, users_file
+from mlops_rakuten.serve.settings import (
+    MODEL_REFERENCE_ENV, RESOLVED_MODEL_ENV, TRUSTED_PROXIES_ENV, load_settings, users_file,
+)
 from mlops_rakuten.serve.users import add_user, deactivate_user, list_users, remove_user
 
 
@@ -40,9 +42,11 @@ def serve(host: str, port: int, workers: int = 1, access_log: bool = False, mode
         shutil.rmtree(shared, ignore_errors=True)
         shared.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(shared)
-    # proxy_headers: behind nginx on the same host, client addresses come from X-Forwarded-For.
+    # proxy_headers: behind nginx, client addresses (and so per-address login limits) come from
+    # X-Forwarded-For, trusted only from the proxy's address.
+    trusted = os.environ.get(TRUSTED_PROXIES_ENV, "127.0.0.1")
     uvicorn.run("mlops_rakuten.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
-                proxy_headers=True, forwarded_allow_ips="127.0.0.1", access_log=access_log, log_level="info")
+                proxy_headers=True, forwarded_allow_ips=trusted, access_log=access_log, log_level="info")
 
 
 def read_password(from_stdin: bool) -> str:

@@ -10,6 +10,8 @@ RAKUTEN_LOGIN_PER_MINUTE           POST /token attempts per client address and m
 RAKUTEN_LOGIN_FAILURES_PER_MINUTE  failed POST /token attempts per user name and minute (default 5)
 RAKUTEN_MODEL           a model registry reference to serve instead of the workspace model, e.g.
                         rakuten-classifier#prod (same as `rakuten serve --model`; docs/team.md)
+RAKUTEN_TRUSTED_PROXIES addresses whose X-Forwarded-For is believed (default 127.0.0.1: nginx on the same
+                        host; the container stack sets * because only its nginx can reach the API)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ RAW_DIR = "data/raw"
 RAW_POINTER = "data/raw.dvc"
 METRICS_PATH = "metrics/metrics.json"
 MODEL_REFERENCE_ENV = "RAKUTEN_MODEL"
+TRUSTED_PROXIES_ENV = "RAKUTEN_TRUSTED_PROXIES"
 # The registry model `rakuten serve` fetched (JSON of registry.ResolvedModel), for its workers to load.
 RESOLVED_MODEL_ENV = "RAKUTEN_MODEL_RESOLVED"
 TRAIN_STAGE = "train"
