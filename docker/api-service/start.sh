@@ -13,6 +13,11 @@ if [ ! -f dvc.yaml ]; then
     git add -A
     git commit -q -m "Project as shipped in the image"
 fi
+if [ -n "${RAKUTEN_GIT_REMOTE:-}" ]; then
+    # The registry's tags (RAKUTEN_MODEL_REF) are read from the team's repository.
+    git remote remove origin 2>/dev/null || true
+    git remote add origin "$RAKUTEN_GIT_REMOTE"
+fi
 if [ -n "${DAGSHUB_TOKEN:-}" ]; then
     # DagsHub's S3 storage takes the token as both keys; read from the environment, never written to disk.
     export AWS_ACCESS_KEY_ID="$DAGSHUB_TOKEN" AWS_SECRET_ACCESS_KEY="$DAGSHUB_TOKEN"
