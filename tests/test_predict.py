@@ -20,7 +20,7 @@ from mlops_rakuten.cli import main
 from mlops_rakuten.demo_data import X_FILE, Y_FILE, write_demo_data
 from mlops_rakuten.errors import InputError
 from mlops_rakuten.features import build_vectorizer
-from mlops_rakuten.stages.train import fit_classifier
+from mlops_rakuten.one_vs_rest import fit_linear_svc
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
@@ -41,8 +41,8 @@ def model_path(products, tmp_path_factory) -> Path:
     """A model fitted by the real featurize/train functions with the repo's params, saved like train does."""
     extractor = build_vectorizer({**PARAMS["featurize"], "n_jobs": 1})
     x = extractor.fit_transform(products)
-    model = Pipeline([("features", extractor), ("classifier", fit_classifier(x, products["prdtypecode"].to_numpy(),
-                                                                              PARAMS["model"]))])
+    classifier = fit_linear_svc(x, products["prdtypecode"].to_numpy(), PARAMS["model"])
+    model = Pipeline([("features", extractor), ("classifier", classifier)])
     path = tmp_path_factory.mktemp("model") / "model.joblib"
     joblib.dump(model, path)
     return path
