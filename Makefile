@@ -55,7 +55,7 @@ lock:
 clean:
 	rm -rf $(VENV)
 
-# Experiments (README "Experiments"). Queued runs execute in temp copies of HEAD
+# Experiments (docs/experiments.md). Queued runs execute in temp copies of HEAD
 # plus uncommitted changes, JOBS at a time; model.* changes rerun only train and
 # evaluate. Override the grid: make sweep SWEEP="-S 'model.C=0.2,0.4'".
 # PUSH=1 then `dvc exp push`es every finished run to GIT_REMOTE and the DVC remote
@@ -85,7 +85,7 @@ BASE ?= main
 pr-report: setup
 	@rakuten pr-report --base $(BASE)
 
-# Share data and models (README "Share data and models"): DagsHub's S3 storage as the default DVC
+# Share data and models (docs/sharing.md): DagsHub's S3 storage as the default DVC
 # remote. The token comes from DAGSHUB_TOKEN or a hidden prompt and lands only in .dvc/config.local.
 dagshub-remote: setup
 	@test -n "$(OWNER)" -a -n "$(REPO)" || { echo "usage: make dagshub-remote OWNER=<DagsHub user or org> REPO=<DagsHub repo>" >&2; exit 2; }
@@ -107,7 +107,7 @@ promote: setup
 data-status: setup
 	rakuten data-status
 
-# Serve the model (README "Serve the model"). `make serve` needs RAKUTEN_JWT_SECRET in the environment
+# Serve the model (docs/serving.md). `make serve` needs RAKUTEN_JWT_SECRET in the environment
 # and a user: `rakuten user add NAME --role admin`. nginx terminates TLS in front (deployments/nginx).
 # MODEL=rakuten-classifier#prod serves a registry version instead of the workspace model.
 SERVE_HOST ?= 127.0.0.1
@@ -136,7 +136,7 @@ bench-serve: data repro
 bench-serve-abuse: data repro
 	python -m mlops_rakuten.serve.bench_abuse
 
-# Model quality on real challenge text and speed (README "Quality and speed"): cross-validated
+# Model quality on real challenge text and speed (docs/quality.md, docs/speed.md): cross-validated
 # weighted F1 of params.yaml on DATA, the pipeline timed on DATA, then at full size on demo data.
 DATA ?= ../shared/data/rakuten-sample
 bench-real: setup

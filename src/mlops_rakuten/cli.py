@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--note", help="a line to add under the title (e.g. where the data came from)")
     report.set_defaults(run=_pr_report)
 
-    serve = commands.add_parser("serve", help="the prediction API (needs RAKUTEN_JWT_SECRET; see README)")
+    serve = commands.add_parser("serve", help="the prediction API (needs RAKUTEN_JWT_SECRET; see docs/serving.md)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
