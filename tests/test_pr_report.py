@@ -17,7 +17,9 @@ from mlops_rakuten.pr_report import MARKER
 
 VENV = Path(sys.executable).parent.parent
 WORKFLOW = ROOT / ".github/workflows/pr-report.yml"
-BASE_C = yaml.safe_load((ROOT / "params.yaml").read_text())["model"]["C"]
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+BASE_C = PARAMS["model"]["C"]
+N_PARAMS = sum(len(section) for section in PARAMS.values())
 PLOT = "plots/confusion_matrix.png"
 
 
@@ -55,11 +57,12 @@ def test_report_against_the_base_marks_the_changed_param_and_shows_the_f1_change
     report = pr_report(branch, "main")
     assert report.startswith(MARKER + "\n")  # nothing else on stdout: the workflow posts it as is
 
-    # The one changed param is listed on its own, in bold; all 25 stay folded away, Δ on the changed one.
-    assert "1 of 25 params differ from `main`:" in report
+    # The one changed param is listed on its own, in bold; all of them stay folded away, Δ on the changed one.
+    assert f"1 of {N_PARAMS} params differ from `main`:" in report
     assert row(report, "**model.C**") == [str(BASE_C), "**0.25**"]
     assert row(report, "model.C") == [str(BASE_C), "0.25", "Δ"]
-    assert row(report, "model.tol") == ["0.001", "0.001", ""]
+    tol = str(PARAMS["model"]["tol"])
+    assert row(report, "model.tol") == [tol, tol, ""]
     assert report.count("**") == 2 * 2  # the name and the new value of that one param
 
     old, new = f1_at(branch, "main"), f1_at(branch, "HEAD")
