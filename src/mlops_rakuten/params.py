@@ -64,7 +64,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
     "model": {
         "C": _number(0, 1e6),
         "class_weight": _one_of(None, "balanced"),
-        "dual": _BOOL,
+        "solver": _one_of("newton", "liblinear"),
         "tol": _number(0, 1),
         "max_iter": _integer(1),
         "seed": _SEED,

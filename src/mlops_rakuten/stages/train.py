@@ -7,19 +7,20 @@ Two models come out, both taking raw ``designation``/``description``:
 - the shipped model (``predict``, the API), refitted with the same params on
   train + test when ``model.refit_on_all`` is true and train + test hold at most
   ``model.refit_max_rows`` rows. On a few thousand products every extra row
-  still pays (README, "Quality and speed"); at full size 10 % more rows gain
+  still pays (docs/quality.md); at full size 10 % more rows gain
   little and the refit would double the cost of every experiment, so the
   shipped model is then the hold-out one (docs/speed.md). It keeps the
   hold-out model's vocabulary, so the metrics describe the same features.
 
 Each fit shares the 27 one-vs-rest problems out over ``model.n_jobs``
-processes (mlops_rakuten.one_vs_rest).
+processes (mlops_rakuten.one_vs_rest), solved by ``model.solver``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from scipy import sparse
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
-from mlops_rakuten.atomic import dump_joblib
+from mlops_rakuten.atomic import atomic_path, dump_joblib
 from mlops_rakuten.errors import exit_on_input_error, setup_logging
 from mlops_rakuten.features import load_features, make_picklable_stable
 from mlops_rakuten.one_vs_rest import fit_linear_svc
@@ -85,12 +86,16 @@ def main(argv: list[str] | None = None) -> None:
     shipped_on = f"refitted on {all_rows} rows" if refits(all_rows, params) else (
         f"the hold-out one (no refit above {params['refit_max_rows']} rows)" if params["refit_on_all"]
         else "the hold-out one (refit_on_all is false)")
-    log.info("LinearSVC(C=%s), %d features, %d classes in %d processes, %d iterations at most: hold-out model on "
-             "%d train rows, shipped model %s; %.1fs", params["C"], train[0].shape[1], len(holdout.classes_),
+    log.info("LinearSVC(C=%s, solver %s), %d features, %d classes in %d processes, %d iterations at most: hold-out model on "
+             "%d train rows, shipped model %s; %.1fs", params["C"], params["solver"], train[0].shape[1], len(holdout.classes_),
              params["n_jobs"], max(holdout.n_iter_, shipped.n_iter_), train[0].shape[0], shipped_on,
              time.perf_counter() - start)
     save_model(vectorizer, holdout, args.holdout_out)
-    save_model(vectorizer, shipped, args.out)
+    if shipped is holdout:  # the same model: the same bytes, without pickling it twice
+        with atomic_path(args.out) as tmp:
+            shutil.copyfile(args.holdout_out, tmp)
+    else:
+        save_model(vectorizer, shipped, args.out)
     log.info("saved %s and %s", args.holdout_out, args.out)
 
 
