@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 import yaml
@@ -159,7 +158,6 @@ def test_confusion_axes_name_each_class_in_code_order():
     assert [t.get_text() for t in ax.get_xticklabels()] == expected
     assert [t.get_text() for t in ax.get_yticklabels()] == expected
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted class", "actual class")
-    plt.close(fig)
 
 
 def test_prediction_table_keeps_codes_and_adds_labels():

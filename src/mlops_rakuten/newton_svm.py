@@ -33,11 +33,20 @@ LINE_SEARCH_HALVINGS = 30
 
 
 def prepare(x: sparse.spmatrix) -> sparse.csr_matrix:
-    """float32 CSR with a trailing column of ones; shared by every binary problem on these rows."""
-    bias = np.ones((x.shape[0], 1), dtype=np.float32)
-    rows = sparse.hstack([sparse.csr_matrix(x, dtype=np.float32), bias], format="csr", dtype=np.float32)
-    rows.sort_indices()
-    return rows
+    """float32 CSR with a trailing column of ones; shared by every binary problem on these rows.
+
+    Built in place of ``sparse.hstack``, which goes through COO and takes ten times as long.
+    """
+    x = sparse.csr_matrix(x)
+    n_rows, n_cols = x.shape
+    lengths = np.diff(x.indptr)
+    indptr = np.concatenate([[0], np.cumsum(lengths + 1)]).astype(np.int64)
+    bias = np.zeros(indptr[-1], dtype=bool)
+    bias[indptr[1:] - 1] = True
+    data = np.ones(indptr[-1], dtype=np.float32)
+    indices = np.full(indptr[-1], n_cols, dtype=np.int32)
+    data[~bias], indices[~bias] = x.data, x.indices
+    return sparse.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols + 1))
 
 
 def objective(w: np.ndarray, margins: np.ndarray, cost: np.ndarray) -> float:

@@ -13,18 +13,17 @@ import logging
 from pathlib import Path
 
 import joblib
-import matplotlib
+import numpy as np
+import pandas as pd
+# The Agg canvas without pyplot: no display, PNG bytes independent of the machine, and 0.3 s less to import.
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-matplotlib.use("Agg")  # no display; also keeps the PNG bytes independent of the machine
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support  # noqa: E402
-
-from mlops_rakuten.atomic import atomic_open, atomic_path  # noqa: E402
-from mlops_rakuten.categories import CODES, category_label  # noqa: E402
-from mlops_rakuten.errors import InputError, exit_on_input_error, setup_logging  # noqa: E402
-from mlops_rakuten.features import load_features  # noqa: E402
+from mlops_rakuten.atomic import atomic_open, atomic_path
+from mlops_rakuten.categories import CODES, category_label
+from mlops_rakuten.errors import InputError, exit_on_input_error, setup_logging
+from mlops_rakuten.features import load_features
 
 log = logging.getLogger("evaluate")
 
@@ -51,14 +50,16 @@ def class_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, dict[s
     }
 
 
-def confusion_figure(actual: np.ndarray, predicted: np.ndarray) -> plt.Figure:
+def confusion_figure(actual: np.ndarray, predicted: np.ndarray) -> Figure:
     """Row-normalised confusion matrix, axes labelled "code name" in code order."""
     labels = [c for c in CODES if c in set(actual) | set(predicted)]
     counts = confusion_matrix(actual, predicted, labels=labels)
     rows = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
     names = [category_label(c) for c in labels]
-    fig, ax = plt.subplots(figsize=(15, 14), dpi=100)  # room for names of up to ~50 characters
+    fig = Figure(figsize=(15, 14), dpi=100)  # room for names of up to ~50 characters
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(labels)), names, rotation=90, fontsize=8)
     ax.set_yticks(range(len(labels)), names, fontsize=8)
@@ -77,7 +78,6 @@ def plot_confusion(actual: np.ndarray, predicted: np.ndarray, path: Path) -> Non
     fig = confusion_figure(actual, predicted)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", metadata={"Software": None})
-    plt.close(fig)
 
 
 def prediction_table(actual: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
