@@ -86,8 +86,8 @@ def fit_binary(x: sparse.csr_matrix, positive: np.ndarray, cost: np.ndarray, tol
                         "(tol asks %.2g): raise model.max_iter or model.tol", max_iter, norm / first_norm, stop_ratio)
             break
         steps += 1
-        direction = _newton_direction(x_in, cost_in, gradient, CG_TOLERANCE * norm)
-        moved = x @ direction.astype(np.float32)
+        direction, moved_in = _newton_direction(x_in, cost_in, gradient, CG_TOLERANCE * norm)
+        moved = moved_in if x_in is x else x @ direction.astype(np.float32)  # X·direction, for the scores
         step = _line_search(w, scores, sign, cost, direction, moved, float(gradient @ direction))
         if step == 0.0:  # no decrease left at float32 precision: as converged as it gets
             break
@@ -101,27 +101,30 @@ def _transposed_product(x: sparse.csr_matrix, values: np.ndarray) -> np.ndarray:
 
 
 def _newton_direction(x_in: sparse.csr_matrix, cost_in: np.ndarray, gradient: np.ndarray,
-                      target: float) -> np.ndarray:
+                      target: float) -> tuple[np.ndarray, np.ndarray]:
     """Solve (I + 2 Xᵀ diag(c) X) d = −gradient by conjugate gradients, to a residual of ``target``.
 
+    Returns d and X·d (summed from the products the iterations make anyway).
     No preconditioner: TF-IDF rows have unit norm per block, and the Hessian's
     diagonal (dominated by the bias column) took twice the steps on this data.
     """
-    direction = np.zeros_like(gradient)
+    direction, moved = np.zeros_like(gradient), np.zeros(x_in.shape[0])
     residual = -gradient
     search = residual.copy()
     product = float(residual @ residual)
     for _ in range(CG_MAX_STEPS):
-        hessian_search = search + 2.0 * _transposed_product(x_in, cost_in * (x_in @ search.astype(np.float32)))
+        search_moved = x_in @ search.astype(np.float32)
+        hessian_search = search + 2.0 * _transposed_product(x_in, cost_in * search_moved)
         alpha = product / float(search @ hessian_search)
         direction += alpha * search
+        moved += alpha * search_moved
         residual -= alpha * hessian_search
         next_product = float(residual @ residual)
         if next_product <= target * target:
             break
         search = residual + (next_product / product) * search
         product = next_product
-    return direction
+    return direction, moved
 
 
 def _line_search(w: np.ndarray, scores: np.ndarray, sign: np.ndarray, cost: np.ndarray, direction: np.ndarray,
