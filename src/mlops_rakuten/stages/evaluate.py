@@ -12,7 +12,6 @@ import json
 import logging
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 # The Agg canvas without pyplot: no display, PNG bytes independent of the machine, and 0.3 s less to import.
@@ -20,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from mlops_rakuten.atomic import atomic_open, atomic_path
+from mlops_rakuten.atomic import atomic_open, atomic_path, load_pickle
 from mlops_rakuten.categories import CODES, category_label
 from mlops_rakuten.errors import InputError, exit_on_input_error, setup_logging
 from mlops_rakuten.features import load_features
@@ -107,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     if not args.model.is_file():
         raise InputError(f"{args.model}: file not found (expected the hold-out model from the train stage)")
-    classifier = joblib.load(args.model).named_steps["classifier"]
+    classifier = load_pickle(args.model).named_steps["classifier"]
     x_test, actual = load_features(args.test_features)
     n_train = load_features(args.train_features, mmap_mode="r")[0].shape[0]
     predicted = classifier.predict(x_test)

@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from mlops_rakuten.atomic import dump_joblib
+from mlops_rakuten.atomic import dump_joblib, dump_pickle
 from mlops_rakuten.dataset import read_products
 from mlops_rakuten.errors import exit_on_input_error, setup_logging
 from mlops_rakuten.features import build_vectorizer, make_picklable_stable
@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test", required=True, type=Path)
     parser.add_argument("--train-out", required=True, type=Path, help="train matrix and labels (joblib)")
     parser.add_argument("--test-out", required=True, type=Path, help="test matrix and labels (joblib)")
-    parser.add_argument("--vectorizer-out", required=True, type=Path, help="fitted extractor (joblib)")
+    parser.add_argument("--vectorizer-out", required=True, type=Path,
+                        help="fitted extractor (a standard pickle: joblib.load reads it)")
     args = parser.parse_args(argv)
     setup_logging()
     params = read_params(args.params, "featurize")
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     x_test = vectorizer.transform(test)
     dump_joblib({"X": x_train, "y": train["prdtypecode"].to_numpy()}, args.train_out)
     dump_joblib({"X": x_test, "y": test["prdtypecode"].to_numpy()}, args.test_out)
-    dump_joblib(make_picklable_stable(vectorizer), args.vectorizer_out)
+    dump_pickle(make_picklable_stable(vectorizer), args.vectorizer_out)
     log.info("%d train + %d test rows -> %d x %d sparse matrices (%d non-zeros) in %.1fs",
              x_train.shape[0], x_test.shape[0], x_train.shape[0] + x_test.shape[0], x_train.shape[1],
              x_train.nnz + x_test.nnz, time.perf_counter() - start)

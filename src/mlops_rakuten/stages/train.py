@@ -25,13 +25,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 from scipy import sparse
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
-from mlops_rakuten.atomic import atomic_path, dump_joblib
+from mlops_rakuten.atomic import atomic_path, dump_pickle, load_pickle
 from mlops_rakuten.errors import exit_on_input_error, setup_logging
 from mlops_rakuten.features import load_features, make_picklable_stable
 from mlops_rakuten.one_vs_rest import fit_linear_svc
@@ -63,7 +62,7 @@ def refits(rows: int, params: dict[str, Any]) -> bool:
 
 
 def save_model(vectorizer: Pipeline, classifier: LinearSVC, path: Path) -> None:
-    dump_joblib(make_picklable_stable(Pipeline([("features", vectorizer), ("classifier", classifier)])), path)
+    dump_pickle(make_picklable_stable(Pipeline([("features", vectorizer), ("classifier", classifier)])), path)
 
 
 @exit_on_input_error
@@ -79,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     params = read_params(args.params, "model")
     train, test = load_features(args.features), load_features(args.test_features)
-    vectorizer = joblib.load(args.vectorizer)
+    vectorizer = load_pickle(args.vectorizer)
     start = time.perf_counter()
     holdout, shipped = fit_holdout_and_shipped(train, test, params)
     all_rows = train[0].shape[0] + test[0].shape[0]
