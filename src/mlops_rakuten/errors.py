@@ -1,9 +1,10 @@
-"""One kind of error for bad input, reported as one line and a non-zero exit."""
+"""How a command ends: bad input as one line and a non-zero exit; success without the interpreter's teardown."""
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from typing import Callable
 
@@ -28,3 +29,16 @@ def exit_on_input_error(main: Callable[..., None]) -> Callable[..., None]:
 
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def exit_now() -> None:
+    """End a stage process that succeeded: flush, then leave without tearing the interpreter down.
+
+    Unloading scikit-learn, pandas and matplotlib takes 0.4-0.7 s per process,
+    paid by every stage of every ``dvc repro`` and ``dvc exp run``. Every output
+    is closed and renamed into place by then, so nothing is lost.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from mlops_rakuten.atomic import atomic_open
-from mlops_rakuten.errors import InputError, setup_logging
+from mlops_rakuten.errors import InputError, exit_now, setup_logging
 from mlops_rakuten.params import read_all_params
 
 log = logging.getLogger("check_params")
@@ -87,3 +87,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+    exit_now()

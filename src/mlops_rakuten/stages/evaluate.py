@@ -21,7 +21,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 
 from mlops_rakuten.atomic import atomic_open, atomic_path, load_pickle
 from mlops_rakuten.categories import CODES, category_label
-from mlops_rakuten.errors import InputError, exit_on_input_error, setup_logging
+from mlops_rakuten.errors import InputError, exit_now, exit_on_input_error, setup_logging
 from mlops_rakuten.features import load_features
 
 log = logging.getLogger("evaluate")
@@ -122,3 +122,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+    exit_now()

@@ -16,7 +16,7 @@ from pandas.errors import EmptyDataError, ParserError
 
 from mlops_rakuten.categories import CLASSES
 from mlops_rakuten.dataset import write_products
-from mlops_rakuten.errors import InputError, exit_on_input_error, setup_logging
+from mlops_rakuten.errors import InputError, exit_now, exit_on_input_error, setup_logging
 from mlops_rakuten.params import read_params
 
 log = logging.getLogger("ingest")
@@ -109,3 +109,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+    exit_now()

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from mlops_rakuten.dataset import read_products, write_products
-from mlops_rakuten.errors import InputError, exit_on_input_error, setup_logging
+from mlops_rakuten.errors import InputError, exit_now, exit_on_input_error, setup_logging
 from mlops_rakuten.params import read_params
 from mlops_rakuten.text import clean_text
 
@@ -55,3 +55,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+    exit_now()

@@ -11,7 +11,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from mlops_rakuten.dataset import read_products, write_products
-from mlops_rakuten.errors import InputError, exit_on_input_error, setup_logging
+from mlops_rakuten.errors import InputError, exit_now, exit_on_input_error, setup_logging
 from mlops_rakuten.params import read_params
 
 log = logging.getLogger("split")
@@ -58,3 +58,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+    exit_now()

@@ -31,7 +31,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
 from mlops_rakuten.atomic import atomic_path, dump_pickle, load_pickle
-from mlops_rakuten.errors import exit_on_input_error, setup_logging
+from mlops_rakuten.errors import exit_now, exit_on_input_error, setup_logging
 from mlops_rakuten.features import load_features, make_picklable_stable
 from mlops_rakuten.one_vs_rest import fit_linear_svc
 from mlops_rakuten.params import read_params
@@ -100,3 +100,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+    exit_now()
