@@ -37,6 +37,9 @@ def exit_now() -> None:
     Unloading scikit-learn, pandas and matplotlib takes 0.4-0.7 s per process,
     paid by every stage of every ``dvc repro`` and ``dvc exp run``. Every output
     is closed and renamed into place by then, so nothing is lost.
+
+    Not for a process that ran joblib's worker processes (featurize): only the
+    normal exit stops them, else they hold the stage's output pipe open for minutes.
     """
     logging.shutdown()
     sys.stdout.flush()

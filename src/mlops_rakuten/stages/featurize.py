@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mlops_rakuten.atomic import dump_joblib, dump_pickle
 from mlops_rakuten.dataset import read_products
-from mlops_rakuten.errors import exit_now, exit_on_input_error, setup_logging
+from mlops_rakuten.errors import exit_on_input_error, setup_logging
 from mlops_rakuten.features import build_vectorizer, make_picklable_stable
 from mlops_rakuten.params import read_params
 
@@ -47,5 +47,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
-    exit_now()
+    main()  # and the normal exit, which stops the vectorizers' worker processes
