@@ -25,14 +25,14 @@ PLOT = "plots/confusion_matrix.png"
 
 @pytest.fixture(scope="module")
 def branch(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``main`` ran the pipeline with params.yaml's C; the checked-out ``feature`` branch reran it with C=0.25."""
+    """``main`` ran the pipeline with params.yaml's C; the checked-out ``feature`` branch reran it with C=0.02."""
     dest = reproduced_project(tmp_path_factory.mktemp("pr-report") / "project")
     run(["git", "checkout", "-q", "-b", "feature"], dest)
     params = dest / "params.yaml"
-    params.write_text(re.sub(r"(?m)^  C: .*$", "  C: 0.25", params.read_text()))
+    params.write_text(re.sub(r"(?m)^  C: .*$", "  C: 0.02", params.read_text()))
     run(["dvc", "repro"], dest)
     run(["git", "add", "-A"], dest)
-    run(["git", "commit", "-q", "-m", "C=0.25"], dest)
+    run(["git", "commit", "-q", "-m", "C=0.02"], dest)
     return dest
 
 
@@ -59,8 +59,8 @@ def test_report_against_the_base_marks_the_changed_param_and_shows_the_f1_change
 
     # The one changed param is listed on its own, in bold; all of them stay folded away, Δ on the changed one.
     assert f"1 of {N_PARAMS} params differ from `main`:" in report
-    assert row(report, "**model.C**") == [str(BASE_C), "**0.25**"]
-    assert row(report, "model.C") == [str(BASE_C), "0.25", "Δ"]
+    assert row(report, "**model.C**") == [str(BASE_C), "**0.02**"]
+    assert row(report, "model.C") == [str(BASE_C), "0.02", "Δ"]
     tol = str(PARAMS["model"]["tol"])
     assert row(report, "model.tol") == [tol, tol, ""]
     assert report.count("**") == 2 * 2  # the name and the new value of that one param
