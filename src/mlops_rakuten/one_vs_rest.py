@@ -30,7 +30,6 @@ from threadpoolctl import threadpool_limits
 from mlops_rakuten import newton_svm
 
 BinaryFits = tuple[np.ndarray, np.ndarray, np.ndarray]  # coef rows, intercepts, iterations
-SOLVERS = ("newton", "liblinear")
 
 _SHARED: dict[str, Any] = {}  # set before forking: the children read the matrix without a copy
 
