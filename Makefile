@@ -7,7 +7,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
 .PHONY: run setup data repro test bench lock clean docs docs-build sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-serve-abuse bench-real register promote \
-	base-image docker-config docker-build docker-up docker-ps docker-logs docker-down docker-down-v docker-test
+	base-image docker-refresh docker-config docker-build docker-up docker-ps docker-logs docker-down docker-down-v docker-test
 
 run: setup data repro
 
@@ -48,9 +48,9 @@ docs-build: setup
 # Re-pin every dependency to the newest release (then commit requirements.lock).
 lock:
 	rm -rf /tmp/mlops-rakuten-lock && $(PYTHON) -m venv /tmp/mlops-rakuten-lock
-	/tmp/mlops-rakuten-lock/bin/pip install --quiet -e '.[serve,test,docs]'
+	/tmp/mlops-rakuten-lock/bin/pip install --quiet --upgrade setuptools -e '.[serve,test,docs]'
 	( echo '# Exact versions of every dependency (make installs these). Regenerate: make lock'; \
-	  /tmp/mlops-rakuten-lock/bin/pip freeze --exclude-editable | grep -v '^mlops' ) > requirements.lock
+	  /tmp/mlops-rakuten-lock/bin/pip freeze --all --exclude-editable | grep -v -e '^mlops' -e '^pip==' ) > requirements.lock
 
 clean:
 	rm -rf $(VENV)
@@ -181,12 +181,19 @@ compose-check:
 base-image: compose-check $(PODMAN_CONF)
 	docker/base-image.sh $(ENGINE) $(LOCAL_BASE)
 
+# Today's Debian packages in every image (docs/containers.md "What is pinned"): the base image again (built
+# from the mirror when it is the local one, else pulled), then every layer built again.
+docker-refresh: $(CONTAINER_SETUP)
+	$(if $(filter $(LOCAL_BASE),$(BASE_IMAGE)),REBUILD=1 docker/base-image.sh $(ENGINE) $(LOCAL_BASE))
+	$(STACK_COMPOSE) build --no-cache $(if $(filter $(LOCAL_BASE),$(BASE_IMAGE)),,--pull)
+
 # The compose file as the tool reads it (variables filled in): a check that it is valid.
 docker-config: $(CONTAINER_SETUP)
 	$(STACK_COMPOSE) config
 
+# NO_CACHE=1 builds every layer again (what a new machine does): a vanished package version shows here.
 docker-build: $(CONTAINER_SETUP)
-	$(STACK_COMPOSE) build
+	$(STACK_COMPOSE) build $(if $(NO_CACHE),--no-cache)
 
 # Needs RAKUTEN_JWT_SECRET, a users file (rakuten user add ...) and `make certs`; returns once all are healthy.
 docker-up: docker-build
