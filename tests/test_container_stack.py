@@ -68,17 +68,20 @@ def stack(tmp_path_factory, request):
                     "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(folder / "server.key"),
                     "-out", str(folder / "server.crt")], check=True, capture_output=True)
     ports = {"RAKUTEN_HTTPS_PORT": free_port(), "RAKUTEN_HTTP_PORT": free_port(), "RAKUTEN_PROMETHEUS_PORT": free_port()}
+    # The local base image (built from Debian's mirror) unless RAKUTEN_TEST_BASE_IMAGE names one from a registry.
+    base = os.environ.get("RAKUTEN_TEST_BASE_IMAGE") or LOCAL_BASE
     env = {**{k: v for k, v in os.environ.items() if k != "DAGSHUB_TOKEN"},  # never a real remote from a test
            **{k: str(v) for k, v in ports.items()},
-           "STACK": name, "RAKUTEN_IMAGE_TAG": "docker-test", "BASE_IMAGE": LOCAL_BASE,
+           "STACK": name, "RAKUTEN_IMAGE_TAG": "docker-test", "BASE_IMAGE": base,
            "RAKUTEN_PUBLISH_ADDRESS": "127.0.0.1",
            "RAKUTEN_JWT_SECRET": secrets.token_hex(32), "RAKUTEN_USERS_FILE": str(folder / "users.json"),
            "RAKUTEN_TLS_DIR": str(folder), "RAKUTEN_UP_TIMEOUT": "900"}
     engine = engine_command(env)
-    if subprocess.run([engine, "image", "inspect", LOCAL_BASE], env=env, capture_output=True).returncode != 0:
-        needs("mmdebstrap")
-    make("base-image", env, timeout=900)
-    probe = subprocess.run([engine, "run", "--rm", "--network", "none", LOCAL_BASE, "true"], env=env,
+    if base == LOCAL_BASE:
+        if subprocess.run([engine, "image", "inspect", LOCAL_BASE], env=env, capture_output=True).returncode != 0:
+            needs("mmdebstrap")
+        make("base-image", env, timeout=900)
+    probe = subprocess.run([engine, "run", "--rm", "--network", "none", base, "true"], env=env,
                            capture_output=True, text=True, timeout=120)
     if probe.returncode != 0:
         unavailable(f"containers cannot run here: {engine} run exited {probe.returncode}: {probe.stderr.strip()}")

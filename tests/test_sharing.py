@@ -71,11 +71,11 @@ def sweep(team_remote: TeamRemote, tmp_path_factory) -> dict:
     runners = [team_remote.clone(root / f"runner{i}") for i in (1, 2)]
     # The workflow's plan job, as GitHub runs it (run number 7).
     outputs = root / "github_output"
-    run_script(workflow_script("plan", "Expand the grid"), runners[0], GRID=GRID, GITHUB_RUN_NUMBER="7",
-               GITHUB_OUTPUT=str(outputs))
-    key, _, value = outputs.read_text().strip().partition("=")
-    plan = json.loads(value)
-    assert key == "points" and plan == [{"name": "sweep-7-C-0.125", "params": "model.C=0.125"},
+    run_script(workflow_script("plan", "Expand the grid"), runners[0], GRID=GRID, MAX_PARALLEL="2",
+               GITHUB_RUN_NUMBER="7", GITHUB_OUTPUT=str(outputs))
+    written = dict(line.partition("=")[::2] for line in outputs.read_text().splitlines())
+    plan = json.loads(written["points"])
+    assert written["max-parallel"] == "2" and plan == [{"name": "sweep-7-C-0.125", "params": "model.C=0.125"},
                                         {"name": "sweep-7-C-2", "params": "model.C=2"}]
     for runner in runners:
         run(["dvc", "pull", "-q"], runner)  # data and the baseline's outputs: only train + evaluate rerun

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -29,7 +30,10 @@ def step(job: dict, name: str) -> dict:
     return next(s for s in job["steps"] if s.get("name") == name)
 
 
-@pytest.mark.parametrize("name", ["ci.yml", "sweep.yml"])
+ALL = ["ci.yml", "sweep.yml", "pr-report.yml"]
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_workflow_passes_actionlint(name: str):
     binary = shutil.which("actionlint", path=f"{VENV / 'bin'}:{os.environ.get('PATH', '')}")
     if binary is None:
@@ -38,7 +42,7 @@ def test_workflow_passes_actionlint(name: str):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("name", ["ci.yml", "sweep.yml"])
+@pytest.mark.parametrize("name", ALL)
 def test_every_job_is_bounded(name: str):
     workflow = load(name)
     assert workflow["permissions"] and workflow["concurrency"]["group"]
@@ -46,15 +50,42 @@ def test_every_job_is_bounded(name: str):
         assert 0 < job["timeout-minutes"] <= 120
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_only_jobs_that_push_or_comment_may_write(name: str):
+    workflow = load(name)
+    assert workflow["permissions"] == {"contents": "read"}  # the default for every job
+    for job_name, job in workflow["jobs"].items():
+        writes = {scope for scope, access in job.get("permissions", {}).items() if access == "write"}
+        allowed = {("sweep.yml", "run"): {"contents"}, ("pr-report.yml", "comment"): {"pull-requests"}}
+        assert writes == allowed.get((name, job_name), set()), (name, job_name)
+        for checkout in (s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@")):
+            # No token in .git/config while the job installs packages and runs the project's code.
+            pushes = (name, job_name) == ("sweep.yml", "run")  # authenticates in the remote URL instead
+            assert checkout.get("with", {}).get("persist-credentials") is False or pushes, (name, job_name)
+        if writes:
+            assert pushes or not any(s.get("uses", "").startswith("actions/checkout@") for s in job["steps"])
+
+
 def test_ci_runs_the_suite_as_a_clean_clone_does_on_every_push_and_pull_request():
     workflow = load("ci.yml")
     assert set(workflow["on"]) == {"push", "pull_request"}
     assert workflow["concurrency"]["cancel-in-progress"] is True
+    # One run per branch: a same-repository pull request is already tested by its push.
+    assert "github.head_ref || github.ref_name" in workflow["concurrency"]["group"]
+    for job in workflow["jobs"].values():
+        assert job["if"] == ("github.event_name == 'push' || "
+                             "github.event.pull_request.head.repo.full_name != github.repository")
     job = workflow["jobs"]["test"]
     assert job["runs-on"] == "ubuntu-latest" and job["container"]["image"].startswith("debian:")
     assert job["timeout-minutes"] <= 90
     scripts = [s.get("run", "") for s in job["steps"]]
     assert scripts[-1] == "bash .ci/run"  # which apt-installs tests/system_packages.txt, then make test
+    # ... and leaves the container stack to a job on the runner itself, where Docker runs it.
+    assert job["env"]["RAKUTEN_CONTAINER_STACK_ELSEWHERE"] == "1" and "options" not in job["container"]
+    stack = workflow["jobs"]["containers"]
+    assert "container" not in stack and stack["runs-on"] == "ubuntu-latest"
+    assert stack["steps"][-1]["run"] == "make docker-test" and stack["steps"][-1]["env"]["NO_CACHE"] == "1"
+    assert stack["env"]["COMPOSE"] == "docker compose"
     cache = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/cache@"))
     assert cache["with"]["path"] == "${{ env.PIP_CACHE_DIR }}" and "requirements.lock" in cache["with"]["key"]
 
@@ -62,8 +93,8 @@ def test_ci_runs_the_suite_as_a_clean_clone_does_on_every_push_and_pull_request(
 def test_sweep_fans_out_one_point_per_runner_and_reports_best_first():
     workflow = load("sweep.yml")
     assert "grid" in workflow["on"]["workflow_dispatch"]["inputs"]
-    assert workflow["permissions"] == {"contents": "write"}  # experiment refs are git refs
     jobs = workflow["jobs"]
+    assert jobs["run"]["permissions"] == {"contents": "write"}  # experiment refs are git refs
     assert "rakuten sweep-plan" in step(jobs["plan"], "Expand the grid")["run"]
     runner = jobs["run"]
     assert runner["strategy"]["matrix"]["point"] == "${{ fromJSON(needs.plan.outputs.points) }}"
@@ -75,3 +106,55 @@ def test_sweep_fans_out_one_point_per_runner_and_reports_best_first():
     for command in ("dvc exp pull", "dvc exp show --md", "--sort-by f1_weighted --sort-order desc",
                     "GITHUB_STEP_SUMMARY"):
         assert command in report
+
+
+def workflow_script(name: str, job: str, step_name: str) -> str:
+    return step(load(name)["jobs"][job], step_name)["run"]
+
+
+def run_script(script: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PATH": os.environ["PATH"], **env})
+
+
+@pytest.mark.parametrize("value", ["0", "six", "6, 7", "${{ github.token }}", "1000", ""])
+def test_sweep_refuses_a_max_parallel_that_is_not_a_small_whole_number(tmp_path: Path, value: str):
+    output = tmp_path / "output"
+    result = run_script(workflow_script("sweep.yml", "plan", "Expand the grid"), tmp_path, GRID="model.C=1",
+                        MAX_PARALLEL=value, GITHUB_RUN_NUMBER="3", GITHUB_OUTPUT=str(output))
+    assert result.returncode == 1
+    assert f"max-parallel must be a whole number from 1 to 999, got '{value}'" in result.stdout
+    assert not output.exists()
+    runner = load("sweep.yml")["jobs"]["run"]
+    assert runner["strategy"]["max-parallel"] == "${{ fromJSON(needs.plan.outputs.max-parallel) }}"
+
+
+@pytest.mark.parametrize("attempt, name", [("1", "sweep-7-C-2"), ("2", "sweep-7-C-2-attempt2")])
+def test_a_rerun_sweep_point_gets_a_name_of_its_own(tmp_path: Path, attempt: str, name: str):
+    github_env = tmp_path / "env"
+    result = run_script(workflow_script("sweep.yml", "run", "Name the point"), tmp_path, POINT="sweep-7-C-2",
+                        GITHUB_RUN_ATTEMPT=attempt, GITHUB_ENV=str(github_env))
+    assert result.returncode == 0, result.stderr
+    assert github_env.read_text() == f"NAME={name}\n"
+
+
+def test_pr_report_compares_with_the_merge_base_and_posts_from_a_job_without_the_code(tmp_path: Path):
+    jobs = load("pr-report.yml")["jobs"]
+    script = step(jobs["report"], "Write the report")["run"]
+    assert 'base=$(git merge-base "origin/$BASE_REF" HEAD)' in script and '--base "$base"' in script
+    # The merge base, not the base branch's tip: a commit landed on main after the branch is not the PR's.
+    run(["git", "init", "-q", "-b", "main", str(tmp_path)], tmp_path)
+    commit = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "--allow-empty", "-m"]
+    run(commit + ["start"], tmp_path)
+    fork_point = run(["git", "rev-parse", "HEAD"], tmp_path).stdout.strip()
+    run(["git", "checkout", "-q", "-b", "feature"], tmp_path)
+    run(commit + ["feature"], tmp_path)
+    run(["git", "checkout", "-q", "main"], tmp_path)
+    run(commit + ["main moves on"], tmp_path)
+    run(["git", "update-ref", "refs/remotes/origin/main", "main"], tmp_path)
+    run(["git", "checkout", "-q", "feature"], tmp_path)
+    base = run(["bash", "-c", script.splitlines()[0] + ' && echo "$base"'], tmp_path,
+               env={"BASE_REF": "main"}).stdout.strip()
+    assert base == fork_point
+    comment = jobs["comment"]
+    assert comment["needs"] == "report" and comment["permissions"] == {"pull-requests": "write"}
