@@ -170,5 +170,6 @@ def test_workflow_reports_every_pull_request_in_one_comment():
     for command in ("make setup", "rakuten dagshub-remote", "dvc pull", "make data", "dvc repro", "rakuten pr-report"):
         assert command in scripts
     assert "secrets.DAGSHUB_TOKEN" in text
-    comment = next(step for step in steps if step.get("uses", "").startswith("actions/github-script@"))
+    comment = next(step for step in workflow["jobs"]["comment"]["steps"]
+                   if step.get("uses", "").startswith("actions/github-script@"))
     assert MARKER in comment["with"]["script"] and "updateComment" in comment["with"]["script"]

@@ -132,7 +132,10 @@ def test_prometheus_scrapes_the_running_app(server, tmp_path):
     api = f"http://127.0.0.1:{port}/api/v1"
     try:
         def target_up():
-            targets = httpx.get(f"{api}/targets", timeout=2).json()["data"]["activeTargets"]
+            response = httpx.get(f"{api}/targets", timeout=2)
+            if response.status_code == 503:  # "Service Unavailable" while its storage starts
+                return []
+            targets = response.json()["data"]["activeTargets"]
             return [t for t in targets if t["labels"]["job"] == job["job_name"] and t["health"] == "up"]
 
         (target,) = wait_until(target_up, "prometheus to scrape the app", timeout=60, process=process, log=log)
