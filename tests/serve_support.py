@@ -16,7 +16,7 @@ from conftest import ROOT
 from mlops_rakuten.serve.app import create_app
 from mlops_rakuten.serve.auth import create_token
 from mlops_rakuten.serve.settings import Settings
-from mlops_rakuten.serve.users import User, add_user
+from mlops_rakuten.serve.users import User, add_user, list_users
 from mlops_rakuten.workspace import add_raw_data, copy_project, run
 
 SECRET = "test-only-secret-" + "0123456789abcdef" * 2  # never used outside these tests
@@ -55,8 +55,10 @@ def make_settings(project: Path, secrets: Path, token_minutes: int = 30) -> Sett
 
 
 def auth(settings: Settings, name: str, role: str) -> dict[str, str]:
-    """Headers with a real signed token (no login, so no argon2 second per test)."""
-    token, _ = create_token(settings, User(name, role, True))
+    """Headers with a real signed token for ``name`` as the users file has it (no login, so no argon2 second per test)."""
+    stored = {user.name: user for user in list_users(settings.users_file)}.get(name)
+    user = User(name, role, True, stored.token_version, stored.id) if stored else User(name, role, True)
+    token, _ = create_token(settings, user)
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -6,6 +6,7 @@ builds one app per worker process.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -15,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from mlops_rakuten.serve.batching import Batcher
+from mlops_rakuten.serve.connections import on_loop_error
 from mlops_rakuten.serve.guard import GuardMiddleware
 from mlops_rakuten.serve.jobs import TrainJobs
 from mlops_rakuten.serve.login_limits import LoginLimits
@@ -55,6 +57,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI):
+    asyncio.get_running_loop().set_exception_handler(on_loop_error)  # no traceback per refused connection
     yield
     if app.state.metrics.multiprocess:
         from prometheus_client import multiprocess

@@ -55,16 +55,21 @@ class GuardMiddleware:
         except HTTPException as exc:
             response = JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
             return await response(scope, receive, send)
-        received = 0
+        received, complete = 0, False
 
         async def bounded_receive():
-            nonlocal received
+            nonlocal received, complete
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > limit:
                     # Raised inside the route's body parsing: FastAPI re-raises an HTTPException as is.
                     raise _too_large(limit)
+            elif message["type"] == "http.disconnect" and not complete:
+                # The client left (or was cut off for sending too slowly) mid-body: an answer nobody reads,
+                # rather than Starlette's ClientDisconnect and a traceback in the log for each.
+                raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="the client disconnected before its body ended")
             return message
 
         await self.app(scope, bounded_receive, send)

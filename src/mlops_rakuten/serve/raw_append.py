@@ -16,12 +16,13 @@ import io
 import os
 import re
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pandas.errors import EmptyDataError, ParserError
+from pandas.errors import EmptyDataError, ParserError, ParserWarning
 
 from mlops_rakuten.categories import CLASSES
 from mlops_rakuten.demo_data import X_FILE, Y_FILE
@@ -63,9 +64,16 @@ def read_upload(data: bytes, name: str) -> pd.DataFrame:
     except UnicodeDecodeError as exc:
         raise InputError(f"{name}: not UTF-8 text (byte {exc.start}); expected a UTF-8 CSV") from None
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        # index_col=False: pandas otherwise takes a first row with one field too many as having an index
+        # column, and its first field (a title cut at a comma) silently vanishes; the warning it gives
+        # instead is made an error. Longer rows further down are a ParserError naming their line.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ParserWarning)
+            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, index_col=False)
     except (EmptyDataError, ParserError) as exc:
         raise InputError(f"{name}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    except ParserWarning:
+        raise InputError(f"{name}: not a readable CSV ({_longer_than_header(text)})") from None
     if len(frame.columns) and (frame.columns[0] == "" or str(frame.columns[0]).startswith("Unnamed: 0")):
         frame = frame.iloc[:, 1:]  # an index column, as in the challenge files: new indices are assigned
     missing = [c for c in REQUIRED if c not in frame.columns]
@@ -78,6 +86,16 @@ def read_upload(data: bytes, name: str) -> pd.DataFrame:
         raise InputError(f"{name}: no rows (expected at least one product under the header)")
     frame.index = pd.RangeIndex(1, len(frame) + 1)
     return frame.apply(lambda column: column.map(normalise_line_breaks))
+
+
+def _longer_than_header(text: str) -> str:
+    """Where the first row with more fields than the header is, in the words of pandas' own error."""
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, [])
+    for record in reader:
+        if len(record) > len(header):
+            return f"Expected {len(header)} fields in line {reader.line_num}, saw {len(record)}"
+    return f"a row has more fields than the header's {len(header)}"
 
 
 def _label_problems(labels: pd.Series, name: str) -> dict[int, str]:

@@ -22,10 +22,19 @@ from mlops_rakuten.serve.users import User
 router = APIRouter(tags=["predict"])
 
 
-class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # a misspelt "descripton" is an error, not silently ignored
+# Some character that text cleaning keeps: Python's \s, which cleaning collapses, also covers the
+# separators \x1c-\x1f and \x85 (a title of only those was schema-valid, then 422 "no text").
+HAS_TEXT = r"\S"
 
-    designation: str = Field(min_length=1, max_length=MAX_DESIGNATION_CHARS, description="product title")
+
+class PredictRequest(BaseModel):
+    # extra="forbid": a misspelt "descripton" is an error, not silently ignored. python-re: patterns
+    # mean here what they mean to text cleaning (and to Python JSON Schema validators).
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
+
+    designation: str = Field(min_length=1, max_length=MAX_DESIGNATION_CHARS, pattern=HAS_TEXT,
+                             description="product title: some text besides whitespace (and besides HTML "
+                                         "tags, which are stripped: a title of tags alone is refused with 422)")
     description: str | None = Field(None, max_length=MAX_DESCRIPTION_CHARS, description="HTML allowed")
     top_k: int = Field(3, ge=1, le=len(CODES), description="how many classes to return, best first")
 
@@ -63,6 +72,9 @@ async def _products(request: Request) -> tuple[list[PredictRequest], list[list[s
     except ValueError as exc:
         raise RequestValidationError([{"loc": ["body", getattr(exc, "pos", 0)], "msg": "JSON decode error",
                                        "type": "json_invalid"}]) from None
+    except RecursionError:  # arrays or objects nested ~1,000 deep: no product is shaped like that
+        raise RequestValidationError([{"loc": ["body"], "msg": "JSON nested too deeply (a product is an object "
+                                       "of strings and a number)", "type": "json_invalid"}]) from None
     many = isinstance(data, list)
     try:
         products = _MANY.validate_python(data) if many else [_ONE.validate_python(data)]
