@@ -74,6 +74,7 @@ def require(role: str) -> Callable[..., User]:
             raise forbidden(user, role)
         return user
 
+    dependency.role = role  # type: ignore[attr-defined]  # read by the guard: the route's role, declared once
     return dependency
 
 

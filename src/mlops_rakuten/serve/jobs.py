@@ -7,8 +7,14 @@ for the whole run, so a second run or an ingest gets 409 meanwhile.
 The child gets the lock's file descriptor and writes its exit status to a
 file when it ends. A server killed mid-run therefore leaves a run that still
 holds the project (a restarted server answers 409 and follows it to its end),
-or, if the child died too, a record the restart marks "interrupted" while it
-puts the last good model back from the DVC cache.
+or, if the child died too, a record the restart marks "interrupted".
+
+A model is served only once its whole run succeeded. `dvc repro` records each
+stage in dvc.lock as it ends, so a run that dies in `evaluate` leaves a lock
+naming a model that was never evaluated, and no metrics or plots. A run that
+fails or is interrupted therefore puts back dvc.lock as it was before the run
+(kept beside the job's record) and checks every output out of the DVC cache:
+the last good model, its metrics and plots.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -26,10 +33,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from mlops_rakuten.atomic import atomic_open
+from mlops_rakuten.atomic import atomic_open, atomic_path
 from mlops_rakuten.serve.model import ModelHolder
 from mlops_rakuten.serve.project import Busy, data_version, is_locked, project_lock, read_metrics
-from mlops_rakuten.serve.settings import MODEL_PATH, Settings
+from mlops_rakuten.serve.settings import Settings
 from mlops_rakuten.workspace import run
 
 log = logging.getLogger("serve.train")
@@ -37,6 +44,7 @@ _JOB_ID = re.compile(r"^[0-9a-f]{16}$")
 LOG_LINES = 30  # the end of dvc's output, enough to see which stage failed and why
 # sh runs dvc and then records its exit status, even when the server that started it is gone.
 _REPRO = 'dvc repro; echo $? > "$1.tmp" && mv "$1.tmp" "$1"'
+DVC_LOCK = "dvc.lock"
 INTERRUPTED = "interrupted: the server stopped during the run and dvc repro did not finish"
 
 
@@ -74,6 +82,30 @@ class TrainJobs:
     def _files(self, job_id: str) -> tuple[Path, Path]:
         return self.jobs_dir / f"{job_id}.log", self.jobs_dir / f"{job_id}.exit"
 
+    def _lock_before(self, job_id: str) -> Path:
+        return self.jobs_dir / f"{job_id}.dvc.lock"
+
+    def unfinished(self) -> bool:
+        """A run a stopped server left "running": its outputs may be half made (serve the last good model)."""
+        return any(job.get("status") == "running" for job in self._records())
+
+    def _keep_lock(self, job_id: str) -> None:
+        lock = self.root / DVC_LOCK
+        if lock.is_file():
+            with atomic_path(self._lock_before(job_id)) as tmp:
+                shutil.copyfile(lock, tmp)
+
+    def _restore_last_good(self, job_id: str) -> None:
+        """dvc.lock as before the run, and every output as it records (the model, metrics, plots)."""
+        before = self._lock_before(job_id)
+        if before.is_file():
+            with atomic_path(self.root / DVC_LOCK) as tmp:
+                shutil.copyfile(before, tmp)
+        restored = run(["dvc", "checkout", "-q"], self.root, check=False)
+        if restored.returncode != 0:
+            log.error("could not put the last good outputs back after run %s: %s", job_id,
+                      restored.stderr.strip()[-500:])
+
     def start(self) -> dict[str, Any]:
         """Start a run and return its record; Busy if the project is already being changed."""
         hold = contextlib.ExitStack()
@@ -81,6 +113,7 @@ class TrainJobs:
         job = {"id": uuid.uuid4().hex[:16], "status": "running", "started_at": _now(), "finished_at": None,
                "data": data_version(self.root), "model_md5": None, "metrics": None, "log": [], "pid": None}
         try:
+            self._keep_lock(job["id"])
             self._save(job)
             process = self._spawn(job, lock_fd)
             threading.Thread(target=self._run, args=(job, hold, process), name=f"train-{job['id']}",
@@ -119,9 +152,9 @@ class TrainJobs:
         if ok and not self.holder.load():
             ok, lines = False, [*lines, f"new model not loaded: {self.holder.error}"]
         if not ok:
-            # dvc deletes a stage's outputs before running it: put the last good model back on disk
-            # too, so a restart serves the same model as the running workers.
-            run(["dvc", "checkout", "-q", MODEL_PATH], self.root, check=False)
+            # The stages that did end are in dvc.lock, the others' outputs deleted: put the last good run
+            # back on disk, so a restart serves the same model as the running workers, with its metrics.
+            self._restore_last_good(job["id"])
             if after_restart:
                 self.holder.load()
         if status is None:
@@ -133,6 +166,7 @@ class TrainJobs:
                    finished_at=job.get("finished_at") or _now(), log=lines,
                    model_md5=loaded.md5 if loaded else None, metrics=read_metrics(self.root) if ok else None)
         self._save(job)
+        self._lock_before(job["id"]).unlink(missing_ok=True)  # settled: no longer needed to restore
         if ok or after_restart:
             self.holder.publish()
         self.on_finish(job["status"])
@@ -149,7 +183,7 @@ class TrainJobs:
 
     def recover(self) -> None:
         """At start-up: settle runs a stopped server left "running", now or (if one still runs) when it ends."""
-        if not any(job.get("status") == "running" for job in self._records()):
+        if not self.unfinished():
             return
         try:
             with project_lock(self.state_dir):

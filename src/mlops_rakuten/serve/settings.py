@@ -75,6 +75,11 @@ class Settings:
         # cross filesystems, or they would stop being atomic.
         return self.project_dir / ".dvc" / "tmp" / "raw-staging"
 
+    @property
+    def ingest_keys(self) -> Path:
+        # Beside the staging folder: a key's record is renamed out of it, on the same filesystem.
+        return self.project_dir / ".dvc" / "tmp" / "ingest-keys"
+
 
 def project_dir(env: dict[str, str]) -> Path:
     return Path(env.get("RAKUTEN_PROJECT_DIR") or Path.cwd()).resolve()

@@ -14,6 +14,7 @@ from mlops_rakuten.categories import CODES
 from mlops_rakuten.predict import SCORE_HELP, as_records
 from mlops_rakuten.serve.auth import require_user
 from mlops_rakuten.serve.batching import NoText
+from mlops_rakuten.serve.guard import body_limit
 from mlops_rakuten.serve.responses import field_error, responses
 from mlops_rakuten.serve.settings import (MAX_DESCRIPTION_CHARS, MAX_DESIGNATION_CHARS, MAX_PREDICT_PRODUCTS,
                                           PREDICT_MAX_BYTES)
@@ -84,7 +85,8 @@ async def _products(request: Request) -> tuple[list[PredictRequest], list[list[s
     return products, ([["body", i] for i in range(len(products))] if many else [["body"]]), many
 
 
-@router.post("/predict", response_model=PredictResponse | list[PredictResponse], openapi_extra=_BODY_DOC,
+@router.post("/predict", response_model=PredictResponse | list[PredictResponse],
+             openapi_extra={**_BODY_DOC, **body_limit(PREDICT_MAX_BYTES)},
              responses=responses(400, 401, 403, 413, 422, 503))
 async def predict(request: Request, _: Annotated[User, Depends(require_user)]) -> dict | list[dict]:
     """async: the model runs in a thread through the batcher, so the event loop stays free meanwhile."""
