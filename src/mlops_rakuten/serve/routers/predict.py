@@ -23,15 +23,15 @@ from mlops_rakuten.serve.users import User
 router = APIRouter(tags=["predict"])
 
 
-# Some character that text cleaning keeps: Python's \s, which cleaning collapses, also covers the
-# separators \x1c-\x1f and \x85 (a title of only those was schema-valid, then 422 "no text").
-HAS_TEXT = r"\S"
+# Some character that text cleaning keeps: not one of Python's whitespace, which it collapses. Spelt out,
+# as "\S" differs between regex engines: to JSON Schema validators (ECMA, Rust) the separators
+# \x1c-\x1f and \x85 are not space, so a title of them was schema-valid, then 422 "no text".
+PYTHON_WHITESPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace())  # none above U+3000
+HAS_TEXT = f"[^{PYTHON_WHITESPACE}]"
 
 
 class PredictRequest(BaseModel):
-    # extra="forbid": a misspelt "descripton" is an error, not silently ignored. python-re: patterns
-    # mean here what they mean to text cleaning (and to Python JSON Schema validators).
-    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
+    model_config = ConfigDict(extra="forbid")  # a misspelt "descripton" is an error, not silently ignored
 
     designation: str = Field(min_length=1, max_length=MAX_DESIGNATION_CHARS, pattern=HAS_TEXT,
                              description="product title: some text besides whitespace (and besides HTML "
