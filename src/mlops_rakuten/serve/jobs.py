@@ -11,10 +11,11 @@ or, if the child died too, a record the restart marks "interrupted".
 
 A model is served only once its whole run succeeded. `dvc repro` records each
 stage in dvc.lock as it ends, so a run that dies in `evaluate` leaves a lock
-naming a model that was never evaluated, and no metrics or plots. A run that
-fails or is interrupted therefore puts back dvc.lock as it was before the run
-(kept beside the job's record) and checks every output out of the DVC cache:
-the last good model, its metrics and plots.
+naming a model that was never evaluated, and no metrics or plots. So before a
+run, dvc.lock and the outputs DVC does not cache (metrics, plots) are copied
+beside the job's record; a run that fails or is interrupted puts them back and
+checks the cached outputs out of the DVC cache: the last good model again, with
+its metrics and plots.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+import yaml
+
 from mlops_rakuten.atomic import atomic_open, atomic_path
 from mlops_rakuten.serve.model import ModelHolder
 from mlops_rakuten.serve.project import Busy, data_version, is_locked, project_lock, read_metrics
@@ -45,7 +48,32 @@ LOG_LINES = 30  # the end of dvc's output, enough to see which stage failed and 
 # sh runs dvc and then records its exit status, even when the server that started it is gone.
 _REPRO = 'dvc repro; echo $? > "$1.tmp" && mv "$1.tmp" "$1"'
 DVC_LOCK = "dvc.lock"
+KEPT = ".complete"  # written last into a job's copy of the last good run
 INTERRUPTED = "interrupted: the server stopped during the run and dvc repro did not finish"
+
+
+def _uncached_outputs(root: Path) -> list[str]:
+    """The outputs dvc.yaml declares with ``cache: false`` (metrics, plots): `dvc checkout` cannot restore them."""
+    try:
+        stages = (yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")) or {}).get("stages") or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    paths = []
+    for stage in stages.values():
+        for key in ("outs", "metrics", "plots"):
+            for out in stage.get(key) or []:
+                if isinstance(out, dict):
+                    paths += [path for path, options in out.items() if (options or {}).get("cache") is False]
+    return paths
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in [*folder.rglob("*"), folder]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _now() -> str:
@@ -82,25 +110,33 @@ class TrainJobs:
     def _files(self, job_id: str) -> tuple[Path, Path]:
         return self.jobs_dir / f"{job_id}.log", self.jobs_dir / f"{job_id}.exit"
 
-    def _lock_before(self, job_id: str) -> Path:
-        return self.jobs_dir / f"{job_id}.dvc.lock"
+    def _before(self, job_id: str) -> Path:
+        """The folder keeping dvc.lock and the uncached outputs as they were before the run."""
+        return self.jobs_dir / f"{job_id}.before"
 
     def unfinished(self) -> bool:
         """A run a stopped server left "running": its outputs may be half made (serve the last good model)."""
         return any(job.get("status") == "running" for job in self._records())
 
-    def _keep_lock(self, job_id: str) -> None:
-        lock = self.root / DVC_LOCK
-        if lock.is_file():
-            with atomic_path(self._lock_before(job_id)) as tmp:
-                shutil.copyfile(lock, tmp)
+    def _keep_last_good(self, job_id: str) -> None:
+        before = self._before(job_id)
+        shutil.rmtree(before, ignore_errors=True)
+        for name in [DVC_LOCK, *_uncached_outputs(self.root)]:
+            source = self.root / name
+            if source.is_file():
+                (before / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, before / name)
+        _fsync_tree(before)
+        (before / KEPT).touch()  # complete: from here on a restore puts back exactly these files
 
     def _restore_last_good(self, job_id: str) -> None:
-        """dvc.lock as before the run, and every output as it records (the model, metrics, plots)."""
-        before = self._lock_before(job_id)
-        if before.is_file():
-            with atomic_path(self.root / DVC_LOCK) as tmp:
-                shutil.copyfile(before, tmp)
+        """dvc.lock and the uncached outputs as before the run; the cached ones (the model) from the DVC cache."""
+        before = self._before(job_id)
+        if (before / KEPT).is_file():
+            for path in sorted(before.rglob("*")):
+                if path.is_file() and path.name != KEPT:
+                    with atomic_path(self.root / path.relative_to(before)) as tmp:
+                        shutil.copyfile(path, tmp)
         restored = run(["dvc", "checkout", "-q"], self.root, check=False)
         if restored.returncode != 0:
             log.error("could not put the last good outputs back after run %s: %s", job_id,
@@ -113,7 +149,7 @@ class TrainJobs:
         job = {"id": uuid.uuid4().hex[:16], "status": "running", "started_at": _now(), "finished_at": None,
                "data": data_version(self.root), "model_md5": None, "metrics": None, "log": [], "pid": None}
         try:
-            self._keep_lock(job["id"])
+            self._keep_last_good(job["id"])
             self._save(job)
             process = self._spawn(job, lock_fd)
             threading.Thread(target=self._run, args=(job, hold, process), name=f"train-{job['id']}",
@@ -166,7 +202,7 @@ class TrainJobs:
                    finished_at=job.get("finished_at") or _now(), log=lines,
                    model_md5=loaded.md5 if loaded else None, metrics=read_metrics(self.root) if ok else None)
         self._save(job)
-        self._lock_before(job["id"]).unlink(missing_ok=True)  # settled: no longer needed to restore
+        shutil.rmtree(self._before(job["id"]), ignore_errors=True)  # settled: nothing left to restore
         if ok or after_restart:
             self.holder.publish()
         self.on_finish(job["status"])
