@@ -164,27 +164,29 @@ def _stage_file(source: Path, target: Path, rows: list[list]) -> None:
 
 def check_staged(staging: Path, first: int, products: pd.DataFrame) -> None:
     """The staged X and Y, read as the ingest stage reads them, end with exactly ``products``."""
-    new = range(first, first + len(products))
-    problems = []
     try:
         x = read_challenge_csv(staging / X_FILE, X_COLUMNS)
         y = read_challenge_csv(staging / Y_FILE, Y_COLUMNS)
     except InputError as exc:
-        raise StagingCheckFailed(f"the staged raw files do not read back ({exc}); data/raw was left unchanged") from None
-    if not x.index.equals(y.index):
-        problems.append(f"{X_FILE} has {len(x)} rows and {Y_FILE} {len(y)}, or their indices differ")
-    elif list(x.index[-len(new):]) != list(new) or x.index.max() != new[-1]:
-        problems.append(f"the last {len(new)} rows are not indices {new[0]}..{new[-1]}")
+        problems = [str(exc)]
     else:
-        tail = x.loc[list(new)]
-        for column in X_COLUMNS:
-            if list(tail[column]) != list(products[column]):
-                problems.append(f"column {column!r} of the new rows reads back differently")
-        if list(y.loc[list(new), "prdtypecode"].astype("int64")) != list(products["prdtypecode"].astype("int64")):
-            problems.append("prdtypecode of the new rows reads back differently")
+        problems = _read_back_differences(x, y, range(first, first + len(products)), products)
     if problems:
         raise StagingCheckFailed(f"the staged raw files do not read back as written ({'; '.join(problems)}); "
                                  "data/raw was left unchanged")
+
+
+def _read_back_differences(x: pd.DataFrame, y: pd.DataFrame, new: range, products: pd.DataFrame) -> list[str]:
+    if not x.index.equals(y.index):
+        return [f"{X_FILE} has {len(x)} rows and {Y_FILE} {len(y)}, or their indices differ"]
+    if list(x.index[-len(new):]) != list(new) or x.index.max() != new[-1]:
+        return [f"the last {len(new)} rows are not indices {new[0]}..{new[-1]}"]
+    tail = x.loc[list(new)]
+    problems = [f"column {column!r} of the new rows reads back differently"
+                for column in X_COLUMNS if list(tail[column]) != list(products[column])]
+    if list(y.loc[list(new), "prdtypecode"].astype("int64")) != list(products["prdtypecode"].astype("int64")):
+        problems.append("prdtypecode of the new rows reads back differently")
+    return problems
 
 
 def recover(raw_dir: Path, staging: Path) -> bool:
