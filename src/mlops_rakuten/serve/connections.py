@@ -11,8 +11,8 @@ h11 one, with deadlines) gives every request
   its body, so an upload keeps going as long as it arrives at that average rate.
 
 A request that misses its deadline gets 408 and the connection is closed. And when
-the open connections reach ``max_connections`` (set from the file-descriptor limit,
-which is raised to its hard maximum first), each new connection makes the one that
+the open connections reach ``max_connections()`` (from the file-descriptor limit,
+which `rakuten serve` raises to its hard maximum first), each new connection makes the one that
 has been waiting longest for its request make room: a crowd of slow clients cannot
 keep a quick one (or /health) out. A burst can still use up the descriptors before
 any of its connections is seen (the event loop accepts up to the listen backlog in
@@ -25,6 +25,7 @@ with a traceback.
 
 from __future__ import annotations
 
+import functools
 import logging
 import resource
 import time
@@ -44,16 +45,22 @@ log = logging.getLogger("serve.connections")
 _WAITING = (h11.IDLE, h11.SEND_BODY)  # the client's side of the request is not complete yet
 
 
-def raise_descriptor_limit() -> int:
-    """Raise this process's open-file limit to its hard maximum; the connections it leaves room for."""
+def raise_descriptor_limit() -> None:
+    """Raise this process's open-file limit to its hard maximum (`rakuten serve` does, before its workers start)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
+    if soft < hard:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
         except (ValueError, OSError):
             pass  # a container may forbid it: the soft limit it left then decides
-    return max(8, min(soft, 1 << 16) - RESERVED_DESCRIPTORS)
+
+
+@functools.cache  # read at the first connection: after `rakuten serve` has raised the limit
+def max_connections() -> int:
+    """The connections this process has descriptors for, beyond those it keeps for itself."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft = 1 << 16 if soft == resource.RLIM_INFINITY else min(soft, 1 << 16)
+    return max(8, soft - RESERVED_DESCRIPTORS)
 
 
 class _Dropped:
@@ -75,7 +82,6 @@ class _Dropped:
 
 
 dropped = _Dropped()
-max_connections = raise_descriptor_limit()
 _open: set[DeadlineProtocol] = set()
 _room_made_at = 0.0
 
@@ -121,7 +127,7 @@ class DeadlineProtocol(H11Protocol):
         self._timer = None
         self._arm()
         _open.add(self)
-        if len(_open) > max_connections:
+        if len(_open) > max_connections():
             dropped.add("crowded out", _make_room(1))
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from mlops_rakuten.errors import InputError
-from mlops_rakuten.serve.connections import DeadlineProtocol
+from mlops_rakuten.serve.connections import DeadlineProtocol, raise_descriptor_limit
 from mlops_rakuten.serve.settings import (
     MODEL_REFERENCE_ENV, RESOLVED_MODEL_ENV, TRUSTED_PROXIES_ENV, load_settings, users_file,
 )
@@ -27,6 +27,7 @@ def serve(host: str, port: int, workers: int = 1, access_log: bool = False, mode
     import uvicorn
 
     settings = load_settings()  # check here, once, rather than as a traceback in every worker
+    raise_descriptor_limit()  # room for more connections, in this process and the workers it starts
     reference = model or os.environ.get(MODEL_REFERENCE_ENV)
     if reference:
         from mlops_rakuten.predict import load_model
