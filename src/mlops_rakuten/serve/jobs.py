@@ -34,12 +34,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from mlops_rakuten.atomic import atomic_open, atomic_path
 from mlops_rakuten.serve.model import ModelHolder
-from mlops_rakuten.serve.project import Busy, data_version, is_locked, project_lock, read_metrics
-from mlops_rakuten.serve.settings import Settings
+from mlops_rakuten.serve.project import (Busy, data_version, is_locked, project_lock, read_metrics,
+                                         uncached_outputs)
+from mlops_rakuten.serve.settings import DVC_LOCK, Settings
 from mlops_rakuten.workspace import run
 
 log = logging.getLogger("serve.train")
@@ -47,24 +46,8 @@ _JOB_ID = re.compile(r"^[0-9a-f]{16}$")
 LOG_LINES = 30  # the end of dvc's output, enough to see which stage failed and why
 # sh runs dvc and then records its exit status, even when the server that started it is gone.
 _REPRO = 'dvc repro; echo $? > "$1.tmp" && mv "$1.tmp" "$1"'
-DVC_LOCK = "dvc.lock"
 KEPT = ".complete"  # written last into a job's copy of the last good run
 INTERRUPTED = "interrupted: the server stopped during the run and dvc repro did not finish"
-
-
-def _uncached_outputs(root: Path) -> list[str]:
-    """The outputs dvc.yaml declares with ``cache: false`` (metrics, plots): `dvc checkout` cannot restore them."""
-    try:
-        stages = (yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")) or {}).get("stages") or {}
-    except (OSError, yaml.YAMLError):
-        return []
-    paths = []
-    for stage in stages.values():
-        for key in ("outs", "metrics", "plots"):
-            for out in stage.get(key) or []:
-                if isinstance(out, dict):
-                    paths += [path for path, options in out.items() if (options or {}).get("cache") is False]
-    return paths
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -121,7 +104,8 @@ class TrainJobs:
     def _keep_last_good(self, job_id: str) -> None:
         before = self._before(job_id)
         shutil.rmtree(before, ignore_errors=True)
-        for name in [DVC_LOCK, *_uncached_outputs(self.root)]:
+        before.mkdir(parents=True)
+        for name in [DVC_LOCK, *uncached_outputs(self.root)]:
             source = self.root / name
             if source.is_file():
                 (before / name).parent.mkdir(parents=True, exist_ok=True)
