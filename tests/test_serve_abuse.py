@@ -13,13 +13,18 @@ import socket
 import statistics
 import threading
 import time
+from typing import Annotated
 
 import httpx
 import psutil
 import pytest
+from fastapi import APIRouter, Depends
 
 import mlops_rakuten.text as text_module
+from mlops_rakuten.serve.auth import require_admin
+from mlops_rakuten.serve.guard import body_limit, route_rules
 from mlops_rakuten.serve.settings import MAX_PREDICT_PRODUCTS, PREDICT_MAX_BYTES
+from mlops_rakuten.serve.users import User
 from mlops_rakuten.text import clean_text
 from serve_support import (PASSWORDS, auth, client, free_port, make_settings, shared_trained_project, start_server,
                            stop)
@@ -256,3 +261,21 @@ def test_openapi_lists_every_status_a_route_can_return(api, settings):
                        headers=auth(settings, "alice", "admin"))
     assert refused.status_code == 422 and set(refused.json()["detail"]) == {"message", "received", "accepted",
                                                                             "rejected", "rejects"}
+
+
+def test_each_route_declares_its_role_and_body_limit_or_the_app_does_not_start():
+    router = APIRouter()
+
+    @router.post("/upload", openapi_extra=body_limit(100))
+    def upload(_: Annotated[User, Depends(require_admin)]) -> dict:
+        return {}
+
+    (rule,) = route_rules(router.routes)
+    assert rule.path.match("/upload") and rule.role == "admin" and rule.max_bytes == 100
+
+    @router.post("/forgotten")
+    def forgotten() -> dict:
+        return {}
+
+    with pytest.raises(RuntimeError, match=r"\['POST'\] /forgotten declares no body limit"):
+        route_rules(router.routes)

@@ -121,3 +121,32 @@ def test_a_run_that_outlives_its_server_keeps_the_project_until_it_ends(settings
     info = httpx.get(f"{url}/info", headers=admin).json()
     assert info["busy"] is False and info["model"]["md5"] == job["model_md5"]
     assert httpx.post(f"{url}/train", headers=admin, timeout=10).status_code == 202  # the project is free again
+
+
+def test_a_kill_during_evaluate_serves_the_last_evaluated_model_with_its_metrics(settings, servers):
+    """dvc.lock already names the new model when `evaluate` starts: a restart must not serve it."""
+    admin = auth(settings, "alice", "admin")
+    dvc_yaml = settings.project_dir / "dvc.yaml"
+    pipeline = yaml.safe_load(dvc_yaml.read_text())
+    pipeline["stages"]["evaluate"]["cmd"] = "sleep 5 && " + pipeline["stages"]["evaluate"]["cmd"]  # time to kill it
+    dvc_yaml.write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    set_param_c(settings, "0.4")
+    uncached = [settings.project_dir / path for path in ("metrics/metrics.json", "metrics/classes.json",
+                                                          "plots/confusion_matrix.png", "plots/predictions.csv")]
+    before = {path: path.read_bytes() for path in uncached}
+    url, server = servers()
+    old = predict_version(url, admin)
+    old_metrics = httpx.get(f"{url}/info", headers=admin).json()["metrics"]
+    job_id = httpx.post(f"{url}/train", headers=admin, timeout=10).json()["job_id"]
+    log = settings.state_dir / "jobs" / f"{job_id}.log"
+    wait_until(lambda: "Running stage 'evaluate'" in log.read_text(), "the run to reach evaluate", timeout=300)
+    os.killpg(server.pid, signal.SIGKILL)  # the server and its dvc repro, during evaluate
+    server.wait()
+    assert not uncached[0].exists()  # dvc deleted evaluate's outputs before running it
+
+    url, _ = servers()
+    assert predict_version(url, admin) == old
+    info = httpx.get(f"{url}/info", headers=admin).json()
+    assert info["model"]["loaded_md5"] == info["model"]["md5"] == old  # dvc.lock names the served model again
+    assert info["metrics"] == old_metrics and info["last_training"]["status"] == "interrupted"
+    assert {path: path.read_bytes() for path in uncached} == before  # metrics and plots are back

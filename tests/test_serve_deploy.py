@@ -4,17 +4,15 @@ failed instead in CI, which installs them (`needs` in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import re
-import ssl
 import subprocess
-from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
 from conftest import ROOT, needs
-from serve_support import PASSWORDS, free_port, make_settings, shared_trained_project, start_server, stop, wait_until
+from serve_support import (PASSWORDS, free_port, make_settings, shared_trained_project, start_nginx, start_server, stop,
+                           wait_until)
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
@@ -28,43 +26,11 @@ def server(tmp_path_factory):
     stop(process)
 
 
-def render(template: str, values: dict[str, str]) -> str:
-    """What envsubst does with the names listed: every ${RAKUTEN_*} must be given, nginx's $vars stay."""
-    rendered = re.sub(r"\$\{(RAKUTEN_\w+)\}", lambda m: values[m.group(1)], template)
-    assert not [line for line in rendered.splitlines() if "${" in line.split("#")[0]]
-    return rendered
-
-
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """What `make certs` does, into a temp folder, valid for 127.0.0.1 so the client can verify it."""
-    cert, key = folder / "server.crt", folder / "server.key"
-    subprocess.run([needs("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    return cert, key
-
-
 @pytest.fixture(scope="module")
 def nginx(server, tmp_path_factory):
     """Debian's nginx with deployments/nginx/nginx.conf, on loopback; yields (https_port, http_port, ca)."""
-    nginx_binary = needs("nginx")
     _, app_port = server
-    prefix = tmp_path_factory.mktemp("nginx")
-    cert, key = self_signed(prefix)
-    https_port, http_port = free_port(), free_port()
-    config = render((ROOT / "deployments/nginx/nginx.conf").read_text(), {
-        "RAKUTEN_UPSTREAM": f"127.0.0.1:{app_port}", "RAKUTEN_HTTPS_PORT": str(https_port),
-        "RAKUTEN_HTTP_PORT": str(http_port), "RAKUTEN_TLS_CERT": str(cert), "RAKUTEN_TLS_KEY": str(key)})
-    (prefix / "nginx.conf").write_text(config)
-    command = [nginx_binary, "-p", str(prefix), "-c", "nginx.conf", "-e", "stderr"]
-    checked = subprocess.run([*command, "-t"], capture_output=True, text=True)
-    assert checked.returncode == 0, checked.stderr
-    log = prefix / "nginx.out"
-    with open(log, "w") as output:
-        process = subprocess.Popen([*command, "-g", "daemon off;"], stdout=output, stderr=subprocess.STDOUT)
-    context = ssl.create_default_context(cafile=str(cert))
-    wait_until(lambda: httpx.get(f"https://127.0.0.1:{https_port}/health", verify=context, timeout=2).is_success,
-               "nginx to proxy /health", process=process, log=log)
+    process, https_port, http_port, context = start_nginx(app_port, tmp_path_factory.mktemp("nginx"))
     yield https_port, http_port, context
     stop(process)
 

@@ -11,11 +11,13 @@ from typing import IO, Iterator
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; rename it over ``path`` on success.
+def atomic_path(path: str | os.PathLike, mode: int = 0o644) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; rename it over ``path``, with ``mode``, on success.
 
     On any exception the temp file is removed and ``path`` is left as it was.
-    The temp file lives in the same folder so the rename is atomic.
+    The temp file lives in the same folder so the rename is atomic. It is created
+    0600 (mkstemp) and only widened to ``mode`` once written, so a private file
+    (``mode=0o600``) is never readable by others, not even for an instant.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -24,7 +26,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o644)
+        if mode != 0o600:
+            os.chmod(tmp_path, mode)
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -32,12 +35,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
-    """Open a temp file for writing; it replaces ``path`` only if the block succeeds."""
+def atomic_open(path: str | os.PathLike, mode: str = "w", file_mode: int = 0o644, **kwargs) -> Iterator[IO]:
+    """Open a temp file for writing; it replaces ``path`` (with permissions ``file_mode``) only if the block succeeds."""
     if "b" not in mode:
         kwargs.setdefault("encoding", "utf-8")
         kwargs.setdefault("newline", "")
-    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as handle:
+    with atomic_path(path, file_mode) as tmp, open(tmp, mode, **kwargs) as handle:
         yield handle
 
 

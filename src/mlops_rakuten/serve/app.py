@@ -6,6 +6,7 @@ builds one app per worker process.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -15,36 +16,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from mlops_rakuten.serve.batching import Batcher
-from mlops_rakuten.serve.guard import GuardMiddleware
+from mlops_rakuten.serve.connections import on_loop_error
+from mlops_rakuten.serve.guard import GuardMiddleware, route_rules
+from mlops_rakuten.serve.ingest_commit import finish_interrupted_ingest
 from mlops_rakuten.serve.jobs import TrainJobs
 from mlops_rakuten.serve.login_limits import LoginLimits
 from mlops_rakuten.serve.metrics import Metrics, MetricsMiddleware
 from mlops_rakuten.serve.model import ModelHolder
-from mlops_rakuten.serve.project import Busy, project_lock
-from mlops_rakuten.serve.raw_append import recorded, recover
 from mlops_rakuten.serve.routers import health, info, ingest, predict, token, train
-from mlops_rakuten.serve.settings import RAW_DIR, Settings, load_settings
+from mlops_rakuten.serve.settings import Settings, load_settings
 from mlops_rakuten.serve.users import UserStore
-from mlops_rakuten.workspace import run
 
 log = logging.getLogger("serve")
-
-
-def finish_interrupted_ingest(settings: Settings) -> None:
-    """An ingest cut off after its commit point (renames or `dvc add` unfinished) is completed before serving."""
-    try:
-        with project_lock(settings.state_dir):
-            if recover(settings.raw_dir, settings.raw_staging):
-                added = run(["dvc", "add", "-q", RAW_DIR], settings.project_dir, check=False)
-                if added.returncode == 0:
-                    recorded(settings.raw_staging)
-                    log.warning("finished an interrupted ingest: %s appended and recorded in %s.dvc",
-                                RAW_DIR, RAW_DIR)
-                else:
-                    log.error("an interrupted ingest into %s is still not recorded: `dvc add` failed: %s",
-                              RAW_DIR, added.stderr.strip()[-500:])
-    except Busy:
-        pass  # whoever holds the project (another worker starting, or a run) recovers it first
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -55,6 +38,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI):
+    asyncio.get_running_loop().set_exception_handler(on_loop_error)  # no traceback per refused connection
     yield
     if app.state.metrics.multiprocess:
         from prometheus_client import multiprocess
@@ -68,7 +52,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     finish_interrupted_ingest(settings)
     metrics = Metrics()
     holder = ModelHolder(settings.model_path, settings.state_dir / "model.published", metrics.model_changed)
-    holder.load()  # a project without a model still serves /health, /info and /train
+    jobs = TrainJobs(settings, holder, on_finish=lambda outcome: metrics.train_runs.labels(outcome).inc())
+    if jobs.unfinished():  # the model file may be from a run that never finished: not served before it is
+        holder.load_last_good()
+    else:
+        holder.load()  # a project without a model still serves /health, /info and /train
 
     app = FastAPI(title="Rakuten product classifier", version="1", lifespan=_lifespan,
                   description="Classifies Rakuten France products into 27 prdtypecodes with the DVC-built model.")
@@ -78,16 +66,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.model = holder
     app.state.batcher = Batcher(holder.current, on_batch=metrics.batch_size.observe)
     app.state.metrics = metrics
-    app.state.jobs = TrainJobs(settings, holder, on_finish=lambda outcome: metrics.train_runs.labels(outcome).inc())
+    app.state.jobs = jobs
     app.state.jobs.recover()  # a run a stopped server left: settled now, or followed until it ends
-    route_paths: set[str] = set()
-    # The last added runs first: metrics time everything, including what the guard refuses unread.
-    app.add_middleware(GuardMiddleware, state=app.state)
-    app.add_middleware(MetricsMiddleware, metrics=metrics, route_paths=route_paths)
     app.add_exception_handler(RequestValidationError, _validation_error)
     routers = (token, predict, info, ingest, train, health)
     for module in routers:
         app.include_router(module.router)
-    route_paths.update(route.path for module in routers for route in module.router.routes if "{" not in route.path)
+    api_routes = [route for module in routers for route in module.router.routes]  # the routers have no prefix
+    route_paths = {route.path for route in api_routes if "{" not in route.path}
     route_paths.update(url for url in (app.openapi_url, app.docs_url, app.redoc_url) if url)
+    # The last added runs first: metrics time everything, including what the guard refuses unread.
+    app.add_middleware(GuardMiddleware, state=app.state, rules=route_rules(api_routes))
+    app.add_middleware(MetricsMiddleware, metrics=metrics, route_paths=route_paths)
     return app

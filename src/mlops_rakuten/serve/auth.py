@@ -24,7 +24,7 @@ def create_token(settings: Settings, user: User, now: float | None = None) -> tu
     issued = int(time.time() if now is None else now)
     lifetime = settings.token_minutes * 60
     claims = {"sub": user.name, "role": user.role, "iat": issued, "exp": issued + lifetime, "iss": ISSUER,
-              "ver": user.token_version}
+              "ver": user.token_version, "uid": user.id}
     return jwt.encode(claims, settings.jwt_secret, algorithm=ALGORITHM), lifetime
 
 
@@ -52,7 +52,8 @@ def current_user(settings: Settings, users: UserStore, token: str | None) -> Use
     user = users.get(claims["sub"])
     if user is None or not user.active:
         raise _unauthorized(f"user {claims['sub']!r} is unknown or inactive")
-    if claims.get("ver", 0) != user.token_version:  # issued before a password change or deactivation
+    # Issued before a password change or deactivation, or to a removed user of the same name.
+    if claims.get("ver", 0) != user.token_version or claims.get("uid", "") != user.id:
         raise _unauthorized("token revoked: log in again at POST /token")
     return user
 
@@ -73,6 +74,7 @@ def require(role: str) -> Callable[..., User]:
             raise forbidden(user, role)
         return user
 
+    dependency.role = role  # type: ignore[attr-defined]  # read by the guard: the route's role, declared once
     return dependency
 
 

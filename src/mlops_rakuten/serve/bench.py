@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import subprocess
@@ -128,8 +129,12 @@ async def _async_load(url: str, token: str, bodies: list[str], seconds: int, con
 
 
 @contextlib.contextmanager
-def serving(root: Path, workers: int = 1) -> Iterator[tuple[str, str, subprocess.Popen]]:
-    """`rakuten serve` on loopback with a throw-away secret and user: its URL, a user token, the process."""
+def serving(root: Path, workers: int = 1,
+            open_files: int | None = None) -> Iterator[tuple[str, str, subprocess.Popen]]:
+    """`rakuten serve` on loopback with a throw-away secret and user: its URL, a user token, the process.
+
+    ``open_files``: the server's file-descriptor limit, soft and hard (`ulimit -n`).
+    """
     with tempfile.TemporaryDirectory(prefix="rakuten-bench-serve-") as tmp:
         folder = Path(tmp)
         password = secrets.token_hex(16)
@@ -139,8 +144,10 @@ def serving(root: Path, workers: int = 1) -> Iterator[tuple[str, str, subprocess
                "RAKUTEN_USERS_FILE": str(folder / "users.json"), "RAKUTEN_STATE_DIR": str(folder / "state")}
         rakuten = str(Path(sys.executable).parent / "rakuten")
         with open(folder / "server.log", "w") as log:
+            limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))) if open_files else None
             server = subprocess.Popen([rakuten, "serve", "--host", "127.0.0.1", "--port", str(port),
-                                       "--workers", str(workers)], env=env, stdout=log, stderr=subprocess.STDOUT)
+                                       "--workers", str(workers)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                      preexec_fn=limit)
         try:
             base = f"http://127.0.0.1:{port}"
             _wait_ready(base, server, folder / "server.log")

@@ -7,7 +7,11 @@ Against a real `rakuten serve` on loopback (the project's model, a throw-away us
 2. p50 of normal /predict calls, alone and while other clients send descriptions of
    20,000 '<' characters (quadratic tag stripping once made them cost 0.25 s each);
 3. /metrics line count before and after requests with junk HTTP methods (each once became
-   a new label value).
+   a new label value);
+4. slow senders: connections to /token announcing a 4,000-byte body and sending one byte a
+   second (they once stayed open as long as bytes came): how many the server holds at once, how
+   long it keeps each, and /health's latency meanwhile. ``--open-files 128`` runs the server
+   under that descriptor limit (`ulimit -n`), fewer than the slow connections.
 """
 
 from __future__ import annotations
@@ -120,6 +124,62 @@ def junk_methods(base: str, count: int) -> None:
           f"(answered {sorted(statuses)})")
 
 
+SLOW_HEAD = (b"POST /token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+             b"Content-Length: 4000\r\n\r\n")
+
+
+def slow_senders(base: str, count: int, seconds: int) -> None:
+    port = int(base.rsplit(":", 1)[1])
+    health, stop = [], threading.Event()
+
+    def time_health() -> None:
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                start = time.perf_counter()
+                ok = client.get(f"{base}/health").status_code == 200
+                health.append(time.perf_counter() - start if ok else float("inf"))
+                time.sleep(0.2)
+
+    sockets, closed, answers, open_counts = [], {}, {}, []
+    start = time.monotonic()
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(SLOW_HEAD)
+        sock.setblocking(False)
+        sockets.append(sock)
+    timer = threading.Thread(target=time_health)
+    timer.start()
+    while time.monotonic() - start < seconds and len(closed) < count:
+        time.sleep(1)
+        for i, sock in enumerate(sockets):
+            if i in closed:
+                continue
+            try:
+                data = sock.recv(4096)
+                closed[i] = time.monotonic() - start
+                status = data.split(b"\r\n", 1)[0].decode(errors="replace") or "(closed without an answer)"
+                answers[status] = answers.get(status, 0) + 1
+            except BlockingIOError:
+                try:
+                    sock.send(b"a")
+                except OSError:
+                    closed[i] = time.monotonic() - start
+            except OSError:
+                closed[i] = time.monotonic() - start
+        open_counts.append(count - len(closed))
+    stop.set()
+    timer.join()
+    for sock in sockets:
+        sock.close()
+    kept = sorted(closed.values())
+    print(f"slow senders: {count} connections to /token, Content-Length 4000, one byte a second: "
+          f"{len(kept)} closed by the server within {seconds} s, after {kept[0]:.0f} to {kept[-1]:.0f} s "
+          f"(median {np.median(kept):.0f} s), at most {max(open_counts, default=0)} still open at a 1-s check; "
+          f"answers {answers}" if kept else f"slow senders: none of {count} closed within {seconds} s")
+    print(f"/health meanwhile: {len(health)} calls, p50 {np.median(health) * 1000:.1f} ms, "
+          f"max {max(health) * 1000:.0f} ms")
+
+
 @exit_on_input_error
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -128,16 +188,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--attackers", type=int, default=4, help="clients sending adversarial text (default 4)")
     parser.add_argument("--requests", type=int, default=200, help="normal /predict calls timed (default 200)")
     parser.add_argument("--junk", type=int, default=1000, help="junk-method requests (default 1000)")
+    parser.add_argument("--slow", type=int, default=300, help="slow-sending connections (default 300)")
+    parser.add_argument("--slow-seconds", type=int, default=40, help="how long they go on at most (default 40)")
+    parser.add_argument("--open-files", type=int, help="the server's file-descriptor limit (`ulimit -n`)")
     args = parser.parse_args(argv)
     root = args.project.resolve()
     if not (root / MODEL_PATH).is_file():
         raise InputError(f"{root / MODEL_PATH}: no model to serve; run `make run` first")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
-    with serving(root) as (base, token, process):
+    with serving(root, open_files=args.open_files) as (base, token, process):
         server = psutil.Process(process.pid)
         huge_bodies(base, server, args.bodies, 2**30)
         adversarial_load(base, token, server, args.attackers, args.requests)
         junk_methods(base, args.junk)
+        slow_senders(base, args.slow, args.slow_seconds)
 
 
 if __name__ == "__main__":

@@ -6,35 +6,69 @@ was read into memory before the 401. This pure ASGI middleware answers from
 the headers alone: 401/403 when the token does not open the route, 413 when
 Content-Length is over the route's cap, and 413 again if a body sent without
 Content-Length (chunked) grows past it while streaming.
+
+Each route declares both where it is written, and nowhere else: its role is its
+``require(role)`` dependency, its cap ``openapi_extra=body_limit(N)`` (which the
+OpenAPI schema shows as ``x-max-body-bytes``). ``route_rules`` reads them from the
+app's routes, and refuses to start an app with a route that accepts a body
+(POST, PUT, PATCH) and declares no cap: a new route cannot silently get a default.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 from fastapi import HTTPException, status
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from mlops_rakuten.serve.auth import current_user, forbidden
-from mlops_rakuten.serve.settings import MAX_UPLOAD_BYTES, PREDICT_MAX_BYTES, TOKEN_MAX_BYTES
 
-# Multipart framing around the CSV: boundaries and part headers, generously.
-MULTIPART_SLACK = 64 * 2**10
-# Routes without a body (GET, POST /train) still get a small cap rather than none.
-DEFAULT_MAX_BYTES = 16 * 2**10
-BODY_LIMITS = {"/predict": PREDICT_MAX_BYTES, "/ingest": MAX_UPLOAD_BYTES + MULTIPART_SLACK,
-               "/token": TOKEN_MAX_BYTES}
+# Routes that take no body (GET, POST /train) still get a small cap rather than none.
+NO_BODY_MAX_BYTES = 16 * 2**10
+_LIMIT_KEY = "x-max-body-bytes"
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
-def body_limit(path: str) -> int:
-    return BODY_LIMITS.get(path, DEFAULT_MAX_BYTES)
+def body_limit(max_bytes: int) -> dict:
+    """``openapi_extra=`` for a route: the largest body it reads, enforced by the guard, shown in the schema."""
+    return {_LIMIT_KEY: max_bytes}
 
 
-def required_role(path: str) -> str | None:
-    """The role a path needs (None: open to anyone, or not a route at all and so a 404)."""
-    if path in ("/ingest", "/train") or path.startswith("/train/"):
-        return "admin"
-    if path in ("/predict", "/info"):
-        return "user"
-    return None
+@dataclass(frozen=True)
+class Rule:
+    path: re.Pattern
+    methods: frozenset[str]
+    role: str | None  # None: open to anyone
+    max_bytes: int
+
+
+def _role(route: APIRoute) -> str | None:
+    """The role of the route's ``require(role)`` dependency (admins hold every role), if it has one."""
+    pending, roles = [route.dependant], set()
+    while pending:
+        dependant = pending.pop()
+        roles.update(getattr(d.call, "role", None) for d in dependant.dependencies)
+        pending.extend(dependant.dependencies)
+    roles.discard(None)
+    if len(roles) > 1:
+        raise RuntimeError(f"route {route.path} requires several roles: {sorted(roles)}")
+    return roles.pop() if roles else None
+
+
+def route_rules(routes: list) -> list[Rule]:
+    """Role and body cap of every API route; RuntimeError for a route that reads a body with no declared cap."""
+    rules = []
+    for route in routes:
+        if not isinstance(route, APIRoute):
+            continue  # the OpenAPI document and its pages: GET, open to anyone
+        declared = (route.openapi_extra or {}).get(_LIMIT_KEY)
+        if declared is None and route.methods & _BODY_METHODS:
+            raise RuntimeError(f"route {sorted(route.methods)} {route.path} declares no body limit: add "
+                               f"openapi_extra=body_limit(N) to it")
+        rules.append(Rule(route.path_regex, frozenset(route.methods), _role(route), declared or NO_BODY_MAX_BYTES))
+    return rules
 
 
 def _too_large(limit: int) -> HTTPException:
@@ -43,9 +77,17 @@ def _too_large(limit: int) -> HTTPException:
 
 
 class GuardMiddleware:
-    def __init__(self, app, state):
+    def __init__(self, app, state, rules: list[Rule]):
         self.app = app
         self.state = state  # app.state: settings and users
+        self.rules = rules
+
+    def _rule(self, path: str, method: str) -> tuple[str | None, int]:
+        """The role and cap of the route at ``path`` (None and the small cap: not a route, so a 404)."""
+        matching = [rule for rule in self.rules if rule.path.match(path)]
+        for rule in sorted(matching, key=lambda rule: method not in rule.methods):
+            return rule.role, rule.max_bytes
+        return None, NO_BODY_MAX_BYTES
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -55,16 +97,21 @@ class GuardMiddleware:
         except HTTPException as exc:
             response = JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
             return await response(scope, receive, send)
-        received = 0
+        received, complete = 0, False
 
         async def bounded_receive():
-            nonlocal received
+            nonlocal received, complete
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > limit:
                     # Raised inside the route's body parsing: FastAPI re-raises an HTTPException as is.
                     raise _too_large(limit)
+            elif message["type"] == "http.disconnect" and not complete:
+                # The client left (or was cut off for sending too slowly) mid-body: an answer nobody reads,
+                # rather than Starlette's ClientDisconnect and a traceback in the log for each.
+                raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="the client disconnected before its body ended")
             return message
 
         await self.app(scope, bounded_receive, send)
@@ -74,7 +121,7 @@ class GuardMiddleware:
         for key, value in scope["headers"]:
             if key in (b"authorization", b"content-length"):
                 headers[key] = value.decode("latin-1")
-        role = required_role(scope["path"])
+        role, limit = self._rule(scope["path"], scope["method"])
         if role is not None:
             authorization = headers.get(b"authorization", "")
             scheme, _, token = authorization.partition(" ")
@@ -82,7 +129,6 @@ class GuardMiddleware:
                                 token.strip() if scheme.lower() == "bearer" else None)
             if not user.can(role):
                 raise forbidden(user, role)
-        limit = body_limit(scope["path"])
         length = headers.get(b"content-length")
         if length is not None:
             if not length.strip().isdigit():

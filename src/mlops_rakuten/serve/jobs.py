@@ -7,8 +7,15 @@ for the whole run, so a second run or an ingest gets 409 meanwhile.
 The child gets the lock's file descriptor and writes its exit status to a
 file when it ends. A server killed mid-run therefore leaves a run that still
 holds the project (a restarted server answers 409 and follows it to its end),
-or, if the child died too, a record the restart marks "interrupted" while it
-puts the last good model back from the DVC cache.
+or, if the child died too, a record the restart marks "interrupted".
+
+A model is served only once its whole run succeeded. `dvc repro` records each
+stage in dvc.lock as it ends, so a run that dies in `evaluate` leaves a lock
+naming a model that was never evaluated, and no metrics or plots. So before a
+run, dvc.lock and the outputs DVC does not cache (metrics, plots) are copied
+beside the job's record; a run that fails or is interrupted puts them back and
+checks the cached outputs out of the DVC cache: the last good model again, with
+its metrics and plots.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -26,10 +34,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from mlops_rakuten.atomic import atomic_open
+from mlops_rakuten.atomic import atomic_open, atomic_path
 from mlops_rakuten.serve.model import ModelHolder
-from mlops_rakuten.serve.project import Busy, data_version, is_locked, project_lock, read_metrics
-from mlops_rakuten.serve.settings import MODEL_PATH, Settings
+from mlops_rakuten.serve.project import (Busy, data_version, is_locked, project_lock, read_metrics,
+                                         uncached_outputs)
+from mlops_rakuten.serve.settings import DVC_LOCK, Settings
 from mlops_rakuten.workspace import run
 
 log = logging.getLogger("serve.train")
@@ -37,7 +46,17 @@ _JOB_ID = re.compile(r"^[0-9a-f]{16}$")
 LOG_LINES = 30  # the end of dvc's output, enough to see which stage failed and why
 # sh runs dvc and then records its exit status, even when the server that started it is gone.
 _REPRO = 'dvc repro; echo $? > "$1.tmp" && mv "$1.tmp" "$1"'
+KEPT = ".complete"  # written last into a job's copy of the last good run
 INTERRUPTED = "interrupted: the server stopped during the run and dvc repro did not finish"
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in [*folder.rglob("*"), folder]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _now() -> str:
@@ -74,6 +93,39 @@ class TrainJobs:
     def _files(self, job_id: str) -> tuple[Path, Path]:
         return self.jobs_dir / f"{job_id}.log", self.jobs_dir / f"{job_id}.exit"
 
+    def _before(self, job_id: str) -> Path:
+        """The folder keeping dvc.lock and the uncached outputs as they were before the run."""
+        return self.jobs_dir / f"{job_id}.before"
+
+    def unfinished(self) -> bool:
+        """A run a stopped server left "running": its outputs may be half made (serve the last good model)."""
+        return any(job.get("status") == "running" for job in self._records())
+
+    def _keep_last_good(self, job_id: str) -> None:
+        before = self._before(job_id)
+        shutil.rmtree(before, ignore_errors=True)
+        before.mkdir(parents=True)
+        for name in [DVC_LOCK, *uncached_outputs(self.root)]:
+            source = self.root / name
+            if source.is_file():
+                (before / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, before / name)
+        _fsync_tree(before)
+        (before / KEPT).touch()  # complete: from here on a restore puts back exactly these files
+
+    def _restore_last_good(self, job_id: str) -> None:
+        """dvc.lock and the uncached outputs as before the run; the cached ones (the model) from the DVC cache."""
+        before = self._before(job_id)
+        if (before / KEPT).is_file():
+            for path in sorted(before.rglob("*")):
+                if path.is_file() and path.name != KEPT:
+                    with atomic_path(self.root / path.relative_to(before)) as tmp:
+                        shutil.copyfile(path, tmp)
+        restored = run(["dvc", "checkout", "-q"], self.root, check=False)
+        if restored.returncode != 0:
+            log.error("could not put the last good outputs back after run %s: %s", job_id,
+                      restored.stderr.strip()[-500:])
+
     def start(self) -> dict[str, Any]:
         """Start a run and return its record; Busy if the project is already being changed."""
         hold = contextlib.ExitStack()
@@ -81,6 +133,7 @@ class TrainJobs:
         job = {"id": uuid.uuid4().hex[:16], "status": "running", "started_at": _now(), "finished_at": None,
                "data": data_version(self.root), "model_md5": None, "metrics": None, "log": [], "pid": None}
         try:
+            self._keep_last_good(job["id"])
             self._save(job)
             process = self._spawn(job, lock_fd)
             threading.Thread(target=self._run, args=(job, hold, process), name=f"train-{job['id']}",
@@ -119,9 +172,9 @@ class TrainJobs:
         if ok and not self.holder.load():
             ok, lines = False, [*lines, f"new model not loaded: {self.holder.error}"]
         if not ok:
-            # dvc deletes a stage's outputs before running it: put the last good model back on disk
-            # too, so a restart serves the same model as the running workers.
-            run(["dvc", "checkout", "-q", MODEL_PATH], self.root, check=False)
+            # The stages that did end are in dvc.lock, the others' outputs deleted: put the last good run
+            # back on disk, so a restart serves the same model as the running workers, with its metrics.
+            self._restore_last_good(job["id"])
             if after_restart:
                 self.holder.load()
         if status is None:
@@ -133,6 +186,7 @@ class TrainJobs:
                    finished_at=job.get("finished_at") or _now(), log=lines,
                    model_md5=loaded.md5 if loaded else None, metrics=read_metrics(self.root) if ok else None)
         self._save(job)
+        shutil.rmtree(self._before(job["id"]), ignore_errors=True)  # settled: nothing left to restore
         if ok or after_restart:
             self.holder.publish()
         self.on_finish(job["status"])
@@ -149,7 +203,7 @@ class TrainJobs:
 
     def recover(self) -> None:
         """At start-up: settle runs a stopped server left "running", now or (if one still runs) when it ends."""
-        if not any(job.get("status") == "running" for job in self._records()):
+        if not self.unfinished():
             return
         try:
             with project_lock(self.state_dir):

@@ -84,6 +84,16 @@ class ModelHolder:
         self._keep_copy(fresh)
         return True
 
+    def load_last_good(self) -> bool:
+        """Serve the copy of the last model loaded (while a run that may have replaced the file is unsettled)."""
+        try:
+            self._serve(self._read(self.last_good))
+        except InputError as exc:
+            log.warning("no last good model to serve (%s): loading %s", exc, self.path)
+            return self.load()
+        log.warning("serving the last good model %s until the unfinished training run is settled", self.loaded.md5)
+        return True
+
     def _read(self, path: Path) -> LoadedModel:
         start = time.perf_counter()
         md5 = file_md5(path) if path.is_file() else ""

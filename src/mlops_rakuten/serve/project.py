@@ -18,7 +18,7 @@ import yaml
 
 from mlops_rakuten.errors import InputError
 from mlops_rakuten.params import read_params
-from mlops_rakuten.serve.settings import METRICS_PATH, MODEL_PATH, RAW_POINTER, TRAIN_STAGE
+from mlops_rakuten.serve.settings import DVC_LOCK, METRICS_PATH, MODEL_PATH, PIPELINE_FILE, RAW_POINTER, TRAIN_STAGE
 
 
 class Busy(Exception):
@@ -34,7 +34,7 @@ def _yaml(path: Path) -> Any:
 
 def locked_model_md5(root: Path, stage: str = TRAIN_STAGE, out: str = MODEL_PATH) -> str | None:
     """The md5 dvc.lock records for ``out`` of ``stage``; None before the first successful repro."""
-    lock = _yaml(root / "dvc.lock") or {}
+    lock = _yaml(root / DVC_LOCK) or {}
     outs = ((lock.get("stages") or {}).get(stage) or {}).get("outs") or []
     return next((o.get("md5") for o in outs if isinstance(o, dict) and o.get("path") == out), None)
 
@@ -98,3 +98,15 @@ def is_locked(state_dir: Path) -> bool:
             return False
     except Busy:
         return True
+
+
+def uncached_outputs(root: Path) -> list[str]:
+    """The outputs dvc.yaml declares with ``cache: false`` (metrics, plots): `dvc checkout` cannot restore them."""
+    stages = (_yaml(root / PIPELINE_FILE) or {}).get("stages") or {}
+    paths = []
+    for stage in stages.values():
+        for key in ("outs", "metrics", "plots"):
+            for out in stage.get(key) or []:
+                if isinstance(out, dict):
+                    paths += [path for path, options in out.items() if (options or {}).get("cache") is False]
+    return paths

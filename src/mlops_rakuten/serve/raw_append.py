@@ -13,26 +13,27 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from pandas.errors import EmptyDataError, ParserError
+from pandas.errors import EmptyDataError, ParserError, ParserWarning
 
-from mlops_rakuten.categories import CLASSES
 from mlops_rakuten.demo_data import X_FILE, Y_FILE
 from mlops_rakuten.errors import InputError
 from mlops_rakuten.serve.settings import MAX_DESCRIPTION_CHARS, MAX_DESIGNATION_CHARS
-from mlops_rakuten.stages.ingest import X_COLUMNS, Y_COLUMNS, parse_labels, read_challenge_csv
+from mlops_rakuten.stages.ingest import X_COLUMNS, Y_COLUMNS, label_problems, parse_labels, read_challenge_csv
 from mlops_rakuten.text import clean_text
 
 REQUIRED = ("designation", "description", "prdtypecode")
 OPTIONAL = ("productid", "imageid")  # copied into X when given, blank otherwise (no stage reads them)
 COMMIT = "COMMIT"
+NOTE = "NOTE.json"  # what the ingest that staged the rows wants remembered once they are recorded
 # Characters some reader takes as a line end: pandas' C parser ends a row at a bare \r, Python's
 # splitlines also at these. \r\n and \r become \n (quoted by the CSV writer), the rest a space;
 # NUL is dropped (C readers stop at it).
@@ -63,9 +64,16 @@ def read_upload(data: bytes, name: str) -> pd.DataFrame:
     except UnicodeDecodeError as exc:
         raise InputError(f"{name}: not UTF-8 text (byte {exc.start}); expected a UTF-8 CSV") from None
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        # index_col=False: pandas otherwise takes a first row with one field too many as having an index
+        # column, and its first field (a title cut at a comma) silently vanishes; the warning it gives
+        # instead is made an error. Longer rows further down are a ParserError naming their line.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ParserWarning)
+            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, index_col=False)
     except (EmptyDataError, ParserError) as exc:
         raise InputError(f"{name}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    except ParserWarning:
+        raise InputError(f"{name}: not a readable CSV ({_longer_than_header(text)})") from None
     if len(frame.columns) and (frame.columns[0] == "" or str(frame.columns[0]).startswith("Unnamed: 0")):
         frame = frame.iloc[:, 1:]  # an index column, as in the challenge files: new indices are assigned
     missing = [c for c in REQUIRED if c not in frame.columns]
@@ -80,20 +88,14 @@ def read_upload(data: bytes, name: str) -> pd.DataFrame:
     return frame.apply(lambda column: column.map(normalise_line_breaks))
 
 
-def _label_problems(labels: pd.Series, name: str) -> dict[int, str]:
-    """Row -> why its prdtypecode is refused, in the ingest stage's words (``parse_labels``).
-
-    In bulk: re-parsing row by row made one bad label in 100,000 rows cost 21x the check of a clean file.
-    """
-    numeric = pd.to_numeric(labels, errors="coerce")
-    finite = np.isfinite(numeric.to_numpy(dtype="float64"))
-    not_integer = ~finite | (numeric != numeric.round()).to_numpy()
-    unknown = ~not_integer & ~numeric.isin(CLASSES).to_numpy()
-    problems = {row: f"{name}: prdtypecode at index {row} is {value!r}, expected an integer class code"
-                for row, value in zip(labels.index[not_integer], labels[not_integer])}
-    problems.update({row: f"{name}: prdtypecode {int(code)} is not one of the 27 known class codes"
-                     for row, code in zip(labels.index[unknown], numeric[unknown])})
-    return problems
+def _longer_than_header(text: str) -> str:
+    """Where the first row with more fields than the header is, in the words of pandas' own error."""
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, [])
+    for record in reader:
+        if len(record) > len(header):
+            return f"Expected {len(header)} fields in line {reader.line_num}, saw {len(record)}"
+    return f"a row has more fields than the header's {len(header)}"
 
 
 def _text_problem(designation: str, description: str) -> str | None:
@@ -110,7 +112,7 @@ def check_upload(data: bytes, name: str) -> Upload:
     """Every row checked; the good ones kept, the others reported with their reasons."""
     frame = read_upload(data, name)
     reasons: dict[int, list[str]] = {}
-    for row, problem in _label_problems(frame["prdtypecode"], name).items():
+    for row, problem in label_problems(frame["prdtypecode"], name).items():
         reasons.setdefault(row, []).append(problem)
     for row, designation, description in zip(frame.index, frame["designation"], frame["description"]):
         problem = _text_problem(designation, description)
@@ -162,29 +164,29 @@ def _stage_file(source: Path, target: Path, rows: list[list]) -> None:
 
 def check_staged(staging: Path, first: int, products: pd.DataFrame) -> None:
     """The staged X and Y, read as the ingest stage reads them, end with exactly ``products``."""
-    new = range(first, first + len(products))
-    problems = []
     try:
         x = read_challenge_csv(staging / X_FILE, X_COLUMNS)
         y = read_challenge_csv(staging / Y_FILE, Y_COLUMNS)
     except InputError as exc:
-        problems.append(str(exc))
-    if problems:
-        pass
-    elif not x.index.equals(y.index):
-        problems.append(f"{X_FILE} has {len(x)} rows and {Y_FILE} {len(y)}, or their indices differ")
-    elif list(x.index[-len(new):]) != list(new) or x.index.max() != new[-1]:
-        problems.append(f"the last {len(new)} rows are not indices {new[0]}..{new[-1]}")
+        problems = [str(exc)]
     else:
-        tail = x.loc[list(new)]
-        for column in X_COLUMNS:
-            if list(tail[column]) != list(products[column]):
-                problems.append(f"column {column!r} of the new rows reads back differently")
-        if list(y.loc[list(new), "prdtypecode"].astype("int64")) != list(products["prdtypecode"].astype("int64")):
-            problems.append("prdtypecode of the new rows reads back differently")
+        problems = _read_back_differences(x, y, range(first, first + len(products)), products)
     if problems:
         raise StagingCheckFailed(f"the staged raw files do not read back as written ({'; '.join(problems)}); "
                                  "data/raw was left unchanged")
+
+
+def _read_back_differences(x: pd.DataFrame, y: pd.DataFrame, new: range, products: pd.DataFrame) -> list[str]:
+    if not x.index.equals(y.index):
+        return [f"{X_FILE} has {len(x)} rows and {Y_FILE} {len(y)}, or their indices differ"]
+    if list(x.index[-len(new):]) != list(new) or x.index.max() != new[-1]:
+        return [f"the last {len(new)} rows are not indices {new[0]}..{new[-1]}"]
+    tail = x.loc[list(new)]
+    problems = [f"column {column!r} of the new rows reads back differently"
+                for column in X_COLUMNS if list(tail[column]) != list(products[column])]
+    if list(y.loc[list(new), "prdtypecode"].astype("int64")) != list(products["prdtypecode"].astype("int64")):
+        problems.append("prdtypecode of the new rows reads back differently")
+    return problems
 
 
 def recover(raw_dir: Path, staging: Path) -> bool:
@@ -205,15 +207,24 @@ def recover(raw_dir: Path, staging: Path) -> bool:
     return True
 
 
+def staged_note(staging: Path) -> dict | None:
+    """The ``note`` the append in ``staging`` was committed with, if any."""
+    path = staging / NOTE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def recorded(staging: Path) -> None:
     """``dvc add`` recorded the appended files: the append is complete."""
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def append_products(raw_dir: Path, staging: Path, products: pd.DataFrame) -> tuple[int, int]:
+def append_products(raw_dir: Path, staging: Path, products: pd.DataFrame,
+                    note: dict | None = None) -> tuple[int, int]:
     """Append ``products`` (as returned by check_upload) with new indices; the first and last index.
 
-    Leaves the staging folder for ``recorded`` to remove once ``dvc add`` has run.
+    ``note`` (with the indices added) is committed with the rows, as ``staging/NOTE``: whoever
+    records the append finds it there, even after a crash. Leaves the staging folder for
+    ``recorded`` to remove once ``dvc add`` has run.
     """
     recover(raw_dir, staging)  # an earlier append's files, if any, are recorded with these
     shutil.rmtree(staging, ignore_errors=True)
@@ -227,6 +238,11 @@ def append_products(raw_dir: Path, staging: Path, products: pd.DataFrame) -> tup
         _stage_file(raw_dir / X_FILE, staging / X_FILE, x_rows)
         _stage_file(raw_dir / Y_FILE, staging / Y_FILE, y_rows)
         check_staged(staging, first, products)
+        if note is not None:
+            with open(staging / NOTE, "w", encoding="utf-8") as handle:
+                json.dump({**note, "first_index": first, "last_index": indices[-1]}, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

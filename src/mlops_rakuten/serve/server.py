@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from mlops_rakuten.errors import InputError
+from mlops_rakuten.serve.connections import DeadlineProtocol, raise_descriptor_limit
 from mlops_rakuten.serve.settings import (
     MODEL_REFERENCE_ENV, RESOLVED_MODEL_ENV, TRUSTED_PROXIES_ENV, load_settings, users_file,
 )
@@ -26,6 +27,7 @@ def serve(host: str, port: int, workers: int = 1, access_log: bool = False, mode
     import uvicorn
 
     settings = load_settings()  # check here, once, rather than as a traceback in every worker
+    raise_descriptor_limit()  # room for more connections, in this process and the workers it starts
     reference = model or os.environ.get(MODEL_REFERENCE_ENV)
     if reference:
         from mlops_rakuten.predict import load_model
@@ -45,8 +47,10 @@ def serve(host: str, port: int, workers: int = 1, access_log: bool = False, mode
     # proxy_headers: behind nginx, client addresses (and so per-address login limits) come from
     # X-Forwarded-For, trusted only from the proxy's address.
     trusted = os.environ.get(TRUSTED_PROXIES_ENV, "127.0.0.1")
+    # DeadlineProtocol: a request's head and body must arrive in time, so slow clients cannot hold connections.
     uvicorn.run("mlops_rakuten.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
-                proxy_headers=True, forwarded_allow_ips=trusted, access_log=access_log, log_level="info")
+                proxy_headers=True, forwarded_allow_ips=trusted, access_log=access_log, log_level="info",
+                http=DeadlineProtocol)
 
 
 def read_password(from_stdin: bool) -> str:

@@ -26,6 +26,8 @@ from mlops_rakuten.errors import InputError
 MIN_SECRET_CHARS = 32  # HS256 wants a key at least as long as its 32-byte hash (RFC 7518 3.2)
 
 # What the server reads in the project; the same paths dvc.yaml names.
+PIPELINE_FILE = "dvc.yaml"
+DVC_LOCK = "dvc.lock"
 MODEL_PATH = "models/model.joblib"
 RAW_DIR = "data/raw"
 RAW_POINTER = "data/raw.dvc"
@@ -75,6 +77,11 @@ class Settings:
         # cross filesystems, or they would stop being atomic.
         return self.project_dir / ".dvc" / "tmp" / "raw-staging"
 
+    @property
+    def ingest_keys(self) -> Path:
+        # Beside the staging folder: a key's record is renamed out of it, on the same filesystem.
+        return self.project_dir / ".dvc" / "tmp" / "ingest-keys"
+
 
 def project_dir(env: dict[str, str]) -> Path:
     return Path(env.get("RAKUTEN_PROJECT_DIR") or Path.cwd()).resolve()
@@ -95,7 +102,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
                          f"{MIN_SECRET_CHARS} characters to sign tokens (e.g. `export RAKUTEN_JWT_SECRET="
                          f"$(openssl rand -hex 32)`)")
     project = project_dir(env)
-    if not (project / "dvc.yaml").is_file():
+    if not (project / PIPELINE_FILE).is_file():
         raise InputError(f"{project}: no dvc.yaml (set RAKUTEN_PROJECT_DIR to the project folder)")
     return Settings(
         jwt_secret=secret,

@@ -4,7 +4,9 @@ The server re-reads it when it changes, so `rakuten user add`, `remove` and
 `deactivate` take effect without a restart. Tokens carry the user's token
 version: every change made with these commands (new password, role, deactivation)
 raises it, so tokens issued before stop working within a second, even if the
-user is reactivated later. A file that is not valid is refused as a whole:
+user is reactivated later. Each user also has a random id, drawn when the name is
+added and carried in its tokens: a name removed and added again is a new user,
+and the old tokens stay dead although its token version starts again at 0. A file that is not valid is refused as a whole:
 the server keeps the last good list and reports the problem on /health.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
+import secrets
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,7 @@ class User:
     role: str
     active: bool
     token_version: int = 0  # tokens carrying another version are revoked
+    id: str = ""  # random, drawn when the name is added: tokens carrying another id are revoked
 
     def can(self, role: str) -> bool:
         """Admins may do everything users may."""
@@ -69,18 +72,18 @@ def _read(path: Path) -> dict[str, dict]:
             problem = "has an \"active\" that is not true or false"
         elif not isinstance(entry.get("token_version", 0), int):
             problem = "has a \"token_version\" that is not a whole number"
+        elif not isinstance(entry.get("id", ""), str):
+            problem = "has an \"id\" that is not a string"
         if problem:
             raise InputError(f"{path}: user {name!r} {problem} ({shape})")
     return users
 
 
 def _write(path: Path, users: dict[str, dict]) -> None:
-    # The folder is private too: atomic_open leaves the new file 0644 until the chmod below.
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with atomic_open(path) as handle:
+    with atomic_open(path, file_mode=0o600) as handle:  # 0600 from its first byte: the hashes stay private
         json.dump({"users": users}, handle, indent=2, sort_keys=True)
         handle.write("\n")
-    os.chmod(path, 0o600)
 
 
 def _next_version(entry: dict | None) -> int:
@@ -98,8 +101,11 @@ def add_user(path: Path, name: str, role: str, password: str, active: bool = Tru
     users = _read(path)
     replaced = name in users
     # Replacing a user revokes the tokens issued to it: a new password must lock out the old sessions.
+    # A new name gets a new id, so tokens of a removed user of that name never come back to life.
+    previous = users.get(name)
     users[name] = {"hash": _HASHER.hash(password), "role": role, "active": active,
-                   "token_version": _next_version(users.get(name))}
+                   "token_version": _next_version(previous),
+                   "id": (previous or {}).get("id") or secrets.token_hex(8)}
     _write(path, users)
     return replaced
 
@@ -128,7 +134,8 @@ def list_users(path: Path) -> list[User]:
 
 
 def _user(name: str, entry: dict) -> User:
-    return User(name, entry.get("role", "user"), bool(entry.get("active", True)), entry.get("token_version", 0))
+    return User(name, entry.get("role", "user"), bool(entry.get("active", True)), entry.get("token_version", 0),
+                entry.get("id", ""))
 
 
 class UserStore:

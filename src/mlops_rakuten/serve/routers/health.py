@@ -12,12 +12,14 @@ router = APIRouter(tags=["operations"])
 async def health(request: Request) -> dict:
     """Alive; and whether a model is loaded (a fresh project has none until `dvc repro`).
 
+    "degraded": the users file on disk is refused and logins use the last good list. Why (its
+    path, a user's name) is for the log and for admins on /info, not for anyone who asks.
+
     async: answered on the event loop, so a thread pool busy with slow requests cannot delay it.
     """
     state = request.app.state
-    users_error = state.users.file_error()  # an invalid users file: logins use the last good list
-    return {"status": "degraded" if users_error else "ok", "model_ready": state.model.current() is not None,
-            "users_file_error": users_error}
+    users_error = state.users.file_error()
+    return {"status": "degraded" if users_error else "ok", "model_ready": state.model.current() is not None}
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -17,7 +17,7 @@ router = APIRouter(tags=["info"])
 
 
 @router.get("/info", responses=responses(400, 401, 403, 413))
-def info(request: Request, _: Annotated[User, Depends(require_user)]) -> dict:
+def info(request: Request, user: Annotated[User, Depends(require_user)]) -> dict:
     state = request.app.state
     root = state.settings.project_dir
     loaded = state.model.current()
@@ -46,4 +46,6 @@ def info(request: Request, _: Annotated[User, Depends(require_user)]) -> dict:
         "busy": is_locked(state.settings.state_dir),  # a training run or an ingest is under way
         # status "interrupted": the server stopped mid-run; the last good model kept serving.
         "last_training": state.jobs.latest(),
+        # Why /health says "degraded" (the users file's path, a user's name): for admins only.
+        **({"users_file_error": state.users.file_error()} if user.can("admin") else {}),
     }

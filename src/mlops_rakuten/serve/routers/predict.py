@@ -14,6 +14,7 @@ from mlops_rakuten.categories import CODES
 from mlops_rakuten.predict import SCORE_HELP, as_records
 from mlops_rakuten.serve.auth import require_user
 from mlops_rakuten.serve.batching import NoText
+from mlops_rakuten.serve.guard import body_limit
 from mlops_rakuten.serve.responses import field_error, responses
 from mlops_rakuten.serve.settings import (MAX_DESCRIPTION_CHARS, MAX_DESIGNATION_CHARS, MAX_PREDICT_PRODUCTS,
                                           PREDICT_MAX_BYTES)
@@ -22,10 +23,19 @@ from mlops_rakuten.serve.users import User
 router = APIRouter(tags=["predict"])
 
 
+# Some character that text cleaning keeps: not one of Python's whitespace, which it collapses. Spelt out,
+# as "\S" differs between regex engines: to JSON Schema validators (ECMA, Rust) the separators
+# \x1c-\x1f and \x85 are not space, so a title of them was schema-valid, then 422 "no text".
+PYTHON_WHITESPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace())  # none above U+3000
+HAS_TEXT = f"[^{PYTHON_WHITESPACE}]"
+
+
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt "descripton" is an error, not silently ignored
 
-    designation: str = Field(min_length=1, max_length=MAX_DESIGNATION_CHARS, description="product title")
+    designation: str = Field(min_length=1, max_length=MAX_DESIGNATION_CHARS, pattern=HAS_TEXT,
+                             description="product title: some text besides whitespace (and besides HTML "
+                                         "tags, which are stripped: a title of tags alone is refused with 422)")
     description: str | None = Field(None, max_length=MAX_DESCRIPTION_CHARS, description="HTML allowed")
     top_k: int = Field(3, ge=1, le=len(CODES), description="how many classes to return, best first")
 
@@ -63,6 +73,9 @@ async def _products(request: Request) -> tuple[list[PredictRequest], list[list[s
     except ValueError as exc:
         raise RequestValidationError([{"loc": ["body", getattr(exc, "pos", 0)], "msg": "JSON decode error",
                                        "type": "json_invalid"}]) from None
+    except RecursionError:  # arrays or objects nested ~1,000 deep: no product is shaped like that
+        raise RequestValidationError([{"loc": ["body"], "msg": "JSON nested too deeply (a product is an object "
+                                       "of strings and a number)", "type": "json_invalid"}]) from None
     many = isinstance(data, list)
     try:
         products = _MANY.validate_python(data) if many else [_ONE.validate_python(data)]
@@ -72,7 +85,8 @@ async def _products(request: Request) -> tuple[list[PredictRequest], list[list[s
     return products, ([["body", i] for i in range(len(products))] if many else [["body"]]), many
 
 
-@router.post("/predict", response_model=PredictResponse | list[PredictResponse], openapi_extra=_BODY_DOC,
+@router.post("/predict", response_model=PredictResponse | list[PredictResponse],
+             openapi_extra={**_BODY_DOC, **body_limit(PREDICT_MAX_BYTES)},
              responses=responses(400, 401, 403, 413, 422, 503))
 async def predict(request: Request, _: Annotated[User, Depends(require_user)]) -> dict | list[dict]:
     """async: the model runs in a thread through the batcher, so the event loop stays free meanwhile."""

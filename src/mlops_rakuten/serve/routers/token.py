@@ -10,7 +10,9 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from mlops_rakuten.serve.auth import create_token
+from mlops_rakuten.serve.guard import body_limit
 from mlops_rakuten.serve.responses import responses
+from mlops_rakuten.serve.settings import TOKEN_MAX_BYTES
 
 router = APIRouter(tags=["auth"])
 NAME_KEY_CHARS = 128  # a user name longer than any real one still costs one bounded key
@@ -22,7 +24,8 @@ class Token(BaseModel):
     expires_in: int
 
 
-@router.post("/token", response_model=Token, responses=responses(400, 401, 413, 429))
+@router.post("/token", response_model=Token, openapi_extra=body_limit(TOKEN_MAX_BYTES),
+             responses=responses(400, 401, 413, 429))
 async def login(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
     """async: the limits are checked on the event loop; argon2 runs in a thread, a bounded number at once."""
     state = request.app.state
