@@ -25,14 +25,16 @@ data: setup
 repro: setup
 	dvc repro
 
+# The layer contracts in pyproject.toml (imports only go down), then the tests.
 test: setup
+	lint-imports --no-cache
 	pytest
 
 # Full-size pipeline, experiment runs and memory on demo data, and on the real sample replicated to
 # full size when SAMPLE holds it (skipped otherwise).
 SAMPLE ?= ../shared/data/rakuten-sample
 bench: setup
-	python -m mlops_rakuten.benchmark --sample "$(abspath $(SAMPLE))"
+	python -m mlops_rakuten.devtools.benchmark --sample "$(abspath $(SAMPLE))"
 
 # The documentation site (docs/, mkdocs.yml): served with live reload, or built into the
 # git-ignored site/. --strict turns a broken link or a page missing from the nav into an error.
@@ -129,21 +131,21 @@ deployments/certs/server.crt:
 
 # In-process prediction latency and loopback HTTP /predict throughput (wrk if installed), bounded in time.
 bench-serve: data repro
-	python -m mlops_rakuten.serve.bench
+	python -m mlops_rakuten.devtools.serve_bench
 
 # The API under abuse (docs/serving-limits.md): server RSS while 1 GiB bodies without a token are refused,
 # /predict p50 while other clients send adversarial HTML, /metrics size after junk-method requests.
 bench-serve-abuse: data repro
-	python -m mlops_rakuten.serve.bench_abuse
+	python -m mlops_rakuten.devtools.serve_bench_abuse
 
 # Model quality on real challenge text and speed (docs/quality.md, docs/speed.md): cross-validated
 # weighted F1 of params.yaml on DATA, the pipeline timed on DATA, then at full size on demo data.
 DATA ?= ../shared/data/rakuten-sample
 bench-real: setup
 	@if [ -f "$(DATA)/X_train_update.csv" ] && [ -f "$(DATA)/Y_train_CVw08PX.csv" ]; then \
-		python -m mlops_rakuten.crossval --data "$(DATA)" && \
-		python -m mlops_rakuten.benchmark --data "$(abspath $(DATA))" && \
-		python -m mlops_rakuten.benchmark --sample "$(abspath $(DATA))"; \
+		python -m mlops_rakuten.devtools.crossval --data "$(DATA)" && \
+		python -m mlops_rakuten.devtools.benchmark --data "$(abspath $(DATA))" && \
+		python -m mlops_rakuten.devtools.benchmark --sample "$(abspath $(DATA))"; \
 	else echo "bench-real: skipped, no X_train_update.csv and Y_train_CVw08PX.csv in $(DATA)"; fi
 
 # Containers (docs/containers.md): the API, nginx (TLS) and Prometheus from docker-compose.yml, with

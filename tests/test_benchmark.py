@@ -8,9 +8,9 @@ import pandas as pd
 import yaml
 
 from conftest import ROOT
-from mlops_rakuten.benchmark import X_FILE, Y_FILE, main, replicate_sample
-from mlops_rakuten.crossval import load_products
-from mlops_rakuten.demo_data import write_demo_data
+from mlops_rakuten.devtools.benchmark import X_FILE, Y_FILE, main, replicate_sample
+from mlops_rakuten.devtools.crossval import load_products
+from mlops_rakuten.core.demo_data import write_demo_data
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from mlops_rakuten.crossval import cross_validate, load_products
-from mlops_rakuten.demo_data import write_demo_data
+from mlops_rakuten.devtools.crossval import cross_validate, load_products
+from mlops_rakuten.core.demo_data import write_demo_data
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 REAL_SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import reproduced_project, run
-from mlops_rakuten.experiments import learning_curve_points, parse_queue_status, stop_lingering_workers
+from mlops_rakuten.ops.experiments import learning_curve_points, parse_queue_status, stop_lingering_workers
 
 STAGES = ["ingest", "preprocess", "split", "featurize", "train", "evaluate"]
 VENV = Path(sys.executable).parent.parent

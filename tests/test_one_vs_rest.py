@@ -12,11 +12,11 @@ import yaml
 from scipy import sparse
 from sklearn.svm import LinearSVC
 
-from mlops_rakuten import newton_svm
-from mlops_rakuten.crossval import load_products
-from mlops_rakuten.demo_data import write_demo_data
-from mlops_rakuten.features import build_vectorizer
-from mlops_rakuten.one_vs_rest import fit_linear_svc
+from mlops_rakuten.core import newton_svm
+from mlops_rakuten.devtools.crossval import load_products
+from mlops_rakuten.core.demo_data import write_demo_data
+from mlops_rakuten.core.features import build_vectorizer
+from mlops_rakuten.core.one_vs_rest import fit_linear_svc
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -14,13 +14,13 @@ import yaml
 from sklearn.pipeline import Pipeline
 
 from conftest import ROOT, run
-from mlops_rakuten import predict
-from mlops_rakuten.categories import CODES, category_name
+from mlops_rakuten.core import predict
+from mlops_rakuten.core.categories import CODES, category_name
 from mlops_rakuten.cli import main
-from mlops_rakuten.demo_data import X_FILE, Y_FILE, write_demo_data
-from mlops_rakuten.errors import InputError
-from mlops_rakuten.features import build_vectorizer
-from mlops_rakuten.one_vs_rest import fit_linear_svc
+from mlops_rakuten.core.demo_data import X_FILE, Y_FILE, write_demo_data
+from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.features import build_vectorizer
+from mlops_rakuten.core.one_vs_rest import fit_linear_svc
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from conftest import reproduced_project
-from mlops_rakuten.remote import configure_remote
-from mlops_rakuten.workspace import run
+from mlops_rakuten.ops.remote import configure_remote
+from mlops_rakuten.ops.commands import run
 from s3_server import SeaweedS3
 
 TOKEN = f"test-{secrets.token_hex(8)}"

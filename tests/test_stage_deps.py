@@ -110,10 +110,10 @@ def test_stage_deps_list_exactly_the_source_files_its_command_runs(stage: str):
 
 
 def test_derivation_follows_imports_inside_functions_and_from_package_imports(tmp_path: Path):
-    # The train stage reaches the solver only through `from mlops_rakuten import newton_svm` in the
+    # The train stage reaches the solver only through `from mlops_rakuten.core import newton_svm` in the
     # one-vs-rest trainer: the derivation must see it, or this test proves nothing for the solver.
     sources = stage_sources(STAGES["train"]["cmd"])
     assert any(path.endswith("/newton_svm.py") for path in sources), sorted(sources)
-    text = "def f():\n    from mlops_rakuten import params\n"
+    text = "def f():\n    from mlops_rakuten.core import params\n"
     (tmp_path / "m.py").write_text(text)
-    assert "mlops_rakuten.params" in imported_modules(tmp_path / "m.py", "mlops_rakuten.m")
+    assert "mlops_rakuten.core.params" in imported_modules(tmp_path / "m.py", "mlops_rakuten.m")

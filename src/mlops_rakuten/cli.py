@@ -5,24 +5,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mlops_rakuten.errors import exit_on_input_error, setup_logging
+from mlops_rakuten.core.errors import exit_on_input_error, setup_logging
 
 
 def _demo_data(args: argparse.Namespace) -> None:
-    from mlops_rakuten.demo_data import write_demo_data
+    from mlops_rakuten.core.demo_data import write_demo_data
 
     write_demo_data(args.out, args.rows, args.seed)
     print(f"wrote {args.rows} demo products to {args.out}")
 
 
 def _ensure_raw_data(args: argparse.Namespace) -> None:
-    from mlops_rakuten.raw_data import ensure_raw_data
+    from mlops_rakuten.ops.raw_data import ensure_raw_data
 
     ensure_raw_data(args.raw_dir, args.dvc_file)
 
 
 def _dagshub_remote(args: argparse.Namespace) -> None:
-    from mlops_rakuten.remote import REMOTE, configure_dagshub
+    from mlops_rakuten.ops.remote import REMOTE, configure_dagshub
 
     endpoint = configure_dagshub(args.owner, args.repo)
     print(f"DVC remote '{REMOTE}' (default) -> s3://dvc at {endpoint}; token in .dvc/config.local (git-ignored)")
@@ -31,16 +31,16 @@ def _dagshub_remote(args: argparse.Namespace) -> None:
 def _data_status(args: argparse.Namespace) -> None:
     import sys
 
-    from mlops_rakuten.remote import data_status
+    from mlops_rakuten.ops.remote import data_status
 
     sys.exit(data_status())
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from mlops_rakuten.predict import predict_command
+    from mlops_rakuten.core.predict import predict_command
 
     if not args.model.is_file() and any(mark in str(args.model) for mark in "#@"):
-        from mlops_rakuten.registry import fetch_model
+        from mlops_rakuten.ops.registry import fetch_model
 
         # A registry reference (rakuten-classifier#prod): fetched into DVC's git-ignored tmp folder.
         args.model = Path(fetch_model(str(args.model), Path.cwd(), Path(".dvc/tmp/registry")).path)
@@ -48,27 +48,27 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _register(args: argparse.Namespace) -> None:
-    from mlops_rakuten.registry import register
+    from mlops_rakuten.ops.registry import register
 
     print(register(args.version, Path.cwd(), args.name).strip())
 
 
 def _calibration(args: argparse.Namespace) -> None:
-    from mlops_rakuten.predict import calibration_command
+    from mlops_rakuten.core.predict import calibration_command
 
     calibration_command(args)
 
 
 def _wait_queue(args: argparse.Namespace) -> None:
-    from mlops_rakuten.errors import InputError
-    from mlops_rakuten.experiments import stop_lingering_workers, wait_for_queue_outcome
+    from mlops_rakuten.core.errors import InputError
+    from mlops_rakuten.ops.experiments import stop_lingering_workers, wait_for_queue_outcome
 
     outcome = wait_for_queue_outcome(poll=args.poll, timeout=args.timeout)
     stop_lingering_workers()
     failed = sorted(name for name, status in outcome.items() if status != "Success")
     problems = [f"experiment(s) failed: {', '.join(failed)} (see `dvc queue logs NAME`)"] if failed else []
     if args.push:
-        from mlops_rakuten.sweep import push_experiments
+        from mlops_rakuten.ops.sweep import push_experiments
 
         finished = sorted(name for name, status in outcome.items() if status == "Success")
         unpushed = push_experiments(finished, args.push)
@@ -85,15 +85,15 @@ def _wait_queue(args: argparse.Namespace) -> None:
 def _sweep_plan(args: argparse.Namespace) -> None:
     import json
 
-    from mlops_rakuten.sweep import sweep_plan
+    from mlops_rakuten.ops.sweep import sweep_plan
 
     points = sweep_plan(args.settings, args.params, args.prefix)
     print(json.dumps([point.as_matrix_entry() for point in points]))
 
 
 def _push_experiments(args: argparse.Namespace) -> None:
-    from mlops_rakuten.errors import InputError
-    from mlops_rakuten.sweep import push_experiments
+    from mlops_rakuten.core.errors import InputError
+    from mlops_rakuten.ops.sweep import push_experiments
 
     failures = push_experiments(args.names, args.remote, timeout=args.timeout)
     if failures:
@@ -103,7 +103,7 @@ def _push_experiments(args: argparse.Namespace) -> None:
 
 
 def _learning_curve(args: argparse.Namespace) -> None:
-    from mlops_rakuten.experiments import learning_curve
+    from mlops_rakuten.ops.experiments import learning_curve
 
     for run in learning_curve(args.out):
         print(f"{run.name}: ingest.fraction={run.params.get('ingest.fraction')} "
@@ -112,7 +112,7 @@ def _learning_curve(args: argparse.Namespace) -> None:
 
 
 def _pr_report(args: argparse.Namespace) -> None:
-    from mlops_rakuten.pr_report import pr_report
+    from mlops_rakuten.ops.pr_report import pr_report
 
     print(pr_report(args.base, args.image_url, args.note), end="")
 
@@ -148,7 +148,7 @@ def _user_deactivate(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mlops_rakuten.raw_data import DEMO_ROWS, DEMO_SEED
+    from mlops_rakuten.ops.raw_data import DEMO_ROWS, DEMO_SEED
 
     parser = argparse.ArgumentParser(prog="rakuten", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

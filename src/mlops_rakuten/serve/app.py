@@ -25,7 +25,7 @@ from mlops_rakuten.serve.raw_append import recorded, recover
 from mlops_rakuten.serve.routers import health, info, ingest, predict, token, train
 from mlops_rakuten.serve.settings import RAW_DIR, Settings, load_settings
 from mlops_rakuten.serve.users import UserStore
-from mlops_rakuten.workspace import run
+from mlops_rakuten.ops.commands import run
 
 log = logging.getLogger("serve")
 

@@ -19,7 +19,7 @@ import pandas as pd
 import sklearn
 from starlette.concurrency import run_in_threadpool
 
-from mlops_rakuten.predict import clean_texts, predict_top_k_cleaned
+from mlops_rakuten.core.predict import clean_texts, predict_top_k_cleaned
 from mlops_rakuten.serve.model import LoadedModel
 
 MAX_BATCH = 32  # ~17 ms of CPU: bounds what the last request in a batch waits

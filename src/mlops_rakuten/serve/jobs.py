@@ -26,11 +26,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from mlops_rakuten.atomic import atomic_open
+from mlops_rakuten.core.atomic import atomic_open
 from mlops_rakuten.serve.model import ModelHolder
 from mlops_rakuten.serve.project import Busy, data_version, is_locked, project_lock, read_metrics
 from mlops_rakuten.serve.settings import MODEL_PATH, Settings
-from mlops_rakuten.workspace import run
+from mlops_rakuten.ops.commands import run
 
 log = logging.getLogger("serve.train")
 _JOB_ID = re.compile(r"^[0-9a-f]{16}$")

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 from pandas.errors import EmptyDataError, ParserError
 
-from mlops_rakuten.categories import CLASSES
-from mlops_rakuten.demo_data import X_FILE, Y_FILE
-from mlops_rakuten.errors import InputError
+from mlops_rakuten.core.categories import CLASSES
+from mlops_rakuten.core.demo_data import X_FILE, Y_FILE
+from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.serve.settings import MAX_DESCRIPTION_CHARS, MAX_DESIGNATION_CHARS
 from mlops_rakuten.stages.ingest import X_COLUMNS, Y_COLUMNS, parse_labels, read_challenge_csv
 from mlops_rakuten.text import clean_text

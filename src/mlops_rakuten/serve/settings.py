@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlops_rakuten.errors import InputError
+from mlops_rakuten.core.errors import InputError
 
 MIN_SECRET_CHARS = 32  # HS256 wants a key at least as long as its 32-byte hash (RFC 7518 3.2)
 
@@ -34,7 +34,6 @@ MODEL_REFERENCE_ENV = "RAKUTEN_MODEL"
 TRUSTED_PROXIES_ENV = "RAKUTEN_TRUSTED_PROXIES"
 # The registry model `rakuten serve` fetched (JSON of registry.ResolvedModel), for its workers to load.
 RESOLVED_MODEL_ENV = "RAKUTEN_MODEL_RESOLVED"
-TRAIN_STAGE = "train"
 
 # Limits that keep one request from hogging a worker: roomy for a product title and an HTML
 # description, too small for a pasted book.

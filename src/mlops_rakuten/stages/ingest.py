@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 from pandas.errors import EmptyDataError, ParserError
 
-from mlops_rakuten.categories import CLASSES
-from mlops_rakuten.dataset import write_products
-from mlops_rakuten.errors import InputError, exit_now, exit_on_input_error, setup_logging
-from mlops_rakuten.params import read_params
+from mlops_rakuten.core.categories import CLASSES
+from mlops_rakuten.core.dataset import write_products
+from mlops_rakuten.core.errors import InputError, exit_skipping_teardown, exit_on_input_error, setup_logging
+from mlops_rakuten.core.params import read_params
 
 log = logging.getLogger("ingest")
 X_COLUMNS = ["designation", "description"]
@@ -109,4 +109,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-    exit_now()
+    exit_skipping_teardown()

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile, status
 
-from mlops_rakuten.errors import InputError
+from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.serve.auth import require_admin
 from mlops_rakuten.serve.project import Busy, data_version, project_lock
 from mlops_rakuten.serve.raw_append import (OPTIONAL, REQUIRED, StagingCheckFailed, append_products, check_upload,
@@ -14,7 +14,7 @@ from mlops_rakuten.serve.raw_append import (OPTIONAL, REQUIRED, StagingCheckFail
 from mlops_rakuten.serve.settings import MAX_UPLOAD_BYTES, RAW_DIR
 from mlops_rakuten.serve.responses import IngestRejected, responses
 from mlops_rakuten.serve.users import User
-from mlops_rakuten.workspace import run
+from mlops_rakuten.ops.commands import run
 
 router = APIRouter(tags=["data"])
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlops_rakuten.atomic import atomic_path
-from mlops_rakuten.errors import InputError
+from mlops_rakuten.core.atomic import atomic_path
+from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.ops.commands import dvc, git
 
 log = logging.getLogger("experiments")
 
@@ -26,22 +26,6 @@ CONFUSION_PLOT = "plots/confusion_matrix.png"
 LEARNING_CURVE = "plots/learning_curve.png"
 
 _PENDING = {"Queued", "Running"}
-
-
-def _command(cmd: list[str], cwd: Path | None) -> str:
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if result.returncode != 0:
-        reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
-        raise InputError(f"`{' '.join(cmd)}` failed: {reason}")
-    return result.stdout
-
-
-def dvc(*args: str, cwd: Path | None = None) -> str:
-    return _command(["dvc", *args], cwd)
-
-
-def git(*args: str, cwd: Path | None = None) -> str:
-    return _command(["git", *args], cwd).strip()
 
 
 # --- the experiment queue ----------------------------------------------------------------------

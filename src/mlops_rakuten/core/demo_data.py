@@ -16,9 +16,9 @@ import random
 from pathlib import Path
 from typing import Callable
 
-from mlops_rakuten.atomic import atomic_open
-from mlops_rakuten.categories import CLASSES, CODES
-from mlops_rakuten.errors import InputError
+from mlops_rakuten.core.atomic import atomic_open
+from mlops_rakuten.core.categories import CLASSES, CODES
+from mlops_rakuten.core.errors import InputError
 
 X_FILE, Y_FILE = "X_train_update.csv", "Y_train_CVw08PX.csv"
 X_HEADER, Y_HEADER = ["", "designation", "description", "productid", "imageid"], ["", "prdtypecode"]

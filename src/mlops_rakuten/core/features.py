@@ -19,7 +19,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from mlops_rakuten.errors import InputError
+from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.text import product_texts
 
 

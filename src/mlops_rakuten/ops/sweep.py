@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import re
-import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from mlops_rakuten.errors import InputError
+from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.ops.commands import run
 
 log = logging.getLogger("sweep")
 
@@ -136,18 +135,13 @@ def push_experiment(name: str, git_remote: str = GIT_REMOTE, cwd: Path | None = 
     process group is killed on timeout: DVC's upload threads would outlive a
     plain kill of the parent.
     """
-    cmd = ["dvc", "exp", "push", git_remote, name]
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
     try:
-        out, err = proc.communicate(timeout=timeout)
+        result = run(["dvc", "exp", "push", git_remote, name], cwd, check=False, timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
         return PushFailure(name, f"no answer within {timeout:.0f}s, push stopped")
-    if proc.returncode != 0:
-        return PushFailure(name, _error_line(err, f"exit code {proc.returncode}"))
-    log.info("%s", "; ".join(line.strip() for line in out.splitlines() if line.strip()))
+    if result.returncode != 0:
+        return PushFailure(name, _error_line(result.stderr, f"exit code {result.returncode}"))
+    log.info("%s", "; ".join(line.strip() for line in result.stdout.splitlines() if line.strip()))
     return None
 
 

@@ -30,8 +30,8 @@ import pandas as pd
 import psutil
 import sklearn
 
-from mlops_rakuten.errors import InputError, exit_on_input_error
-from mlops_rakuten.predict import load_model, predict_top_k
+from mlops_rakuten.core.errors import InputError, exit_on_input_error
+from mlops_rakuten.core.predict import load_model, predict_top_k
 from mlops_rakuten.serve.settings import MODEL_PATH
 from mlops_rakuten.serve.users import add_user
 

@@ -25,8 +25,8 @@ from pathlib import Path
 import pandas as pd
 import psutil
 
-from mlops_rakuten.atomic import atomic_open
-from mlops_rakuten.workspace import add_raw_data, copy_project
+from mlops_rakuten.core.atomic import atomic_open
+from mlops_rakuten.devtools.project_copy import add_raw_data, copy_project
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL_SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"

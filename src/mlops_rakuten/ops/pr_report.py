@@ -9,15 +9,15 @@ both confusion matrices as images. Numbers come from ``dvc params diff`` and
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import yaml
 
-from mlops_rakuten.atomic import atomic_path
-from mlops_rakuten.categories import CLASSES, category_label
-from mlops_rakuten.errors import InputError
-from mlops_rakuten.experiments import CLASS_METRICS, CONFUSION_PLOT, METRICS, dvc, git
+from mlops_rakuten.core.atomic import atomic_path
+from mlops_rakuten.core.categories import CLASSES, category_label
+from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.ops.commands import dvc, git, run
+from mlops_rakuten.ops.experiments import CLASS_METRICS, CONFUSION_PLOT, METRICS
 
 # The one hidden line the PR workflow looks for to update its comment instead of adding another.
 MARKER = "<!-- rakuten-pr-report -->"
@@ -27,8 +27,7 @@ PARAMS = "params.yaml"
 
 
 def _resolve(rev: str, cwd: Path | None) -> str:
-    result = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
-                            cwd=cwd, capture_output=True, text=True)
+    result = run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd, check=False)
     if result.returncode != 0:
         raise InputError(f"{rev}: not a commit in this repository (a shallow clone needs `git fetch origin {rev}`)")
     return result.stdout.strip()
@@ -36,8 +35,7 @@ def _resolve(rev: str, cwd: Path | None) -> str:
 
 def _blob(rev: str, path: str, cwd: Path | None) -> str | None:
     """Git's object id of ``path`` at ``rev``; None when the commit has no such file."""
-    result = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}:{path}"],
-                            cwd=cwd, capture_output=True, text=True)
+    result = run(["git", "rev-parse", "--verify", "--quiet", f"{rev}:{path}"], cwd, check=False)
     return result.stdout.strip() or None
 
 
@@ -139,7 +137,7 @@ def _base_plot(base: str, sha: str, image_url: str | None, cwd: Path | None) -> 
     copy = BASE_PLOTS / sha[:12] / Path(CONFUSION_PLOT).name
     target = (cwd or Path.cwd()) / copy
     if not target.is_file():
-        png = subprocess.run(["git", "show", f"{sha}:{CONFUSION_PLOT}"], cwd=cwd, capture_output=True, check=True)
+        png = run(["git", "show", f"{sha}:{CONFUSION_PLOT}"], cwd, text=False)
         with atomic_path(target) as tmp:
             tmp.write_bytes(png.stdout)
     return f"![confusion matrix of {base}]({copy.as_posix()})"

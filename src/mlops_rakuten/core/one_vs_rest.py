@@ -6,7 +6,7 @@ in scikit-learn's multi-class LinearSVC (the others keep weight 1). The
 matrix is prepared once, then forked processes (which share it, copy on
 write) solve their share of the classes with ``model.solver``:
 
-- ``newton``: LinearSVC's objective solved in the primal (mlops_rakuten.newton_svm);
+- ``newton``: LinearSVC's objective solved in the primal (mlops_rakuten.core.newton_svm);
 - ``liblinear``: scikit-learn's LinearSVC with liblinear's dual solver, reseeded
   with ``model.seed`` for every class.
 
@@ -27,7 +27,7 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.class_weight import compute_class_weight
 from threadpoolctl import threadpool_limits
 
-from mlops_rakuten import newton_svm
+from mlops_rakuten.core import newton_svm
 
 BinaryFits = tuple[np.ndarray, np.ndarray, np.ndarray]  # coef rows, intercepts, iterations
 

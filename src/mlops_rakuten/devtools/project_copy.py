@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
+
+from mlops_rakuten.ops.commands import run
 
 # Outputs and the data pointer are left behind: the copy builds its own.
 _SKIPPED = ("dvc.lock", "data/raw.dvc", "metrics/", "plots/")
-
-
-def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    """Run a command with this Python's environment first on PATH; raise with its output on failure."""
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", **kwargs.pop("env", {})}
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
-    if check and result.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 def copy_project(root: Path, dest: Path) -> Path:

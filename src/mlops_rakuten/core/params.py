@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import yaml
 
-from mlops_rakuten.errors import InputError
+from mlops_rakuten.core.errors import InputError
 
 # key -> (accepts value?, what is expected). Every key must be present.
 Check = tuple[Callable[[Any], bool], str]

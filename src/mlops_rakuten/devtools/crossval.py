@@ -20,9 +20,9 @@ import pandas as pd
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
-from mlops_rakuten.errors import exit_on_input_error
-from mlops_rakuten.features import build_vectorizer
-from mlops_rakuten.params import read_params
+from mlops_rakuten.core.errors import exit_on_input_error
+from mlops_rakuten.core.features import build_vectorizer
+from mlops_rakuten.core.params import read_params
 from mlops_rakuten.stages.ingest import X_COLUMNS, Y_COLUMNS, join_challenge, read_challenge_csv
 from mlops_rakuten.stages.preprocess import preprocess
 from mlops_rakuten.stages.split import split
