@@ -8,7 +8,8 @@ import pandas as pd
 import yaml
 
 from conftest import ROOT
-from mlops_rakuten.devtools.benchmark import X_FILE, Y_FILE, main, replicate_sample
+from mlops_rakuten.core.paths import X_FILE, Y_FILE
+from mlops_rakuten.devtools.benchmark import main, replicate_sample
 from mlops_rakuten.devtools.crossval import load_products
 from mlops_rakuten.core.demo_data import write_demo_data
 

@@ -13,7 +13,8 @@ import pytest
 
 import mlops_rakuten
 from mlops_rakuten.core.categories import CLASSES, CODES
-from mlops_rakuten.core.demo_data import MIN_ROWS, X_FILE, Y_FILE, class_counts, generate, write_demo_data
+from mlops_rakuten.core.demo_data import MIN_ROWS, class_counts, generate, write_demo_data
+from mlops_rakuten.core.paths import X_FILE, Y_FILE
 from mlops_rakuten.core.errors import InputError
 
 # sha256 of the two files for rows=500, seed=7. Changing the generator changes these on purpose:

@@ -17,7 +17,8 @@ from conftest import ROOT, run
 from mlops_rakuten.core import predict
 from mlops_rakuten.core.categories import CODES, category_name
 from mlops_rakuten.cli import main
-from mlops_rakuten.core.demo_data import X_FILE, Y_FILE, write_demo_data
+from mlops_rakuten.core.demo_data import write_demo_data
+from mlops_rakuten.core.paths import X_FILE, Y_FILE
 from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.core.features import build_vectorizer
 from mlops_rakuten.core.one_vs_rest import fit_linear_svc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mlops_rakuten.core import paths
 from mlops_rakuten.core.errors import exit_on_input_error, setup_logging
 
 
@@ -156,12 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo-data", help="write a synthetic data set in the challenge's CSV format")
     demo.add_argument("--rows", type=int, default=DEMO_ROWS, help=f"number of products (default {DEMO_ROWS})")
     demo.add_argument("--seed", type=int, default=DEMO_SEED, help=f"random seed (default {DEMO_SEED})")
-    demo.add_argument("--out", type=Path, default=Path("data/raw"), help="output folder (default data/raw)")
+    demo.add_argument("--out", type=Path, default=Path(paths.RAW_DIR), help=f"output folder (default {paths.RAW_DIR})")
     demo.set_defaults(run=_demo_data)
 
     raw = commands.add_parser("ensure-raw-data", help="dvc pull data/raw, or regenerate the demo set it tracks")
-    raw.add_argument("--raw-dir", type=Path, default=Path("data/raw"))
-    raw.add_argument("--dvc-file", type=Path, default=Path("data/raw.dvc"))
+    raw.add_argument("--raw-dir", type=Path, default=Path(paths.RAW_DIR))
+    raw.add_argument("--dvc-file", type=Path, default=Path(paths.RAW_POINTER))
     raw.set_defaults(run=_ensure_raw_data)
 
     dags = commands.add_parser("dagshub-remote", help="make a DagsHub repo's storage the default DVC remote "
@@ -192,16 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--top-k", type=int, default=1, help="number of classes per product (default 1)")
     pred.add_argument("--chunk-size", type=int, default=10_000,
                       help="rows read at a time from --input (default 10000); memory is the model plus one chunk")
-    pred.add_argument("--model", type=Path, default=Path("models/model.joblib"),
-                      help="saved model (default models/model.joblib), or a registry reference such as "
+    pred.add_argument("--model", type=Path, default=Path(paths.MODEL),
+                      help=f"saved model (default {paths.MODEL}), or a registry reference such as "
                            "rakuten-classifier#prod or rakuten-classifier@v1.2.0")
     pred.set_defaults(run=_predict)
 
     calib = commands.add_parser("calibration", help="how well predict's score matches accuracy on a labelled table")
     calib.add_argument("--input", type=Path, default=Path("data/split/test.csv"),
                        help="product table with prdtypecode (default data/split/test.csv)")
-    calib.add_argument("--model", type=Path, default=Path("models/holdout_model.joblib"),
-                       help="saved model that never saw --input (default models/holdout_model.joblib, "
+    calib.add_argument("--model", type=Path, default=Path(paths.HOLDOUT_MODEL),
+                       help=f"saved model that never saw --input (default {paths.HOLDOUT_MODEL}, "
                             "fitted on the train split only)")
     calib.set_defaults(run=_calibration)
 
@@ -218,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "key=value for `dvc exp run -S`).")
     plan.add_argument("settings", nargs="+", metavar="KEY=V1,V2", help="a params.yaml key and its values")
     plan.add_argument("--prefix", default="", help="put before every experiment name (e.g. sweep-12-)")
-    plan.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file the keys must exist in")
+    plan.add_argument("--params", type=Path, default=Path(paths.PARAMS), help="params file the keys must exist in")
     plan.set_defaults(run=_sweep_plan)
 
     push = commands.add_parser("push-experiments", help="dvc exp push each experiment; report the ones that fail")
@@ -228,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.set_defaults(run=_push_experiments)
 
     curve = commands.add_parser("learning-curve", help="plot F1 vs training rows from the ingest.fraction experiments")
-    curve.add_argument("--out", type=Path, default=Path("plots/learning_curve.png"))
+    curve.add_argument("--out", type=Path, default=Path(paths.LEARNING_CURVE))
     curve.set_defaults(run=_learning_curve)
 
     report = commands.add_parser("pr-report", help="Markdown: params, metrics and plots of the workspace vs a base")

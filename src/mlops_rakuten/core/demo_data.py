@@ -19,8 +19,8 @@ from typing import Callable
 from mlops_rakuten.core.atomic import atomic_open
 from mlops_rakuten.core.categories import CLASSES, CODES
 from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.paths import X_FILE, Y_FILE
 
-X_FILE, Y_FILE = "X_train_update.csv", "Y_train_CVw08PX.csv"
 X_HEADER, Y_HEADER = ["", "designation", "description", "productid", "imageid"], ["", "prdtypecode"]
 MIN_PER_CLASS = 2  # a stratified split needs two rows of every class
 MIN_ROWS = MIN_PER_CLASS * len(CODES)

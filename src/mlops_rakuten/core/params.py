@@ -11,6 +11,21 @@ import yaml
 
 from mlops_rakuten.core.errors import InputError
 
+def flatten_params(tree: Any) -> dict[str, Any]:
+    """Nested params (or metrics) as dotted keys in the file's own order: ``{"model.C": 0.5, ...}``.
+
+    The names ``dvc exp run -S``, ``dvc params diff`` and ``dvc exp show`` use. A tree that is
+    not a mapping has no keys.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in (tree.items() if isinstance(tree, dict) else ()):
+        if isinstance(value, dict):
+            flat.update({f"{key}.{name}": leaf for name, leaf in flatten_params(value).items()})
+        else:
+            flat[str(key)] = value
+    return flat
+
+
 # key -> (accepts value?, what is expected). Every key must be present.
 Check = tuple[Callable[[Any], bool], str]
 

@@ -26,12 +26,12 @@ import pandas as pd
 import psutil
 
 from mlops_rakuten.core.atomic import atomic_open
+from mlops_rakuten.core.paths import X_FILE, Y_FILE
 from mlops_rakuten.devtools.project_copy import add_raw_data, copy_project
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL_SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
 FULL_SIZE = 84916
-X_FILE, Y_FILE = "X_train_update.csv", "Y_train_CVw08PX.csv"
 _STAGE = re.compile(r"Running stage '(\w+)'")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from mlops_rakuten.core.paths import X_FILE, Y_FILE
 from mlops_rakuten.ops.commands import run
 
 # Outputs and the data pointer are left behind: the copy builds its own.
@@ -30,7 +31,7 @@ def add_raw_data(dest: Path, rows: int | None = None, seed: int = 1, source: Pat
     raw = dest / "data" / "raw"
     if source is not None:
         raw.mkdir(parents=True, exist_ok=True)
-        for name in ("X_train_update.csv", "Y_train_CVw08PX.csv"):
+        for name in (X_FILE, Y_FILE):
             shutil.copy2(source / name, raw / name)
     else:
         run(["rakuten", "demo-data", "--rows", str(rows), "--seed", str(seed), "--out", str(raw)], dest)

@@ -15,15 +15,12 @@ from pathlib import Path
 
 from mlops_rakuten.core.atomic import atomic_path
 from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.params import flatten_params
+from mlops_rakuten.core.paths import LEARNING_CURVE
 from mlops_rakuten.ops.commands import dvc, git
 
 log = logging.getLogger("experiments")
 
-# Where the evaluate stage writes (dvc.yaml); the PR report and the curve read these.
-METRICS = "metrics/metrics.json"
-CLASS_METRICS = "metrics/classes.json"
-CONFUSION_PLOT = "plots/confusion_matrix.png"
-LEARNING_CURVE = "plots/learning_curve.png"
 
 _PENDING = {"Queued", "Running"}
 
@@ -123,21 +120,11 @@ class Run:
     metrics: dict[str, object]
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
-    flat: dict[str, object] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _as_run(entry: dict) -> Run:
     data = entry.get("data") or {}
     params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
     metrics = ((data.get("metrics") or {}).get(METRICS) or {}).get("data") or {}
-    return Run(entry.get("name") or entry["rev"][:7], data.get("timestamp") or "", _flatten(params), metrics)
+    return Run(entry.get("name") or entry["rev"][:7], data.get("timestamp") or "", flatten_params(params), metrics)
 
 
 def baseline_and_experiments(show: list[dict]) -> tuple[Run, list[Run]]:

@@ -16,14 +16,14 @@ import yaml
 from mlops_rakuten.core.atomic import atomic_path
 from mlops_rakuten.core.categories import CLASSES, category_label
 from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.params import flatten_params
+from mlops_rakuten.core.paths import CLASS_METRICS, CONFUSION_PLOT, METRICS, PARAMS
 from mlops_rakuten.ops.commands import dvc, git, run
-from mlops_rakuten.ops.experiments import CLASS_METRICS, CONFUSION_PLOT, METRICS
 
 # The one hidden line the PR workflow looks for to update its comment instead of adding another.
 MARKER = "<!-- rakuten-pr-report -->"
 # Where a local report puts the base's committed plot so it can show it (git-ignored).
 BASE_PLOTS = Path(".pr-report")
-PARAMS = "params.yaml"
 
 
 def _resolve(rev: str, cwd: Path | None) -> str:
@@ -70,18 +70,12 @@ def _change(entry: dict) -> str:
 
 def _key_order(path: str, cwd: Path | None) -> list[str]:
     """Dotted names in the workspace file's own order (params.yaml: the pipeline's), to list them that way."""
-    def flat(tree: dict, prefix: str = "") -> list[str]:
-        names = []
-        for key, value in tree.items():
-            names += flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
-        return names
-
     file = (cwd or Path.cwd()) / path
     try:
         tree = yaml.safe_load(file.read_text(encoding="utf-8"))  # JSON is YAML too
     except (OSError, yaml.YAMLError):
         return []
-    return flat(tree) if isinstance(tree, dict) else []
+    return list(flatten_params(tree))
 
 
 def params_section(diff: dict[str, dict], base: str, order: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mlops_rakuten.core.demo_data import write_demo_data
 from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.paths import X_FILE, Y_FILE
 from mlops_rakuten.ops.commands import run
 from mlops_rakuten.ops.dvcfiles import pointer_out, read_yaml
 from mlops_rakuten.ops.remote import default_remote, reachable
@@ -113,7 +114,6 @@ def ensure_raw_data(raw_dir: Path, dvc_file: Path) -> None:
         shutil.rmtree(raw_dir)
         raise InputError(
             f"{dvc_file} tracks data other than the built-in demo set and no remote provided it: "
-            f"run `dvc pull` from your team's remote, or copy X_train_update.csv and "
-            f"Y_train_CVw08PX.csv into {raw_dir}"
+            f"run `dvc pull` from your team's remote, or copy {X_FILE} and {Y_FILE} into {raw_dir}"
         )
     log.info("%s regenerated and matches %s", raw_dir, dvc_file)

@@ -20,6 +20,7 @@ import yaml
 
 from mlops_rakuten.core.atomic import atomic_path
 from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.paths import METRICS, PARAMS
 from mlops_rakuten.ops.commands import output, run
 from mlops_rakuten.ops.dvcfiles import file_md5, locked_md5, parse_yaml
 
@@ -27,7 +28,6 @@ log = logging.getLogger("registry")
 
 ARTIFACT = "rakuten-classifier"  # dvc.yaml artifacts: key of the shipped model
 GIT_REMOTE = "origin"
-METRICS = "metrics/metrics.json"  # the evaluate stage's, as dvc.yaml names it
 _REFERENCE = re.compile(r"^(?P<name>[a-z0-9]([a-z0-9-/]*[a-z0-9])?)(?:@(?P<version>latest|v\d+\.\d+\.\d+)"
                         r"|#(?P<stage>[a-z0-9]([a-z0-9-]*[a-z0-9])?))$")
 _VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
@@ -126,7 +126,7 @@ def fetch_model(reference: str, root: Path, dest_dir: Path) -> ResolvedModel:
     log.info("%s is %s %s (commit %s, stages: %s), md5 %s, in %s", reference, name, version, commit[:7],
              ", ".join(stages) or "none", md5, dest)
     return ResolvedModel(reference, name, version, stages, commit, md5, str(dest),
-                         _at_commit(root, commit, "params.yaml").get("model") or {},
+                         _at_commit(root, commit, PARAMS).get("model") or {},
                          _at_commit(root, commit, METRICS) or None)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.params import flatten_params
 from mlops_rakuten.ops.commands import run
 
 log = logging.getLogger("sweep")
@@ -45,13 +46,6 @@ class Point:
 
     def as_matrix_entry(self) -> dict[str, str]:
         return {"name": self.name, "params": " ".join(self.settings)}
-
-
-def _leaf_keys(tree: dict, prefix: str = "") -> set[str]:
-    keys = set()
-    for key, value in tree.items():
-        keys |= _leaf_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
-    return keys
 
 
 def parse_setting(text: str, known: set[str]) -> tuple[str, list[str]]:
@@ -90,7 +84,7 @@ def sweep_plan(settings: list[str], params_file: Path = Path("params.yaml"), pre
         params = yaml.safe_load(Path(params_file).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise InputError(f"{params_file}: cannot read the params ({exc})") from None
-    axes = [parse_setting(text, _leaf_keys(params)) for text in settings]
+    axes = [parse_setting(text, set(flatten_params(params))) for text in settings]
     if len({key for key, _ in axes}) != len(axes):
         raise InputError("sweep plan: a key is set twice; give all its values in one setting (a=1,2)")
     count = 1

@@ -21,15 +21,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlops_rakuten.core import paths
 from mlops_rakuten.core.errors import InputError
 
 MIN_SECRET_CHARS = 32  # HS256 wants a key at least as long as its 32-byte hash (RFC 7518 3.2)
 
 # What the server reads in the project; the same paths dvc.yaml names.
-MODEL_PATH = "models/model.joblib"
-RAW_DIR = "data/raw"
-RAW_POINTER = "data/raw.dvc"
-METRICS_PATH = "metrics/metrics.json"
+MODEL_PATH, METRICS_PATH = paths.MODEL, paths.METRICS
+RAW_DIR, RAW_POINTER = paths.RAW_DIR, paths.RAW_POINTER
 MODEL_REFERENCE_ENV = "RAKUTEN_MODEL"
 TRUSTED_PROXIES_ENV = "RAKUTEN_TRUSTED_PROXIES"
 # The registry model `rakuten serve` fetched (JSON of registry.ResolvedModel), for its workers to load.

@@ -22,17 +22,11 @@ import yaml
 
 from mlops_rakuten.core.atomic import atomic_open
 from mlops_rakuten.core.errors import InputError, exit_skipping_teardown, setup_logging
-from mlops_rakuten.core.params import read_all_params
+from mlops_rakuten.core.params import flatten_params, read_all_params
 from mlops_rakuten.ops.commands import run
 
 log = logging.getLogger("check_params")
 PASSED = "params.yaml passed the checks of src/mlops_rakuten/core/params.py\n"
-
-
-def _flat(tree: object, prefix: str = "") -> dict[str, object]:
-    if not isinstance(tree, dict):
-        return {prefix.rstrip("."): tree}
-    return {key: value for name, sub in tree.items() for key, value in _flat(sub, f"{prefix}{name}.").items()}
 
 
 def changes_since_commit(params: Path) -> list[str] | None:
@@ -43,7 +37,8 @@ def changes_since_commit(params: Path) -> list[str] | None:
     if committed.stdout == params.read_bytes():
         return []
     try:
-        before, now = _flat(yaml.safe_load(committed.stdout)), _flat(yaml.safe_load(params.read_bytes()))
+        before = flatten_params(yaml.safe_load(committed.stdout))
+        now = flatten_params(yaml.safe_load(params.read_bytes()))
     except yaml.YAMLError:
         return ["(not valid YAML now)"]
     missing = object()
