@@ -25,9 +25,13 @@ data: setup
 repro: setup
 	dvc repro
 
-# The layer contracts in pyproject.toml (imports only go down), then the tests.
+# What a machine checks (pyproject.toml): the layer contracts (imports only go down), lint and
+# format, types; then the tests.
 test: setup
 	lint-imports --no-cache
+	ruff check --no-cache src tests
+	ruff format --no-cache --check src tests
+	mypy
 	pytest
 
 # Full-size pipeline, experiment runs and memory on demo data, and on the real sample replicated to

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ VENV = Path(sys.executable).parent.parent
 
 
 @pytest.fixture(scope="module")
-def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A demo project whose pipeline ran and was committed: what experiments start from.
 
     Shared by the tests below (one full `dvc repro` is the slow part); each test
@@ -218,7 +219,8 @@ Worker status: 1 active, 1 idle
 
 def test_a_queue_worker_left_idle_in_this_repo_is_stopped_and_others_are_not(tmp_path: Path):
     here, elsewhere = tmp_path / "repo", tmp_path / "other"
-    here.mkdir(), elsewhere.mkdir()
+    here.mkdir()
+    elsewhere.mkdir()
     sleeper = [sys.executable, "-c", "import time; time.sleep(600)", "exp", "queue-worker"]
     stray = subprocess.Popen(sleeper, cwd=here)
     other = subprocess.Popen(sleeper, cwd=elsewhere)

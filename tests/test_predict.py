@@ -58,12 +58,12 @@ def rakuten(folder: Path, *args: str):
     return run([sys.executable, "-m", "mlops_rakuten.cli", *args], folder, check=False)
 
 
-def rakuten_in_process(folder: Path, monkeypatch, capsys, *args: str) -> tuple[int, str]:
+def rakuten_in_process(folder: Path, monkeypatch, capsys, *args: str) -> tuple[int | str | None, str]:
     """The same ``main`` as the ``rakuten`` script, without paying a fresh interpreter per bad-input case."""
     monkeypatch.chdir(folder)
     try:
         main(list(args))
-        code = 0
+        code: int | str | None = 0
     except SystemExit as exc:
         code = exc.code
     return code, capsys.readouterr().err

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,7 @@ def start(server: SeaweedS3) -> None:
 
 
 @pytest.fixture(scope="module")
-def s3_server(tmp_path_factory) -> SeaweedS3:
+def s3_server(tmp_path_factory) -> Iterator[SeaweedS3]:
     server = SeaweedS3(tmp_path_factory.mktemp("s3"), TOKEN)
     try:
         start(server)

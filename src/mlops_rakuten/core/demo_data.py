@@ -209,7 +209,7 @@ def _table(text: str) -> list[tuple[list[int], list[list[str]]]]:
 def _pools() -> dict[int, dict[str, list]]:
     """Per class, the choices behind each slot letter; the family's parts are shared by its members."""
     families = {code: entry for entry in _table(FAMILIES) for code in entry[0]}
-    pools = {}
+    pools: dict[int, dict[str, list]] = {}
     for (code,), (nouns, qualifiers, brands) in _table(VOCAB):
         members, (words, sentences, specs, shapes) = families[code]
         pools[code] = {"N": nouns, "Q": qualifiers, "B": brands, "G": words, "X": WORDS, "C": COLOURS,

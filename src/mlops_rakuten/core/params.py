@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-from numbers import Real
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,7 +31,7 @@ Check = tuple[Callable[[Any], bool], str]
 
 def _number(low: float, high: float, low_open: bool = True) -> Check:
     def ok(v: Any) -> bool:
-        if isinstance(v, bool) or not isinstance(v, Real):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):  # YAML numbers; a bool is not one
             return False
         return (low < v if low_open else low <= v) and v <= high
 

@@ -91,6 +91,7 @@ def timed_dvc(args: list[str], cwd: Path) -> Run:
     sampler.start()
     began = start
     output = []
+    assert proc.stdout is not None  # opened as a pipe above
     for line in proc.stdout:
         output.append(line)
         match = _STAGE.search(line)

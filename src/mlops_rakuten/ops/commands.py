@@ -16,21 +16,23 @@ from mlops_rakuten.core.errors import InputError
 
 
 def run(cmd: list[str], cwd: Path | str | None, check: bool = True, *, capture: bool = True,
-        timeout: float | None = None, text: bool = True, env: dict[str, str] | None = None
-        ) -> subprocess.CompletedProcess:
+        timeout: float | None = None, text: bool = True, env: dict[str, str] | None = None,
+        input: str | bytes | None = None, start_new_session: bool = False) -> subprocess.CompletedProcess:
     """Run ``cmd`` and wait for it; with ``check``, raise with its output if it fails.
 
     Output is captured (as text unless ``text=False``), or left on the terminal with
-    ``capture=False``. After ``timeout`` seconds the command's whole process group is killed
-    (DVC's upload threads outlive a plain kill of the parent) and TimeoutExpired raised.
+    ``capture=False``; ``input`` is written to its standard input. After ``timeout`` seconds the
+    command's whole process group is killed (DVC's upload threads outlive a plain kill of the
+    parent) and TimeoutExpired raised.
     """
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}
     pipe = subprocess.PIPE if capture else None
-    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=pipe, stderr=pipe, text=text,
-                          start_new_session=timeout is not None) as proc:
+    stdin = subprocess.PIPE if input is not None else None
+    with subprocess.Popen(cmd, cwd=cwd, env=env, stdin=stdin, stdout=pipe, stderr=pipe, text=text,
+                          start_new_session=start_new_session or timeout is not None) as proc:
         try:
-            out, err = proc.communicate(timeout=timeout)
+            out, err = proc.communicate(input=input, timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()

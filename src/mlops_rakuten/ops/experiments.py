@@ -12,12 +12,13 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlops_rakuten.core.atomic import atomic_path
 from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.core.params import flatten_params
-from mlops_rakuten.core.paths import LEARNING_CURVE
-from mlops_rakuten.ops.commands import dvc, git
+from mlops_rakuten.core.paths import LEARNING_CURVE, METRICS, PARAMS
+from mlops_rakuten.ops.commands import dvc
 
 log = logging.getLogger("experiments")
 
@@ -117,12 +118,12 @@ class Run:
     name: str
     timestamp: str
     params: dict[str, object]
-    metrics: dict[str, object]
+    metrics: dict[str, Any]
 
 
 def _as_run(entry: dict) -> Run:
     data = entry.get("data") or {}
-    params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
+    params = ((data.get("params") or {}).get(PARAMS) or {}).get("data") or {}
     metrics = ((data.get("metrics") or {}).get(METRICS) or {}).get("data") or {}
     return Run(entry.get("name") or entry["rev"][:7], data.get("timestamp") or "", flatten_params(params), metrics)
 

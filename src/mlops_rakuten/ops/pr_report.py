@@ -60,7 +60,8 @@ def _cell(entry: dict, side: str) -> str:
 
 def _change(entry: dict) -> str:
     old, new = entry.get("old"), entry.get("new")
-    if isinstance(old, bool) or isinstance(new, bool) or not all(isinstance(v, (int, float)) for v in (old, new)):
+    if not isinstance(old, (int, float)) or not isinstance(new, (int, float)) or isinstance(old, bool) \
+            or isinstance(new, bool):
         return "-"
     change = new - old
     if change == 0:

@@ -100,7 +100,7 @@ def resolve(reference: str, root: Path) -> tuple[str, str, str, list[str]]:
     found = tag.rsplit("@", 1)[-1]
     commit = output(["git", "rev-parse", f"{tag}^{{commit}}"], root, tag).strip()
     versions = json.loads(output(["gto", "show", name, "--json"], root, f"gto show {name}"))
-    entry = next((v for v in versions if v.get("version") == found), {})
+    entry: dict = next((v for v in versions if v.get("version") == found), {})
     stages = sorted({s["stage"] for s in entry.get("stages") or [] if s.get("is_active", True)})
     return name, found, commit, stages
 

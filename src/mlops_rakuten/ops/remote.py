@@ -124,9 +124,10 @@ def default_remote(root: Path = Path(".")) -> Remote | None:
         return None
     url, endpoint = settings["url"], settings.get("endpointurl")
     parsed = urlsplit(endpoint or url)
-    host, port = _DEFAULT_HOSTS.get(parsed.scheme, (None, None))
-    host = parsed.hostname if endpoint or host is None else host
-    address = (host, parsed.port or port) if host and (parsed.port or port) else None
+    default_host, default_port = _DEFAULT_HOSTS.get(parsed.scheme, (None, None))
+    host = parsed.hostname if endpoint or default_host is None else default_host
+    port = parsed.port or default_port
+    address = (host, port) if host and port else None
     return Remote(name, url, endpoint or url, address)
 
 

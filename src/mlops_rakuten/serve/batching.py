@@ -37,8 +37,10 @@ class NoText(ValueError):
     """The product holds no text once cleaned: nothing to classify."""
 
 
-def _predict(model: LoadedModel, batch: list[_Waiting]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _predict(model: LoadedModel | None, batch: list[_Waiting]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-k codes and scores of the batch, and which rows have text (cleaned once, here)."""
+    if model is None:  # the routes answer 503 before a model is loaded; this batch's callers get the error
+        raise RuntimeError("no model is loaded")
     frame = pd.DataFrame({"designation": [w.designation for w in batch],
                           "description": [w.description for w in batch]})
     texts = clean_texts(model.pipeline, frame)

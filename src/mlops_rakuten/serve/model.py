@@ -68,8 +68,9 @@ class ModelHolder:
             log.warning("model not loaded: %s", exc)
             if self.loaded is None and self.last_good.is_file():
                 with contextlib.suppress(InputError):
-                    self._serve(self._read(self.last_good))
-                    log.warning("serving the last good model %s until %s is back", self.loaded.md5, self.path)
+                    last_good = self._read(self.last_good)
+                    self._serve(last_good)
+                    log.warning("serving the last good model %s until %s is back", last_good.md5, self.path)
             self.error = str(exc)
             return False
         self._serve(fresh)

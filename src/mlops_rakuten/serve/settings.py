@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
 from mlops_rakuten.core import paths
@@ -74,16 +75,16 @@ class Settings:
         return self.project_dir / ".dvc" / "tmp" / "raw-staging"
 
 
-def project_dir(env: dict[str, str]) -> Path:
+def project_dir(env: Mapping[str, str]) -> Path:
     return Path(env.get("RAKUTEN_PROJECT_DIR") or Path.cwd()).resolve()
 
 
-def users_file(env: dict[str, str]) -> Path:
+def users_file(env: Mapping[str, str]) -> Path:
     """Where the users live; `rakuten user add` needs this without the JWT secret."""
     return Path(env.get("RAKUTEN_USERS_FILE") or project_dir(env) / "secrets" / "users.json")
 
 
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from ``environ`` (default os.environ); InputError when the secret is missing or weak."""
     env = os.environ if environ is None else environ
     secret = env.get("RAKUTEN_JWT_SECRET", "")
@@ -107,7 +108,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     )
 
 
-def _positive(env: dict[str, str], name: str, default: int, unit: str) -> int:
+def _positive(env: Mapping[str, str], name: str, default: int, unit: str) -> int:
     value = env.get(name, str(default))
     if not value.isdigit() or int(value) < 1:
         raise InputError(f"{name} = {value!r}, expected a whole number of {unit} >= 1")
