@@ -194,7 +194,7 @@ def test_queued_sweep_runs_in_temp_copies_leaves_the_workspace_and_draws_the_lea
     assert workspace_state(baseline) == before  # the curve it adds is git-ignored
 
     swept = {params_of(rev)["ingest"]["fraction"]: rev for rev in experiments(exp_show(baseline))
-             if rev["name"] != "c-half"}
+             if rev["name"] != "c-small"}
     assert set(swept) == {0.5, 1.0}
     for rev in swept.values():
         assert rev["error"] is None and metrics_of(rev)["f1_weighted"] > 0
