@@ -10,8 +10,8 @@ write) solve their share of the classes with ``model.solver``:
 - ``liblinear``: scikit-learn's LinearSVC with liblinear's dual solver, reseeded
   with ``model.seed`` for every class.
 
-The result is an ordinary fitted ``LinearSVC`` (coef_, intercept_, classes_),
-so predict, decision_function and the served model are unchanged. The rows
+The result is an ordinary fitted ``LinearSVC`` (coef_, intercept_, classes_) whose
+get_params() say how it was fitted (``dual=False`` for newton, the primal problem), so predict, decision_function and the served model are unchanged. The rows
 are put back in class order and no solver depends on the scheduling, so the
 model is byte-identical for any number of processes.
 """
@@ -35,6 +35,14 @@ _SHARED: dict[str, Any] = {}  # set before forking: the children read the matrix
 
 
 def _classifier(params: dict[str, Any], class_weight: Any) -> LinearSVC:
+    """The estimator as it was fitted, so that get_params() tells the truth.
+
+    liblinear: its dual solver, seeded. newton: the primal problem (``dual=False``, the same
+    squared-hinge objective and stopping rule as liblinear's primal solver); it uses no seed.
+    """
+    if params["solver"] == "newton":
+        return LinearSVC(C=params["C"], class_weight=class_weight, dual=False, tol=params["tol"],
+                         max_iter=params["max_iter"], random_state=None)
     return LinearSVC(C=params["C"], class_weight=class_weight, dual=True, tol=params["tol"],
                      max_iter=params["max_iter"], random_state=params["seed"])
 
