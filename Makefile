@@ -6,15 +6,25 @@ VENV := .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run setup data repro test bench lock clean docs docs-build sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-serve-abuse bench-real register promote \
+.PHONY: run python-version setup data repro test bench lock clean docs docs-build sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-serve-abuse bench-real register promote \
 	base-image docker-config docker-build docker-up docker-ps docker-logs docker-down docker-down-v docker-test
 
 run: setup data repro
 
-setup: $(VENV)/.installed
+# The one supported Python (pyproject.toml requires-python): the models' pickles are byte-identical
+# only within one Python version (3.13's pickler frames the vocabulary differently from 3.11's).
+PYTHON_VERSION := 3.11
+python-version:
+	@v=$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])'); test "$$v" = "$(PYTHON_VERSION)" || { \
+		echo "$(BIN)/python is Python $$v: this project supports Python $(PYTHON_VERSION) only (dvc.lock's model" \
+		"hashes hold on it alone). Install python$(PYTHON_VERSION), then: make clean; make run PYTHON=python$(PYTHON_VERSION)" >&2; \
+		exit 2; }
+
+setup: $(VENV)/.installed python-version
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(MAKE) --no-print-directory python-version
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
