@@ -28,6 +28,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from threadpoolctl import threadpool_limits
 
 from mlops_rakuten.core import newton_svm
+from mlops_rakuten.core.errors import InputError
 
 BinaryFits = tuple[np.ndarray, np.ndarray, np.ndarray]  # coef rows, intercepts, iterations
 
@@ -78,6 +79,9 @@ def _fit_share(share: np.ndarray) -> BinaryFits:
 def fit_linear_svc(x: sparse.spmatrix, y: np.ndarray, params: dict[str, Any], n_jobs: int = 1) -> LinearSVC:
     """A fitted multi-class LinearSVC, its one-vs-rest problems solved in ``n_jobs`` processes."""
     classes = np.unique(y)
+    if len(classes) < 2:
+        raise InputError(f"all {len(y)} training rows are of class {classes[0] if len(classes) else 'none'}: "
+                         f"a classifier needs rows of at least two classes")
     if params["class_weight"] == "balanced":
         class_weights = compute_class_weight("balanced", classes=classes, y=y)
     else:
