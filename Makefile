@@ -45,10 +45,12 @@ test: setup
 	pytest
 
 # Full-size pipeline, experiment runs and memory on demo data, and on the real sample replicated to
-# full size when SAMPLE holds it (skipped otherwise).
+# full size when SAMPLE holds it (skipped otherwise); then the Newton solver against liblinear on the
+# same full-size features (docs/speed.md).
 SAMPLE ?= ../shared/data/rakuten-sample
 bench: setup
 	python -m mlops_rakuten.devtools.benchmark --sample "$(abspath $(SAMPLE))"
+	python -m mlops_rakuten.devtools.solver_bench --sample "$(abspath $(SAMPLE))"
 
 # The documentation site (docs/, mkdocs.yml): served with live reload, or built into the
 # git-ignored site/. --strict turns a broken link or a page missing from the nav into an error.

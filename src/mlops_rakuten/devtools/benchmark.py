@@ -29,7 +29,7 @@ from mlops_rakuten.core.atomic import atomic_open
 from mlops_rakuten.core.paths import X_FILE, Y_FILE
 from mlops_rakuten.devtools.project_copy import add_raw_data, copy_project
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # src/mlops_rakuten/devtools/ -> the project
 REAL_SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
 FULL_SIZE = 84916
 _STAGE = re.compile(r"Running stage '(\w+)'")
