@@ -179,7 +179,8 @@ export PIP_CA_BUNDLE ?= $(or $(PIP_CERT),$(shell $(PYTHON) -m pip config get glo
 # Podman on hosts without systemd or with low hard limits (docker/podman-conf.sh); set CONTAINERS_CONF to
 # use your own.
 ifeq ($(ENGINE),podman)
-ifeq ($(origin CONTAINERS_CONF),undefined)
+# Ours when unset, or when set to ours by an outer make (make test runs make docker-config in the tests).
+ifneq ($(filter undefined,$(origin CONTAINERS_CONF))$(filter $(abspath .podman/containers.conf),$(CONTAINERS_CONF)),)
 export CONTAINERS_CONF := $(abspath .podman/containers.conf)
 PODMAN_CONF := .podman/containers.conf
 endif
