@@ -6,15 +6,25 @@ VENV := .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run setup data repro test bench lock clean docs docs-build sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-serve-abuse bench-real register promote \
+.PHONY: run python-version setup data repro test bench lock clean docs docs-build sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-serve-abuse bench-real register promote \
 	base-image docker-refresh docker-config docker-build docker-up docker-ps docker-logs docker-down docker-down-v docker-test
 
 run: setup data repro
 
-setup: $(VENV)/.installed
+# The one supported Python (pyproject.toml requires-python): the models' pickles are byte-identical
+# only within one Python version (3.13's pickler frames the vocabulary differently from 3.11's).
+PYTHON_VERSION := 3.11
+python-version:
+	@v=$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])'); test "$$v" = "$(PYTHON_VERSION)" || { \
+		echo "$(BIN)/python is Python $$v: this project supports Python $(PYTHON_VERSION) only (dvc.lock's model" \
+		"hashes hold on it alone). Install python$(PYTHON_VERSION), then: make clean; make run PYTHON=python$(PYTHON_VERSION)" >&2; \
+		exit 2; }
+
+setup: $(VENV)/.installed python-version
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(MAKE) --no-print-directory python-version
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
@@ -25,14 +35,22 @@ data: setup
 repro: setup
 	dvc repro
 
+# What a machine checks (pyproject.toml): the layer contracts (imports only go down), lint and
+# format, types; then the tests.
 test: setup
+	lint-imports --no-cache
+	ruff check --no-cache src tests
+	ruff format --no-cache --check src tests
+	mypy
 	pytest
 
 # Full-size pipeline, experiment runs and memory on demo data, and on the real sample replicated to
-# full size when SAMPLE holds it (skipped otherwise).
+# full size when SAMPLE holds it (skipped otherwise); then the Newton solver against liblinear on the
+# same full-size features (docs/speed.md).
 SAMPLE ?= ../shared/data/rakuten-sample
 bench: setup
-	python -m mlops_rakuten.benchmark --sample "$(abspath $(SAMPLE))"
+	python -m mlops_rakuten.devtools.benchmark --sample "$(abspath $(SAMPLE))"
+	python -m mlops_rakuten.devtools.solver_bench --sample "$(abspath $(SAMPLE))"
 
 # The documentation site (docs/, mkdocs.yml): served with live reload, or built into the
 # git-ignored site/. --strict turns a broken link or a page missing from the nav into an error.
@@ -129,21 +147,21 @@ deployments/certs/server.crt:
 
 # In-process prediction latency and loopback HTTP /predict throughput (wrk if installed), bounded in time.
 bench-serve: data repro
-	python -m mlops_rakuten.serve.bench
+	python -m mlops_rakuten.devtools.serve_bench
 
 # The API under abuse (docs/serving-limits.md): server RSS while 1 GiB bodies without a token are refused,
 # /predict p50 while other clients send adversarial HTML, /metrics size after junk-method requests.
 bench-serve-abuse: data repro
-	python -m mlops_rakuten.serve.bench_abuse
+	python -m mlops_rakuten.devtools.serve_bench_abuse
 
 # Model quality on real challenge text and speed (docs/quality.md, docs/speed.md): cross-validated
 # weighted F1 of params.yaml on DATA, the pipeline timed on DATA, then at full size on demo data.
 DATA ?= ../shared/data/rakuten-sample
 bench-real: setup
 	@if [ -f "$(DATA)/X_train_update.csv" ] && [ -f "$(DATA)/Y_train_CVw08PX.csv" ]; then \
-		python -m mlops_rakuten.crossval --data "$(DATA)" && \
-		python -m mlops_rakuten.benchmark --data "$(abspath $(DATA))" && \
-		python -m mlops_rakuten.benchmark --sample "$(abspath $(DATA))"; \
+		python -m mlops_rakuten.devtools.crossval --data "$(DATA)" && \
+		python -m mlops_rakuten.devtools.benchmark --data "$(abspath $(DATA))" && \
+		python -m mlops_rakuten.devtools.benchmark --sample "$(abspath $(DATA))"; \
 	else echo "bench-real: skipped, no X_train_update.csv and Y_train_CVw08PX.csv in $(DATA)"; fi
 
 # Containers (docs/containers.md): the API, nginx (TLS) and Prometheus from docker-compose.yml, with
@@ -161,7 +179,8 @@ export PIP_CA_BUNDLE ?= $(or $(PIP_CERT),$(shell $(PYTHON) -m pip config get glo
 # Podman on hosts without systemd or with low hard limits (docker/podman-conf.sh); set CONTAINERS_CONF to
 # use your own.
 ifeq ($(ENGINE),podman)
-ifeq ($(origin CONTAINERS_CONF),undefined)
+# Ours when unset, or when set to ours by an outer make (make test runs make docker-config in the tests).
+ifneq ($(filter undefined,$(origin CONTAINERS_CONF))$(filter $(abspath .podman/containers.conf),$(CONTAINERS_CONF)),)
 export CONTAINERS_CONF := $(abspath .podman/containers.conf)
 PODMAN_CONF := .podman/containers.conf
 endif

@@ -15,7 +15,8 @@ from typing import NoReturn
 
 import pytest
 
-from mlops_rakuten.workspace import add_raw_data, copy_project, run  # noqa: F401  (run is re-exported)
+from mlops_rakuten.devtools.project_copy import add_raw_data, copy_project
+from mlops_rakuten.ops.commands import run  # noqa: F401  (re-exported to the tests)
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEM_PACKAGES = Path(__file__).with_name("system_packages.txt")

@@ -20,7 +20,7 @@ from mlops_rakuten.serve.app import create_app
 from mlops_rakuten.serve.auth import create_token
 from mlops_rakuten.serve.settings import Settings
 from mlops_rakuten.serve.users import User, add_user, list_users
-from mlops_rakuten.workspace import add_raw_data, copy_project, run
+from mlops_rakuten.devtools.project_copy import add_raw_data, copy_project, run
 
 SECRET = "test-only-secret-" + "0123456789abcdef" * 2  # never used outside these tests
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password", "carol": "carol-password"}

@@ -13,8 +13,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlops_rakuten.remote import configure_remote
-from mlops_rakuten.workspace import run
+from mlops_rakuten.ops.remote import configure_remote
+from mlops_rakuten.ops.commands import run
 from s3_server import SeaweedS3
 
 

@@ -8,9 +8,10 @@ import pandas as pd
 import yaml
 
 from conftest import ROOT
-from mlops_rakuten.benchmark import X_FILE, Y_FILE, main, replicate_sample
-from mlops_rakuten.crossval import load_products
-from mlops_rakuten.demo_data import write_demo_data
+from mlops_rakuten.core.paths import X_FILE, Y_FILE
+from mlops_rakuten.devtools.benchmark import main, replicate_sample
+from mlops_rakuten.devtools.crossval import load_products
+from mlops_rakuten.core.demo_data import write_demo_data
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
@@ -23,7 +24,8 @@ def read(folder: Path, name: str) -> pd.DataFrame:
 
 def test_replicated_sample_has_the_asked_rows_each_copy_marked_in_its_title(tmp_path: Path):
     sample, big = tmp_path / "sample", tmp_path / "big"
-    sample.mkdir(), big.mkdir()
+    sample.mkdir()
+    big.mkdir()
     write_demo_data(sample, rows=300, seed=2)
     replicate_sample(sample, big, rows=1000)
     x, y, big_x, big_y = read(sample, X_FILE), read(sample, Y_FILE), read(big, X_FILE), read(big, Y_FILE)

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 
 import mlops_rakuten
-from mlops_rakuten.categories import CLASSES, CODES
-from mlops_rakuten.demo_data import MIN_ROWS, X_FILE, Y_FILE, class_counts, generate, write_demo_data
-from mlops_rakuten.errors import InputError
+from mlops_rakuten.core.categories import CLASSES, CODES
+from mlops_rakuten.core.demo_data import MIN_ROWS, class_counts, generate, write_demo_data
+from mlops_rakuten.core.paths import X_FILE, Y_FILE
+from mlops_rakuten.core.errors import InputError
 
 # sha256 of the two files for rows=500, seed=7. Changing the generator changes these on purpose:
 # the demo data is a pipeline input, so any change must be deliberate and show up in review.
@@ -66,7 +67,7 @@ def test_other_seed_gives_other_bytes(tmp_path):
 def test_independent_of_hash_seed(tmp_path):
     """Two interpreters with different string-hash seeds write the same bytes (and the pinned ones)."""
     code = (
-        "import sys, hashlib; from pathlib import Path; from mlops_rakuten.demo_data import write_demo_data; "
+        "import sys, hashlib; from pathlib import Path; from mlops_rakuten.core.demo_data import write_demo_data; "
         "out = Path(sys.argv[1]); write_demo_data(out, 500, 7); "
         "print(*(hashlib.sha256((out / n).read_bytes()).hexdigest() for n in sys.argv[2:]))"
     )

@@ -15,13 +15,13 @@ import pytest
 from sklearn.metrics import f1_score
 
 from conftest import ROOT
-from mlops_rakuten.categories import category_name
-from mlops_rakuten.crossval import load_products
-from mlops_rakuten.demo_data import generate, write_demo_data
-from mlops_rakuten.features import build_vectorizer
-from mlops_rakuten.params import read_params
-from mlops_rakuten.predict import predict_top_k
-from mlops_rakuten.raw_data import DEMO_ROWS, DEMO_SEED
+from mlops_rakuten.core.categories import category_name
+from mlops_rakuten.devtools.crossval import load_products
+from mlops_rakuten.core.demo_data import generate, write_demo_data
+from mlops_rakuten.core.features import build_vectorizer
+from mlops_rakuten.core.params import read_params
+from mlops_rakuten.core.predict import predict_top_k
+from mlops_rakuten.ops.raw_data import DEMO_ROWS, DEMO_SEED
 from mlops_rakuten.stages.split import split
 from mlops_rakuten.stages.train import fit_holdout_and_shipped, save_model
 

@@ -75,7 +75,7 @@ def test_reference_pages_come_from_the_code(site):
         assert f'id="{schema.lower()}"' in api, f"schema {schema} has no section in the API reference"
 
     python = (site / "reference/python/index.html").read_text()
-    for module in ("mlops_rakuten.stages.ingest", "mlops_rakuten.params", "mlops_rakuten.predict"):
+    for module in ("mlops_rakuten.stages.ingest", "mlops_rakuten.core.params", "mlops_rakuten.core.predict"):
         assert f'id="{module}"' in python, f"{module} missing from the Python reference"
 
 

@@ -7,20 +7,21 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import reproduced_project, run
-from mlops_rakuten.experiments import learning_curve_points, parse_queue_status, stop_lingering_workers
+from mlops_rakuten.ops.experiments import learning_curve_points, parse_queue_status, stop_lingering_workers
 
 STAGES = ["ingest", "preprocess", "split", "featurize", "train", "evaluate"]
 VENV = Path(sys.executable).parent.parent
 
 
 @pytest.fixture(scope="module")
-def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A demo project whose pipeline ran and was committed: what experiments start from.
 
     Shared by the tests below (one full `dvc repro` is the slow part); each test
@@ -193,7 +194,7 @@ def test_queued_sweep_runs_in_temp_copies_leaves_the_workspace_and_draws_the_lea
     assert workspace_state(baseline) == before  # the curve it adds is git-ignored
 
     swept = {params_of(rev)["ingest"]["fraction"]: rev for rev in experiments(exp_show(baseline))
-             if rev["name"] != "c-half"}
+             if rev["name"] != "c-small"}
     assert set(swept) == {0.5, 1.0}
     for rev in swept.values():
         assert rev["error"] is None and metrics_of(rev)["f1_weighted"] > 0
@@ -218,7 +219,8 @@ Worker status: 1 active, 1 idle
 
 def test_a_queue_worker_left_idle_in_this_repo_is_stopped_and_others_are_not(tmp_path: Path):
     here, elsewhere = tmp_path / "repo", tmp_path / "other"
-    here.mkdir(), elsewhere.mkdir()
+    here.mkdir()
+    elsewhere.mkdir()
     sleeper = [sys.executable, "-c", "import time; time.sleep(600)", "exp", "queue-worker"]
     stray = subprocess.Popen(sleeper, cwd=here)
     other = subprocess.Popen(sleeper, cwd=elsewhere)

@@ -12,11 +12,11 @@ import yaml
 from scipy import sparse
 from sklearn.svm import LinearSVC
 
-from mlops_rakuten import newton_svm
-from mlops_rakuten.crossval import load_products
-from mlops_rakuten.demo_data import write_demo_data
-from mlops_rakuten.features import build_vectorizer
-from mlops_rakuten.one_vs_rest import fit_linear_svc
+from mlops_rakuten.core import newton_svm
+from mlops_rakuten.devtools.crossval import load_products
+from mlops_rakuten.core.demo_data import write_demo_data
+from mlops_rakuten.core.features import build_vectorizer
+from mlops_rakuten.core.one_vs_rest import fit_linear_svc
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -103,3 +103,15 @@ def test_newton_stops_at_max_iter_with_a_warning(demo_features, caplog):
     nudged_margins = np.where(positive, 1.0, -1.0) * (rows @ nudged.astype(np.float32))
     assert at_solution < newton_svm.objective(nudged, nudged_margins, np.full(len(y), 0.5))
     assert at_solution < newton_svm.objective(np.zeros_like(full), np.zeros(len(y)), np.full(len(y), 0.5))
+
+
+@pytest.mark.parametrize(("params", "dual", "random_state"), [(PARAMS["model"], False, None),
+                                                                (LIBLINEAR, True, LIBLINEAR["seed"])],
+                         ids=["newton", "liblinear"])
+def test_the_fitted_model_says_how_it_was_fitted(demo_features, params, dual, random_state):
+    model = fit_linear_svc(*demo_features, params)
+    assert model.get_params() | {"dual": dual, "random_state": random_state} == model.get_params()
+    assert model.get_params()["C"] == params["C"] and model.get_params()["tol"] == params["tol"]
+    # An unfitted copy with these params solves the same problem: the primal one for newton.
+    refit = LinearSVC(**model.get_params()).fit(*demo_features)
+    assert np.mean(refit.predict(demo_features[0]) == model.predict(demo_features[0])) > 0.97

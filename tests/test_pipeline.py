@@ -12,7 +12,7 @@ import pandas as pd
 import yaml
 
 from conftest import ROOT, run
-from mlops_rakuten.categories import CODES
+from mlops_rakuten.core.categories import CODES
 
 STAGES = ["check_params", "ingest", "preprocess", "split", "featurize", "train", "evaluate"]
 

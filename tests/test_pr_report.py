@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from conftest import ROOT, needs, reproduced_project, run
-from mlops_rakuten.categories import category_label
-from mlops_rakuten.pr_report import MARKER
+from mlops_rakuten.core.categories import category_label
+from mlops_rakuten.ops.pr_report import MARKER
 
 VENV = Path(sys.executable).parent.parent
 WORKFLOW = ROOT / ".github/workflows/pr-report.yml"

@@ -14,13 +14,14 @@ import yaml
 from sklearn.pipeline import Pipeline
 
 from conftest import ROOT, run
-from mlops_rakuten import predict
-from mlops_rakuten.categories import CODES, category_name
+from mlops_rakuten.core import predict
+from mlops_rakuten.core.categories import CODES, category_name
 from mlops_rakuten.cli import main
-from mlops_rakuten.demo_data import X_FILE, Y_FILE, write_demo_data
-from mlops_rakuten.errors import InputError
-from mlops_rakuten.features import build_vectorizer
-from mlops_rakuten.one_vs_rest import fit_linear_svc
+from mlops_rakuten.core.demo_data import write_demo_data
+from mlops_rakuten.core.paths import X_FILE, Y_FILE
+from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.features import build_vectorizer
+from mlops_rakuten.core.one_vs_rest import fit_linear_svc
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
@@ -57,12 +58,12 @@ def rakuten(folder: Path, *args: str):
     return run([sys.executable, "-m", "mlops_rakuten.cli", *args], folder, check=False)
 
 
-def rakuten_in_process(folder: Path, monkeypatch, capsys, *args: str) -> tuple[int, str]:
+def rakuten_in_process(folder: Path, monkeypatch, capsys, *args: str) -> tuple[int | str | None, str]:
     """The same ``main`` as the ``rakuten`` script, without paying a fresh interpreter per bad-input case."""
     monkeypatch.chdir(folder)
     try:
         main(list(args))
-        code = 0
+        code: int | str | None = 0
     except SystemExit as exc:
         code = exc.code
     return code, capsys.readouterr().err

@@ -14,8 +14,8 @@ from typing import Iterator
 import pytest
 
 from conftest import ROOT, run
-from mlops_rakuten.remote import reachable
-from mlops_rakuten.workspace import copy_project
+from mlops_rakuten.ops.remote import reachable
+from mlops_rakuten.devtools.project_copy import copy_project
 
 
 def project_with_committed_pointer(tmp_path: Path) -> Path:

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from conftest import run
-from mlops_rakuten.remote import configure_remote
+from mlops_rakuten.ops.remote import configure_remote
 from serve_support import auth, free_port, make_settings, server_env, stop, wait_until
 from team_remote import TeamRemote
 

@@ -14,14 +14,15 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import reproduced_project
-from mlops_rakuten.remote import configure_remote
-from mlops_rakuten.workspace import run
+from mlops_rakuten.ops.remote import configure_remote
+from mlops_rakuten.ops.commands import run
 from s3_server import SeaweedS3
 
 TOKEN = f"test-{secrets.token_hex(8)}"
@@ -38,7 +39,7 @@ def start(server: SeaweedS3) -> None:
 
 
 @pytest.fixture(scope="module")
-def s3_server(tmp_path_factory) -> SeaweedS3:
+def s3_server(tmp_path_factory) -> Iterator[SeaweedS3]:
     server = SeaweedS3(tmp_path_factory.mktemp("s3"), TOKEN)
     try:
         start(server)

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from conftest import run
-from mlops_rakuten.categories import CLASSES
+from mlops_rakuten.core.categories import CLASSES
 from mlops_rakuten.serve.app import create_app
-from mlops_rakuten.predict import load_model, predict_top_k
+from mlops_rakuten.core.predict import load_model, predict_top_k
 from serve_support import auth, client, make_settings, shared_trained_project
 
 

@@ -25,7 +25,7 @@ import jsonschema_rs
 import pytest
 
 from conftest import run
-from mlops_rakuten.demo_data import X_FILE, Y_FILE
+from mlops_rakuten.core.paths import X_FILE, Y_FILE
 from mlops_rakuten.serve.connections import BODY_GRACE_SECONDS, HEAD_SECONDS
 from mlops_rakuten.serve.watch import CHECK_SECONDS
 from serve_support import (PASSWORDS, auth, build_project, free_port, make_settings, server_env, start_nginx,

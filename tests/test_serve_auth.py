@@ -13,12 +13,12 @@ import jwt
 import pytest
 
 from conftest import ROOT, run
-from mlops_rakuten.errors import InputError
+from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.serve.auth import ALGORITHM, ISSUER, create_token
 from mlops_rakuten.serve.settings import load_settings
 from mlops_rakuten.serve.users import User, add_user
 from mlops_rakuten.serve.watch import CHECK_SECONDS
-from mlops_rakuten.workspace import copy_project
+from mlops_rakuten.devtools.project_copy import copy_project
 from serve_support import PASSWORDS, SECRET, auth, client, make_settings
 
 PROTECTED = [("POST", "/predict"), ("GET", "/info"), ("POST", "/ingest"), ("POST", "/train"),

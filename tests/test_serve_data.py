@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import run
-from mlops_rakuten.demo_data import X_FILE, Y_FILE
+from mlops_rakuten.core.paths import X_FILE, Y_FILE
 from mlops_rakuten.serve.project import project_lock
 from mlops_rakuten.serve.raw_append import StagingCheckFailed, check_staged, check_upload
 from mlops_rakuten.serve.watch import CHECK_SECONDS

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from conftest import run
-from mlops_rakuten.remote import configure_remote
+from mlops_rakuten.ops.remote import configure_remote
 from team_remote import TeamRemote, cache_file, git_objects, sha256
 
 VENV = Path(sys.executable).parent.parent
@@ -168,8 +168,8 @@ def test_a_push_that_fails_keeps_the_run_and_says_what_to_run(team_remote, sweep
 
 
 def test_sweep_plan_is_every_combination_with_git_safe_names(tmp_path):
-    from mlops_rakuten.errors import InputError
-    from mlops_rakuten.sweep import sweep_plan
+    from mlops_rakuten.core.errors import InputError
+    from mlops_rakuten.ops.sweep import sweep_plan
 
     params = tmp_path / "params.yaml"
     params.write_text("model:\n  C: 1\n  class_weight: null\nsplit:\n  seed: 1\n")

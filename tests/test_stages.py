@@ -11,14 +11,14 @@ import yaml
 from scipy import sparse
 from sklearn.pipeline import Pipeline
 
-from mlops_rakuten.errors import InputError
-from mlops_rakuten.features import build_vectorizer, make_picklable_stable
-from mlops_rakuten.params import read_params
+from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.features import build_vectorizer, make_picklable_stable
+from mlops_rakuten.core.params import read_params
 from mlops_rakuten.stages.evaluate import class_metrics, confusion_figure, headline_metrics, prediction_table
 from mlops_rakuten.stages.ingest import join_challenge, parse_labels, sample_fraction
 from mlops_rakuten.stages.preprocess import preprocess
 from mlops_rakuten.stages.split import split
-from mlops_rakuten.one_vs_rest import fit_linear_svc
+from mlops_rakuten.core.one_vs_rest import fit_linear_svc
 from mlops_rakuten.stages.train import fit_holdout_and_shipped
 from mlops_rakuten.text import clean_text, product_texts
 

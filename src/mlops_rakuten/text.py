@@ -1,7 +1,9 @@
 """Text cleaning: the one place where product text is normalised.
 
 Used by the preprocess stage and, inside the saved model, by prediction, so
-training and serving always see text cleaned the same way.
+training and serving always see text cleaned the same way. The lowest floor of the
+package, below core/: saved models name ``mlops_rakuten.text.product_texts``, so this module
+keeps its path (moving it would change every model's bytes and break loading registered ones).
 """
 
 from __future__ import annotations

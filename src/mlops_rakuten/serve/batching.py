@@ -19,7 +19,7 @@ import pandas as pd
 import sklearn
 from starlette.concurrency import run_in_threadpool
 
-from mlops_rakuten.predict import clean_texts, predict_top_k_cleaned
+from mlops_rakuten.core.predict import clean_texts, predict_top_k_cleaned
 from mlops_rakuten.serve.model import LoadedModel
 
 MAX_BATCH = 32  # ~17 ms of CPU: bounds what the last request in a batch waits
@@ -37,8 +37,10 @@ class NoText(ValueError):
     """The product holds no text once cleaned: nothing to classify."""
 
 
-def _predict(model: LoadedModel, batch: list[_Waiting]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _predict(model: LoadedModel | None, batch: list[_Waiting]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-k codes and scores of the batch, and which rows have text (cleaned once, here)."""
+    if model is None:  # the routes answer 503 before a model is loaded; this batch's callers get the error
+        raise RuntimeError("no model is loaded")
     frame = pd.DataFrame({"designation": [w.designation for w in batch],
                           "description": [w.description for w in batch]})
     texts = clean_texts(model.pipeline, frame)

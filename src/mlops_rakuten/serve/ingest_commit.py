@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlops_rakuten.atomic import atomic_open
+from mlops_rakuten.core.atomic import atomic_open
 from mlops_rakuten.serve.project import Busy, data_version, project_lock
 from mlops_rakuten.serve.raw_append import append_products, recorded, recover, staged_note
 from mlops_rakuten.serve.settings import RAW_DIR, Settings
-from mlops_rakuten.workspace import run
+from mlops_rakuten.ops.commands import run
 
 log = logging.getLogger("serve.ingest")
 KEY_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"  # a UUID, a ULID, a client's own counter...

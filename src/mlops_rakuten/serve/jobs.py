@@ -34,12 +34,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from mlops_rakuten.atomic import atomic_open, atomic_path
+from mlops_rakuten.core.atomic import atomic_open, atomic_path
+from mlops_rakuten.ops.commands import run
 from mlops_rakuten.serve.model import ModelHolder
 from mlops_rakuten.serve.project import (Busy, data_version, is_locked, project_lock, read_metrics,
                                          uncached_outputs)
 from mlops_rakuten.serve.settings import DVC_LOCK, Settings
-from mlops_rakuten.workspace import run
 
 log = logging.getLogger("serve.train")
 _JOB_ID = re.compile(r"^[0-9a-f]{16}$")

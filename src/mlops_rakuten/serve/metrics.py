@@ -12,7 +12,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
-from mlops_rakuten.categories import CODES
+from mlops_rakuten.core.categories import CODES
 from mlops_rakuten.serve.model import LoadedModel
 
 # Label values come from a fixed set, whatever a client sends: any other method, and any path that

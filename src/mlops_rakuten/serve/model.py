@@ -15,7 +15,6 @@ until the model file is back.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import shutil
 import threading
@@ -27,9 +26,10 @@ from typing import Callable
 
 from sklearn.pipeline import Pipeline
 
-from mlops_rakuten.atomic import atomic_open, atomic_path
-from mlops_rakuten.errors import InputError
-from mlops_rakuten.predict import load_model
+from mlops_rakuten.core.atomic import atomic_open, atomic_path
+from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.predict import load_model
+from mlops_rakuten.ops.dvcfiles import file_md5
 from mlops_rakuten.serve.watch import FileWatch
 
 log = logging.getLogger("serve.model")
@@ -42,14 +42,6 @@ class LoadedModel:
     md5: str  # of the file's bytes: what dvc.lock records for it when the workspace matches
     loaded_at: str
     load_seconds: float
-
-
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ModelHolder:
@@ -76,8 +68,9 @@ class ModelHolder:
             log.warning("model not loaded: %s", exc)
             if self.loaded is None and self.last_good.is_file():
                 with contextlib.suppress(InputError):
-                    self._serve(self._read(self.last_good))
-                    log.warning("serving the last good model %s until %s is back", self.loaded.md5, self.path)
+                    last_good = self._read(self.last_good)
+                    self._serve(last_good)
+                    log.warning("serving the last good model %s until %s is back", last_good.md5, self.path)
             self.error = str(exc)
             return False
         self._serve(fresh)

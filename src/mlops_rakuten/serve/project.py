@@ -14,38 +14,28 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
-
-from mlops_rakuten.errors import InputError
-from mlops_rakuten.params import read_params
-from mlops_rakuten.serve.settings import DVC_LOCK, METRICS_PATH, MODEL_PATH, PIPELINE_FILE, RAW_POINTER, TRAIN_STAGE
+from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.params import read_params
+from mlops_rakuten.ops.commands import run
+from mlops_rakuten.ops.dvcfiles import locked_md5, pointer_out, read_yaml
+from mlops_rakuten.serve.settings import DVC_LOCK, METRICS_PATH, MODEL_PATH, PIPELINE_FILE, RAW_POINTER
 
 
 class Busy(Exception):
     """Another training or ingest holds the project."""
 
 
-def _yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
-
-
-def locked_model_md5(root: Path, stage: str = TRAIN_STAGE, out: str = MODEL_PATH) -> str | None:
-    """The md5 dvc.lock records for ``out`` of ``stage``; None before the first successful repro."""
-    lock = _yaml(root / DVC_LOCK) or {}
-    outs = ((lock.get("stages") or {}).get(stage) or {}).get("outs") or []
-    return next((o.get("md5") for o in outs if isinstance(o, dict) and o.get("path") == out), None)
+def locked_model_md5(root: Path, out: str = MODEL_PATH) -> str | None:
+    """The md5 dvc.lock records for the model; None before the first successful repro."""
+    return locked_md5(read_yaml(root / DVC_LOCK), out)
 
 
 def data_version(root: Path) -> dict[str, Any] | None:
     """md5, size and file count of the raw data as ``data/raw.dvc`` records them."""
-    pointer = _yaml(root / RAW_POINTER) or {}
-    outs = pointer.get("outs") or [{}]
-    if not outs[0].get("md5"):
+    out = pointer_out(read_yaml(root / RAW_POINTER))
+    if not out.get("md5"):
         return None
-    return {"path": RAW_POINTER, **{key: outs[0].get(key) for key in ("md5", "size", "nfiles")}}
+    return {"path": RAW_POINTER, **{key: out.get(key) for key in ("md5", "size", "nfiles")}}
 
 
 def model_params(root: Path) -> dict[str, Any]:
@@ -65,7 +55,7 @@ def read_metrics(root: Path) -> dict[str, Any] | None:
 
 def git_commit(root: Path) -> str | None:
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        result = run(["git", "rev-parse", "HEAD"], root, check=False, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return result.stdout.strip() if result.returncode == 0 else None
@@ -102,7 +92,8 @@ def is_locked(state_dir: Path) -> bool:
 
 def uncached_outputs(root: Path) -> list[str]:
     """The outputs dvc.yaml declares with ``cache: false`` (metrics, plots): `dvc checkout` cannot restore them."""
-    stages = (_yaml(root / PIPELINE_FILE) or {}).get("stages") or {}
+    pipeline = read_yaml(root / PIPELINE_FILE)
+    stages = (pipeline.get("stages") if isinstance(pipeline, dict) else None) or {}
     paths = []
     for stage in stages.values():
         for key in ("outs", "metrics", "plots"):

@@ -24,8 +24,8 @@ from pathlib import Path
 import pandas as pd
 from pandas.errors import EmptyDataError, ParserError, ParserWarning
 
-from mlops_rakuten.demo_data import X_FILE, Y_FILE
-from mlops_rakuten.errors import InputError
+from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.paths import X_FILE, Y_FILE
 from mlops_rakuten.serve.settings import MAX_DESCRIPTION_CHARS, MAX_DESIGNATION_CHARS
 from mlops_rakuten.stages.ingest import X_COLUMNS, Y_COLUMNS, label_problems, parse_labels, read_challenge_csv
 from mlops_rakuten.text import clean_text

@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from mlops_rakuten.errors import InputError
+from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.serve.connections import DeadlineProtocol, raise_descriptor_limit
 from mlops_rakuten.serve.settings import (
     MODEL_REFERENCE_ENV, RESOLVED_MODEL_ENV, TRUSTED_PROXIES_ENV, load_settings, users_file,
@@ -30,8 +30,8 @@ def serve(host: str, port: int, workers: int = 1, access_log: bool = False, mode
     raise_descriptor_limit()  # room for more connections, in this process and the workers it starts
     reference = model or os.environ.get(MODEL_REFERENCE_ENV)
     if reference:
-        from mlops_rakuten.predict import load_model
-        from mlops_rakuten.registry import fetch_model
+        from mlops_rakuten.core.predict import load_model
+        from mlops_rakuten.ops.registry import fetch_model
 
         resolved = fetch_model(reference, settings.project_dir, settings.state_dir / "registry")
         load_model(Path(resolved.path))  # a file that is not a model fails here, not in the workers

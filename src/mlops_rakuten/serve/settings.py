@@ -19,24 +19,22 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
-from mlops_rakuten.errors import InputError
+from mlops_rakuten.core import paths
+from mlops_rakuten.core.errors import InputError
 
 MIN_SECRET_CHARS = 32  # HS256 wants a key at least as long as its 32-byte hash (RFC 7518 3.2)
 
 # What the server reads in the project; the same paths dvc.yaml names.
-PIPELINE_FILE = "dvc.yaml"
-DVC_LOCK = "dvc.lock"
-MODEL_PATH = "models/model.joblib"
-RAW_DIR = "data/raw"
-RAW_POINTER = "data/raw.dvc"
-METRICS_PATH = "metrics/metrics.json"
+PIPELINE_FILE, DVC_LOCK = paths.PIPELINE, paths.DVC_LOCK
+MODEL_PATH, METRICS_PATH = paths.MODEL, paths.METRICS
+RAW_DIR, RAW_POINTER = paths.RAW_DIR, paths.RAW_POINTER
 MODEL_REFERENCE_ENV = "RAKUTEN_MODEL"
 TRUSTED_PROXIES_ENV = "RAKUTEN_TRUSTED_PROXIES"
 # The registry model `rakuten serve` fetched (JSON of registry.ResolvedModel), for its workers to load.
 RESOLVED_MODEL_ENV = "RAKUTEN_MODEL_RESOLVED"
-TRAIN_STAGE = "train"
 
 # Limits that keep one request from hogging a worker: roomy for a product title and an HTML
 # description, too small for a pasted book.
@@ -83,16 +81,16 @@ class Settings:
         return self.project_dir / ".dvc" / "tmp" / "ingest-keys"
 
 
-def project_dir(env: dict[str, str]) -> Path:
+def project_dir(env: Mapping[str, str]) -> Path:
     return Path(env.get("RAKUTEN_PROJECT_DIR") or Path.cwd()).resolve()
 
 
-def users_file(env: dict[str, str]) -> Path:
+def users_file(env: Mapping[str, str]) -> Path:
     """Where the users live; `rakuten user add` needs this without the JWT secret."""
     return Path(env.get("RAKUTEN_USERS_FILE") or project_dir(env) / "secrets" / "users.json")
 
 
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from ``environ`` (default os.environ); InputError when the secret is missing or weak."""
     env = os.environ if environ is None else environ
     secret = env.get("RAKUTEN_JWT_SECRET", "")
@@ -116,7 +114,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     )
 
 
-def _positive(env: dict[str, str], name: str, default: int, unit: str) -> int:
+def _positive(env: Mapping[str, str], name: str, default: int, unit: str) -> int:
     value = env.get(name, str(default))
     if not value.isdigit() or int(value) < 1:
         raise InputError(f"{name} = {value!r}, expected a whole number of {unit} >= 1")

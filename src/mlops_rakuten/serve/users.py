@@ -22,8 +22,8 @@ from pathlib import Path
 
 from pwdlib import PasswordHash
 
-from mlops_rakuten.atomic import atomic_open
-from mlops_rakuten.errors import InputError
+from mlops_rakuten.core.atomic import atomic_open
+from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.serve.watch import FileWatch
 
 log = logging.getLogger("serve.users")

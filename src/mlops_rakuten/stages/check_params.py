@@ -15,35 +15,30 @@ from __future__ import annotations
 
 import argparse
 import logging
-import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
-from mlops_rakuten.atomic import atomic_open
-from mlops_rakuten.errors import InputError, exit_now, setup_logging
-from mlops_rakuten.params import read_all_params
+from mlops_rakuten.core.atomic import atomic_open
+from mlops_rakuten.core.errors import InputError, exit_skipping_teardown, setup_logging
+from mlops_rakuten.core.params import flatten_params, read_all_params
+from mlops_rakuten.ops.commands import run
 
 log = logging.getLogger("check_params")
-PASSED = "params.yaml passed the checks of src/mlops_rakuten/params.py\n"
-
-
-def _flat(tree: object, prefix: str = "") -> dict[str, object]:
-    if not isinstance(tree, dict):
-        return {prefix.rstrip("."): tree}
-    return {key: value for name, sub in tree.items() for key, value in _flat(sub, f"{prefix}{name}.").items()}
+PASSED = "params.yaml passed the checks of src/mlops_rakuten/core/params.py\n"
 
 
 def changes_since_commit(params: Path) -> list[str] | None:
     """``key: committed -> now`` for each key that differs from HEAD's params file; None outside git."""
-    committed = subprocess.run(["git", "show", f"HEAD:./{params}"], capture_output=True)
+    committed = run(["git", "show", f"HEAD:./{params}"], None, check=False, text=False)
     if committed.returncode != 0:
         return None
     if committed.stdout == params.read_bytes():
         return []
     try:
-        before, now = _flat(yaml.safe_load(committed.stdout)), _flat(yaml.safe_load(params.read_bytes()))
+        before = flatten_params(yaml.safe_load(committed.stdout))
+        now = flatten_params(yaml.safe_load(params.read_bytes()))
     except yaml.YAMLError:
         return ["(not valid YAML now)"]
     missing = object()
@@ -87,4 +82,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-    exit_now()
+    exit_skipping_teardown()

@@ -19,10 +19,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from mlops_rakuten.atomic import atomic_open, atomic_path, load_pickle
-from mlops_rakuten.categories import CODES, category_label
-from mlops_rakuten.errors import InputError, exit_now, exit_on_input_error, setup_logging
-from mlops_rakuten.features import load_features
+from mlops_rakuten.core.atomic import atomic_open, atomic_path, load_pickle
+from mlops_rakuten.core.categories import CODES, category_label
+from mlops_rakuten.core.errors import InputError, exit_skipping_teardown, exit_on_input_error, setup_logging
+from mlops_rakuten.core.features import load_features
 
 log = logging.getLogger("evaluate")
 
@@ -122,4 +122,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-    exit_now()
+    exit_skipping_teardown()

@@ -7,11 +7,11 @@ import logging
 import time
 from pathlib import Path
 
-from mlops_rakuten.atomic import dump_joblib, dump_pickle
-from mlops_rakuten.dataset import read_products
-from mlops_rakuten.errors import exit_on_input_error, setup_logging
-from mlops_rakuten.features import build_vectorizer, make_picklable_stable
-from mlops_rakuten.params import read_params
+from mlops_rakuten.core.atomic import dump_joblib, dump_pickle
+from mlops_rakuten.core.dataset import read_products
+from mlops_rakuten.core.errors import exit_on_input_error, setup_logging
+from mlops_rakuten.core.features import build_vectorizer, make_picklable_stable
+from mlops_rakuten.core.params import read_params
 
 log = logging.getLogger("featurize")
 

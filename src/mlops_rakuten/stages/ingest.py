@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 from pandas.errors import EmptyDataError, ParserError
 
-from mlops_rakuten.categories import CLASSES
-from mlops_rakuten.dataset import write_products
-from mlops_rakuten.errors import InputError, exit_now, exit_on_input_error, setup_logging
-from mlops_rakuten.params import read_params
+from mlops_rakuten.core.categories import CLASSES
+from mlops_rakuten.core.dataset import write_products
+from mlops_rakuten.core.errors import InputError, exit_skipping_teardown, exit_on_input_error, setup_logging
+from mlops_rakuten.core.params import read_params
+from mlops_rakuten.core.paths import X_FILE, Y_FILE
 
 log = logging.getLogger("ingest")
 X_COLUMNS = ["designation", "description"]
@@ -101,8 +102,8 @@ def sample_fraction(products: pd.DataFrame, fraction: float, seed: int) -> pd.Da
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", required=True, type=Path)
-    parser.add_argument("--x", required=True, type=Path, help="X_train_update.csv")
-    parser.add_argument("--y", required=True, type=Path, help="Y_train_CVw08PX.csv")
+    parser.add_argument("--x", required=True, type=Path, help=X_FILE)
+    parser.add_argument("--y", required=True, type=Path, help=Y_FILE)
     parser.add_argument("--out", required=True, type=Path, help="joined product table (CSV)")
     args = parser.parse_args(argv)
     setup_logging()
@@ -119,4 +120,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-    exit_now()
+    exit_skipping_teardown()

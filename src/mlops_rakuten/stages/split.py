@@ -10,9 +10,9 @@ from typing import Any
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from mlops_rakuten.dataset import read_products, write_products
-from mlops_rakuten.errors import InputError, exit_now, exit_on_input_error, setup_logging
-from mlops_rakuten.params import read_params
+from mlops_rakuten.core.dataset import read_products, write_products
+from mlops_rakuten.core.errors import InputError, exit_skipping_teardown, exit_on_input_error, setup_logging
+from mlops_rakuten.core.params import read_params
 
 log = logging.getLogger("split")
 
@@ -58,4 +58,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-    exit_now()
+    exit_skipping_teardown()

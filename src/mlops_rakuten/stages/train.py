@@ -13,7 +13,7 @@ Two models come out, both taking raw ``designation``/``description``:
   hold-out model's vocabulary, so the metrics describe the same features.
 
 Each fit shares the 27 one-vs-rest problems out over ``model.n_jobs``
-processes (mlops_rakuten.one_vs_rest), solved by ``model.solver``.
+processes (mlops_rakuten.core.one_vs_rest), solved by ``model.solver``.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from scipy import sparse
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
-from mlops_rakuten.atomic import atomic_path, dump_pickle, load_pickle
-from mlops_rakuten.errors import exit_now, exit_on_input_error, setup_logging
-from mlops_rakuten.features import load_features, make_picklable_stable
-from mlops_rakuten.one_vs_rest import fit_linear_svc
-from mlops_rakuten.params import read_params
+from mlops_rakuten.core.atomic import atomic_path, dump_pickle, load_pickle
+from mlops_rakuten.core.errors import exit_skipping_teardown, exit_on_input_error, setup_logging
+from mlops_rakuten.core.features import load_features, make_picklable_stable
+from mlops_rakuten.core.one_vs_rest import fit_linear_svc
+from mlops_rakuten.core.params import read_params
 
 log = logging.getLogger("train")
 
@@ -50,13 +50,13 @@ def fit_holdout_and_shipped(train: Labelled, test: Labelled, params: dict[str, A
     ``n_jobs`` processes.
     """
     holdout = fit_linear_svc(*train, params, n_jobs=params["n_jobs"])
-    if not refits(train[0].shape[0] + test[0].shape[0], params):
+    if not shipped_is_refitted(train[0].shape[0] + test[0].shape[0], params):
         return holdout, holdout
     everything = (sparse.vstack([train[0], test[0]], format="csr"), np.concatenate([train[1], test[1]]))
     return holdout, fit_linear_svc(*everything, params, n_jobs=params["n_jobs"])
 
 
-def refits(rows: int, params: dict[str, Any]) -> bool:
+def shipped_is_refitted(rows: int, params: dict[str, Any]) -> bool:
     """Whether the shipped model is refitted on the ``rows`` of train + test."""
     return params["refit_on_all"] and rows <= params["refit_max_rows"]
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     holdout, shipped = fit_holdout_and_shipped(train, test, params)
     all_rows = train[0].shape[0] + test[0].shape[0]
-    shipped_on = f"refitted on {all_rows} rows" if refits(all_rows, params) else (
+    shipped_on = f"refitted on {all_rows} rows" if shipped_is_refitted(all_rows, params) else (
         f"the hold-out one (no refit above {params['refit_max_rows']} rows)" if params["refit_on_all"]
         else "the hold-out one (refit_on_all is false)")
     log.info("LinearSVC(C=%s, solver %s), %d features, %d classes in %d processes, %d iterations at most: "
@@ -100,4 +100,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-    exit_now()
+    exit_skipping_teardown()

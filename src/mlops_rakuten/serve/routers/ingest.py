@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Header, HTTPException, Request, UploadFile, status
 
-from mlops_rakuten.errors import InputError
+from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.serve.auth import require_admin
 from mlops_rakuten.serve.guard import body_limit
 from mlops_rakuten.serve.ingest_commit import KEY_PATTERN, KeyReused, NotRecorded, commit, upload_key

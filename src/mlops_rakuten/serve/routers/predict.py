@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from mlops_rakuten.categories import CODES
-from mlops_rakuten.predict import SCORE_HELP, as_records
+from mlops_rakuten.core.categories import CODES
+from mlops_rakuten.core.predict import SCORE_HELP, as_records
 from mlops_rakuten.serve.auth import require_user
 from mlops_rakuten.serve.batching import NoText
 from mlops_rakuten.serve.guard import body_limit

@@ -9,39 +9,21 @@ from __future__ import annotations
 import json
 import logging
 import re
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from mlops_rakuten.atomic import atomic_path
-from mlops_rakuten.errors import InputError
+from mlops_rakuten.core.atomic import atomic_path
+from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.params import flatten_params
+from mlops_rakuten.core.paths import LEARNING_CURVE, METRICS, PARAMS
+from mlops_rakuten.ops.commands import dvc
 
 log = logging.getLogger("experiments")
 
-# Where the evaluate stage writes (dvc.yaml); the PR report and the curve read these.
-METRICS = "metrics/metrics.json"
-CLASS_METRICS = "metrics/classes.json"
-CONFUSION_PLOT = "plots/confusion_matrix.png"
-LEARNING_CURVE = "plots/learning_curve.png"
 
 _PENDING = {"Queued", "Running"}
-
-
-def _command(cmd: list[str], cwd: Path | None) -> str:
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if result.returncode != 0:
-        reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
-        raise InputError(f"`{' '.join(cmd)}` failed: {reason}")
-    return result.stdout
-
-
-def dvc(*args: str, cwd: Path | None = None) -> str:
-    return _command(["dvc", *args], cwd)
-
-
-def git(*args: str, cwd: Path | None = None) -> str:
-    return _command(["git", *args], cwd).strip()
 
 
 # --- the experiment queue ----------------------------------------------------------------------
@@ -136,24 +118,14 @@ class Run:
     name: str
     timestamp: str
     params: dict[str, object]
-    metrics: dict[str, object]
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
-    flat: dict[str, object] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+    metrics: dict[str, Any]
 
 
 def _as_run(entry: dict) -> Run:
     data = entry.get("data") or {}
-    params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
+    params = ((data.get("params") or {}).get(PARAMS) or {}).get("data") or {}
     metrics = ((data.get("metrics") or {}).get(METRICS) or {}).get("data") or {}
-    return Run(entry.get("name") or entry["rev"][:7], data.get("timestamp") or "", _flatten(params), metrics)
+    return Run(entry.get("name") or entry["rev"][:7], data.get("timestamp") or "", flatten_params(params), metrics)
 
 
 def baseline_and_experiments(show: list[dict]) -> tuple[Run, list[Run]]:

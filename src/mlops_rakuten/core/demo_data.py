@@ -16,11 +16,11 @@ import random
 from pathlib import Path
 from typing import Callable
 
-from mlops_rakuten.atomic import atomic_open
-from mlops_rakuten.categories import CLASSES, CODES
-from mlops_rakuten.errors import InputError
+from mlops_rakuten.core.atomic import atomic_open
+from mlops_rakuten.core.categories import CLASSES, CODES
+from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.paths import X_FILE, Y_FILE
 
-X_FILE, Y_FILE = "X_train_update.csv", "Y_train_CVw08PX.csv"
 X_HEADER, Y_HEADER = ["", "designation", "description", "productid", "imageid"], ["", "prdtypecode"]
 MIN_PER_CLASS = 2  # a stratified split needs two rows of every class
 MIN_ROWS = MIN_PER_CLASS * len(CODES)
@@ -209,7 +209,7 @@ def _table(text: str) -> list[tuple[list[int], list[list[str]]]]:
 def _pools() -> dict[int, dict[str, list]]:
     """Per class, the choices behind each slot letter; the family's parts are shared by its members."""
     families = {code: entry for entry in _table(FAMILIES) for code in entry[0]}
-    pools = {}
+    pools: dict[int, dict[str, list]] = {}
     for (code,), (nouns, qualifiers, brands) in _table(VOCAB):
         members, (words, sentences, specs, shapes) = families[code]
         pools[code] = {"N": nouns, "Q": qualifiers, "B": brands, "G": words, "X": WORDS, "C": COLOURS,

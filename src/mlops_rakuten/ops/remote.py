@@ -15,13 +15,13 @@ import getpass
 import os
 import re
 import socket
-import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mlops_rakuten.errors import InputError
+from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.ops.commands import run
 
 REMOTE = "origin"
 BUCKET_URL = "s3://dvc"
@@ -52,7 +52,7 @@ def read_token() -> str:
 
 def _check_local_config_ignored(root: Path) -> None:
     # The token must never be staged by a `git add -A`: refuse to write it where git would see it.
-    result = subprocess.run(["git", "check-ignore", "-q", ".dvc/config.local"], cwd=root, capture_output=True)
+    result = run(["git", "check-ignore", "-q", ".dvc/config.local"], root, check=False)
     if result.returncode == 1:
         raise InputError(f"{root / '.dvc/config.local'} is not git-ignored: add /config.local to .dvc/.gitignore")
 
@@ -124,9 +124,10 @@ def default_remote(root: Path = Path(".")) -> Remote | None:
         return None
     url, endpoint = settings["url"], settings.get("endpointurl")
     parsed = urlsplit(endpoint or url)
-    host, port = _DEFAULT_HOSTS.get(parsed.scheme, (None, None))
-    host = parsed.hostname if endpoint or host is None else host
-    address = (host, parsed.port or port) if host and (parsed.port or port) else None
+    default_host, default_port = _DEFAULT_HOSTS.get(parsed.scheme, (None, None))
+    host = parsed.hostname if endpoint or default_host is None else default_host
+    port = parsed.port or default_port
+    address = (host, port) if host and port else None
     return Remote(name, url, endpoint or url, address)
 
 
@@ -150,7 +151,7 @@ def reachable(address: tuple[str, int], timeout: float = CONNECT_TIMEOUT) -> boo
 
 def data_status(root: Path = Path(".")) -> int:
     """`make data-status`: the workspace against the local cache, then the cache against the remote."""
-    local = subprocess.run(["dvc", "data", "status"], cwd=root)
+    local = run(["dvc", "data", "status"], root, check=False, capture=False)
     remote = default_remote(root)
     if remote is None:
         print("No DVC remote is configured, so only the local status is shown (workspace against the local cache).\n"
@@ -161,4 +162,4 @@ def data_status(root: Path = Path(".")) -> int:
     if remote.address is not None and not reachable(remote.address):
         print(f"cannot reach {remote.endpoint}: only the local status is shown (remote '{remote.name}' not compared)")
         return 1
-    return subprocess.run(["dvc", "status", "--cloud"], cwd=root).returncode or local.returncode
+    return run(["dvc", "status", "--cloud"], root, check=False, capture=False).returncode or local.returncode

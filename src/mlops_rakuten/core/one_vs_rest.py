@@ -6,12 +6,12 @@ in scikit-learn's multi-class LinearSVC (the others keep weight 1). The
 matrix is prepared once, then forked processes (which share it, copy on
 write) solve their share of the classes with ``model.solver``:
 
-- ``newton``: LinearSVC's objective solved in the primal (mlops_rakuten.newton_svm);
+- ``newton``: LinearSVC's objective solved in the primal (mlops_rakuten.core.newton_svm);
 - ``liblinear``: scikit-learn's LinearSVC with liblinear's dual solver, reseeded
   with ``model.seed`` for every class.
 
-The result is an ordinary fitted ``LinearSVC`` (coef_, intercept_, classes_),
-so predict, decision_function and the served model are unchanged. The rows
+The result is an ordinary fitted ``LinearSVC`` (coef_, intercept_, classes_) whose
+get_params() say how it was fitted (``dual=False`` for newton, the primal problem), so predict, decision_function and the served model are unchanged. The rows
 are put back in class order and no solver depends on the scheduling, so the
 model is byte-identical for any number of processes.
 """
@@ -27,7 +27,8 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.class_weight import compute_class_weight
 from threadpoolctl import threadpool_limits
 
-from mlops_rakuten import newton_svm
+from mlops_rakuten.core import newton_svm
+from mlops_rakuten.core.errors import InputError
 
 BinaryFits = tuple[np.ndarray, np.ndarray, np.ndarray]  # coef rows, intercepts, iterations
 
@@ -35,6 +36,14 @@ _SHARED: dict[str, Any] = {}  # set before forking: the children read the matrix
 
 
 def _classifier(params: dict[str, Any], class_weight: Any) -> LinearSVC:
+    """The estimator as it was fitted, so that get_params() tells the truth.
+
+    liblinear: its dual solver, seeded. newton: the primal problem (``dual=False``, the same
+    squared-hinge objective and stopping rule as liblinear's primal solver); it uses no seed.
+    """
+    if params["solver"] == "newton":
+        return LinearSVC(C=params["C"], class_weight=class_weight, dual=False, tol=params["tol"],
+                         max_iter=params["max_iter"], random_state=None)
     return LinearSVC(C=params["C"], class_weight=class_weight, dual=True, tol=params["tol"],
                      max_iter=params["max_iter"], random_state=params["seed"])
 
@@ -70,6 +79,9 @@ def _fit_share(share: np.ndarray) -> BinaryFits:
 def fit_linear_svc(x: sparse.spmatrix, y: np.ndarray, params: dict[str, Any], n_jobs: int = 1) -> LinearSVC:
     """A fitted multi-class LinearSVC, its one-vs-rest problems solved in ``n_jobs`` processes."""
     classes = np.unique(y)
+    if len(classes) < 2:
+        raise InputError(f"all {len(y)} training rows are of class {classes[0] if len(classes) else 'none'}: "
+                         f"a classifier needs rows of at least two classes")
     if params["class_weight"] == "balanced":
         class_weights = compute_class_weight("balanced", classes=classes, y=y)
     else:

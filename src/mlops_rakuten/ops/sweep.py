@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import re
-import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from mlops_rakuten.errors import InputError
+from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.params import flatten_params
+from mlops_rakuten.ops.commands import run
 
 log = logging.getLogger("sweep")
 
@@ -46,13 +46,6 @@ class Point:
 
     def as_matrix_entry(self) -> dict[str, str]:
         return {"name": self.name, "params": " ".join(self.settings)}
-
-
-def _leaf_keys(tree: dict, prefix: str = "") -> set[str]:
-    keys = set()
-    for key, value in tree.items():
-        keys |= _leaf_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
-    return keys
 
 
 def parse_setting(text: str, known: set[str]) -> tuple[str, list[str]]:
@@ -91,7 +84,7 @@ def sweep_plan(settings: list[str], params_file: Path = Path("params.yaml"), pre
         params = yaml.safe_load(Path(params_file).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise InputError(f"{params_file}: cannot read the params ({exc})") from None
-    axes = [parse_setting(text, _leaf_keys(params)) for text in settings]
+    axes = [parse_setting(text, set(flatten_params(params))) for text in settings]
     if len({key for key, _ in axes}) != len(axes):
         raise InputError("sweep plan: a key is set twice; give all its values in one setting (a=1,2)")
     count = 1
@@ -136,18 +129,13 @@ def push_experiment(name: str, git_remote: str = GIT_REMOTE, cwd: Path | None = 
     process group is killed on timeout: DVC's upload threads would outlive a
     plain kill of the parent.
     """
-    cmd = ["dvc", "exp", "push", git_remote, name]
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
     try:
-        out, err = proc.communicate(timeout=timeout)
+        result = run(["dvc", "exp", "push", git_remote, name], cwd, check=False, timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
         return PushFailure(name, f"no answer within {timeout:.0f}s, push stopped")
-    if proc.returncode != 0:
-        return PushFailure(name, _error_line(err, f"exit code {proc.returncode}"))
-    log.info("%s", "; ".join(line.strip() for line in out.splitlines() if line.strip()))
+    if result.returncode != 0:
+        return PushFailure(name, _error_line(result.stderr, f"exit code {result.returncode}"))
+    log.info("%s", "; ".join(line.strip() for line in result.stdout.splitlines() if line.strip()))
     return None
 
 

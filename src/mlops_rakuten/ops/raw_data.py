@@ -13,11 +13,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import yaml
-
-from mlops_rakuten.demo_data import write_demo_data
-from mlops_rakuten.errors import InputError
-from mlops_rakuten.remote import default_remote, reachable
+from mlops_rakuten.core.demo_data import write_demo_data
+from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.paths import X_FILE, Y_FILE
+from mlops_rakuten.ops.commands import run
+from mlops_rakuten.ops.dvcfiles import pointer_out, read_yaml
+from mlops_rakuten.ops.remote import default_remote, reachable
 
 log = logging.getLogger("raw-data")
 
@@ -26,12 +27,11 @@ DEMO_SEED = 42
 
 
 def _dvc(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["dvc", *args], capture_output=True, text=True)
+    return run(["dvc", *args], None, check=False)
 
 
 def _recorded_md5(dvc_file: Path) -> str | None:
-    outs = (yaml.safe_load(dvc_file.read_text(encoding="utf-8")) or {}).get("outs") or [{}]
-    return outs[0].get("md5")
+    return pointer_out(read_yaml(dvc_file)).get("md5")
 
 
 def add_if_matches(raw_dir: Path, dvc_file: Path) -> bool:
@@ -114,7 +114,6 @@ def ensure_raw_data(raw_dir: Path, dvc_file: Path) -> None:
         shutil.rmtree(raw_dir)
         raise InputError(
             f"{dvc_file} tracks data other than the built-in demo set and no remote provided it: "
-            f"run `dvc pull` from your team's remote, or copy X_train_update.csv and "
-            f"Y_train_CVw08PX.csv into {raw_dir}"
+            f"run `dvc pull` from your team's remote, or copy {X_FILE} and {Y_FILE} into {raw_dir}"
         )
     log.info("%s regenerated and matches %s", raw_dir, dvc_file)

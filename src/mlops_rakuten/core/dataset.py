@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlops_rakuten.atomic import atomic_path
-from mlops_rakuten.errors import InputError
+from mlops_rakuten.core.atomic import atomic_path
+from mlops_rakuten.core.errors import InputError
 
 COLUMNS = ["designation", "description", "prdtypecode"]
 

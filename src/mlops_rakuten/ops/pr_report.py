@@ -9,26 +9,25 @@ both confusion matrices as images. Numbers come from ``dvc params diff`` and
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import yaml
 
-from mlops_rakuten.atomic import atomic_path
-from mlops_rakuten.categories import CLASSES, category_label
-from mlops_rakuten.errors import InputError
-from mlops_rakuten.experiments import CLASS_METRICS, CONFUSION_PLOT, METRICS, dvc, git
+from mlops_rakuten.core.atomic import atomic_path
+from mlops_rakuten.core.categories import CLASSES, category_label
+from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.params import flatten_params
+from mlops_rakuten.core.paths import CLASS_METRICS, CONFUSION_PLOT, METRICS, PARAMS
+from mlops_rakuten.ops.commands import dvc, git, run
 
 # The one hidden line the PR workflow looks for to update its comment instead of adding another.
 MARKER = "<!-- rakuten-pr-report -->"
 # Where a local report puts the base's committed plot so it can show it (git-ignored).
 BASE_PLOTS = Path(".pr-report")
-PARAMS = "params.yaml"
 
 
 def _resolve(rev: str, cwd: Path | None) -> str:
-    result = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
-                            cwd=cwd, capture_output=True, text=True)
+    result = run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd, check=False)
     if result.returncode != 0:
         raise InputError(f"{rev}: not a commit in this repository (a shallow clone needs `git fetch origin {rev}`)")
     return result.stdout.strip()
@@ -36,8 +35,7 @@ def _resolve(rev: str, cwd: Path | None) -> str:
 
 def _blob(rev: str, path: str, cwd: Path | None) -> str | None:
     """Git's object id of ``path`` at ``rev``; None when the commit has no such file."""
-    result = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}:{path}"],
-                            cwd=cwd, capture_output=True, text=True)
+    result = run(["git", "rev-parse", "--verify", "--quiet", f"{rev}:{path}"], cwd, check=False)
     return result.stdout.strip() or None
 
 
@@ -62,7 +60,8 @@ def _cell(entry: dict, side: str) -> str:
 
 def _change(entry: dict) -> str:
     old, new = entry.get("old"), entry.get("new")
-    if isinstance(old, bool) or isinstance(new, bool) or not all(isinstance(v, (int, float)) for v in (old, new)):
+    if not isinstance(old, (int, float)) or not isinstance(new, (int, float)) or isinstance(old, bool) \
+            or isinstance(new, bool):
         return "-"
     change = new - old
     if change == 0:
@@ -72,18 +71,12 @@ def _change(entry: dict) -> str:
 
 def _key_order(path: str, cwd: Path | None) -> list[str]:
     """Dotted names in the workspace file's own order (params.yaml: the pipeline's), to list them that way."""
-    def flat(tree: dict, prefix: str = "") -> list[str]:
-        names = []
-        for key, value in tree.items():
-            names += flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
-        return names
-
     file = (cwd or Path.cwd()) / path
     try:
         tree = yaml.safe_load(file.read_text(encoding="utf-8"))  # JSON is YAML too
     except (OSError, yaml.YAMLError):
         return []
-    return flat(tree) if isinstance(tree, dict) else []
+    return list(flatten_params(tree))
 
 
 def params_section(diff: dict[str, dict], base: str, order: list[str]) -> list[str]:
@@ -139,7 +132,7 @@ def _base_plot(base: str, sha: str, image_url: str | None, cwd: Path | None) -> 
     copy = BASE_PLOTS / sha[:12] / Path(CONFUSION_PLOT).name
     target = (cwd or Path.cwd()) / copy
     if not target.is_file():
-        png = subprocess.run(["git", "show", f"{sha}:{CONFUSION_PLOT}"], cwd=cwd, capture_output=True, check=True)
+        png = run(["git", "show", f"{sha}:{CONFUSION_PLOT}"], cwd, text=False)
         with atomic_path(target) as tmp:
             tmp.write_bytes(png.stdout)
     return f"![confusion matrix of {base}]({copy.as_posix()})"

@@ -20,9 +20,10 @@ import pandas as pd
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
-from mlops_rakuten.errors import exit_on_input_error
-from mlops_rakuten.features import build_vectorizer
-from mlops_rakuten.params import read_params
+from mlops_rakuten.core.errors import exit_on_input_error
+from mlops_rakuten.core.features import build_vectorizer
+from mlops_rakuten.core.params import read_params
+from mlops_rakuten.core.paths import X_FILE, Y_FILE
 from mlops_rakuten.stages.ingest import X_COLUMNS, Y_COLUMNS, join_challenge, read_challenge_csv
 from mlops_rakuten.stages.preprocess import preprocess
 from mlops_rakuten.stages.split import split
@@ -30,7 +31,7 @@ from mlops_rakuten.stages.train import fit_holdout_and_shipped
 
 
 def load_products(folder: Path, preprocess_params: dict[str, Any]) -> pd.DataFrame:
-    x_path, y_path = folder / "X_train_update.csv", folder / "Y_train_CVw08PX.csv"
+    x_path, y_path = folder / X_FILE, folder / Y_FILE
     products = join_challenge(read_challenge_csv(x_path, X_COLUMNS), read_challenge_csv(y_path, Y_COLUMNS),
                               x_path, y_path)
     return preprocess(products, preprocess_params)[0]

@@ -27,8 +27,8 @@ import httpx
 import numpy as np
 import psutil
 
-from mlops_rakuten.errors import InputError, exit_on_input_error
-from mlops_rakuten.serve.bench import serving
+from mlops_rakuten.core.errors import InputError, exit_on_input_error
+from mlops_rakuten.devtools.serve_bench import serving
 from mlops_rakuten.serve.settings import MODEL_PATH
 
 CHUNK = b"x" * 2**20

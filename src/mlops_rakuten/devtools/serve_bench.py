@@ -31,8 +31,8 @@ import pandas as pd
 import psutil
 import sklearn
 
-from mlops_rakuten.errors import InputError, exit_on_input_error
-from mlops_rakuten.predict import load_model, predict_top_k
+from mlops_rakuten.core.errors import InputError, exit_on_input_error
+from mlops_rakuten.core.predict import load_model, predict_top_k
 from mlops_rakuten.serve.settings import MODEL_PATH
 from mlops_rakuten.serve.users import add_user
 
@@ -83,7 +83,10 @@ def _tree_cpu_seconds(pid: int) -> float:
 
 
 def _unit_ms(value: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", value)
+    if match is None:
+        raise ValueError(f"wrk printed {value!r}, not a duration")
+    number, unit = match.groups()
     return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
 
 
@@ -97,10 +100,16 @@ def wrk_load(url: str, token: str, bodies: list[str], seconds: int, connections:
     script.write_text("\n".join(lua) + "\n")
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
                          capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
+    def number(pattern: str) -> str:
+        match = re.search(pattern, out)
+        if match is None:
+            raise ValueError(f"no {pattern!r} in wrk's output:\n{out}")
+        return match.group(1)
+
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"tool": "wrk", "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "p50": _unit_ms(re.search(r"\s50%\s+(\S+)", out).group(1)),
-            "p99": _unit_ms(re.search(r"\s99%\s+(\S+)", out).group(1)), "errors": int(errors.group(1)) if errors else 0}
+    return {"tool": "wrk", "rps": float(number(r"Requests/sec:\s+([\d.]+)")),
+            "p50": _unit_ms(number(r"\s50%\s+(\S+)")), "p99": _unit_ms(number(r"\s99%\s+(\S+)")),
+            "errors": int(errors.group(1)) if errors else 0}
 
 
 async def _async_load(url: str, token: str, bodies: list[str], seconds: int, connections: int) -> dict:

@@ -67,7 +67,7 @@ def fit_binary(x: sparse.csr_matrix, positive: np.ndarray, cost: np.ndarray, tol
     stop_ratio = tol * max(min(n_pos, n - n_pos), 1) / n
     w = np.zeros(x.shape[1])
     scores = np.zeros(n)  # xᵢw
-    first_norm, steps = None, 0
+    first_norm, steps, capped = None, 0, 0
     while True:
         margins = sign * scores
         inside = margins < 1.0
@@ -86,13 +86,20 @@ def fit_binary(x: sparse.csr_matrix, positive: np.ndarray, cost: np.ndarray, tol
                         "(tol asks %.2g): raise model.max_iter or model.tol", max_iter, norm / first_norm, stop_ratio)
             break
         steps += 1
-        direction, moved_in = _newton_direction(x_in, cost_in, gradient, CG_TOLERANCE * norm)
+        direction, moved_in, reached = _newton_direction(x_in, cost_in, gradient, CG_TOLERANCE * norm)
+        capped += not reached
         moved = moved_in if x_in is x else x @ direction.astype(np.float32)  # X·direction, for the scores
         step = _line_search(w, scores, sign, cost, direction, moved, float(gradient @ direction))
-        if step == 0.0:  # no decrease left at float32 precision: as converged as it gets
+        if step == 0.0:  # no decrease left at float32 precision: as converged as it gets, short of tol
+            log.warning("Newton solver stopped at step %d: the line search found no decrease in %d halvings, "
+                        "with the gradient at %.2g of its first value (tol asks %.2g)", steps,
+                        LINE_SEARCH_HALVINGS, norm / first_norm, stop_ratio)
             break
         w += step * direction
         scores += step * moved
+    if capped:
+        log.warning("Newton solver: conjugate gradients stopped at their cap of %d steps, short of their target, "
+                    "in %d of %d Newton steps (each of those steps is approximate)", CG_MAX_STEPS, capped, steps)
     return w[:-1], float(w[-1]), steps
 
 
@@ -101,10 +108,11 @@ def _transposed_product(x: sparse.csr_matrix, values: np.ndarray) -> np.ndarray:
 
 
 def _newton_direction(x_in: sparse.csr_matrix, cost_in: np.ndarray, gradient: np.ndarray,
-                      target: float) -> tuple[np.ndarray, np.ndarray]:
+                      target: float) -> tuple[np.ndarray, np.ndarray, bool]:
     """Solve (I + 2 Xᵀ diag(c) X) d = −gradient by conjugate gradients, to a residual of ``target``.
 
-    Returns d and X·d (summed from the products the iterations make anyway).
+    Returns d, X·d (summed from the products the iterations make anyway), and whether the residual
+    reached ``target`` within ``CG_MAX_STEPS``.
     No preconditioner: TF-IDF rows have unit norm per block, and the Hessian's
     diagonal (dominated by the bias column) took twice the steps on this data.
     """
@@ -121,10 +129,10 @@ def _newton_direction(x_in: sparse.csr_matrix, cost_in: np.ndarray, gradient: np
         residual -= alpha * hessian_search
         next_product = float(residual @ residual)
         if next_product <= target * target:
-            break
+            return direction, moved, True
         search = residual + (next_product / product) * search
         product = next_product
-    return direction, moved
+    return direction, moved, False
 
 
 def _line_search(w: np.ndarray, scores: np.ndarray, sign: np.ndarray, cost: np.ndarray, direction: np.ndarray,

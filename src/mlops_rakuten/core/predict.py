@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from mlops_rakuten.atomic import atomic_open
-from mlops_rakuten.categories import category_name
-from mlops_rakuten.errors import InputError
-from mlops_rakuten.features import clean_products, vectorize_cleaned
+from mlops_rakuten.core.atomic import atomic_open
+from mlops_rakuten.core.categories import category_name
+from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.features import clean_products, vectorize_cleaned
 from mlops_rakuten.text import product_text
 
 log = logging.getLogger("predict")
@@ -277,7 +277,7 @@ def calibration(model: Pipeline, frame: pd.DataFrame, labels: np.ndarray,
 
 def calibration_command(args) -> None:
     """``rakuten calibration``: the table above for a labelled product table (e.g. the test split)."""
-    from mlops_rakuten.dataset import read_products
+    from mlops_rakuten.core.dataset import read_products
 
     model = load_model(args.model)
     products = read_products(args.input)

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import difflib
-from numbers import Real
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
-from mlops_rakuten.errors import InputError
+from mlops_rakuten.core.errors import InputError
+
+def flatten_params(tree: Any) -> dict[str, Any]:
+    """Nested params (or metrics) as dotted keys in the file's own order: ``{"model.C": 0.5, ...}``.
+
+    The names ``dvc exp run -S``, ``dvc params diff`` and ``dvc exp show`` use. A tree that is
+    not a mapping has no keys.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in (tree.items() if isinstance(tree, dict) else ()):
+        if isinstance(value, dict):
+            flat.update({f"{key}.{name}": leaf for name, leaf in flatten_params(value).items()})
+        else:
+            flat[str(key)] = value
+    return flat
+
 
 # key -> (accepts value?, what is expected). Every key must be present.
 Check = tuple[Callable[[Any], bool], str]
@@ -17,7 +31,7 @@ Check = tuple[Callable[[Any], bool], str]
 
 def _number(low: float, high: float, low_open: bool = True) -> Check:
     def ok(v: Any) -> bool:
-        if isinstance(v, bool) or not isinstance(v, Real):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):  # YAML numbers; a bool is not one
             return False
         return (low < v if low_open else low <= v) and v <= high
 

@@ -25,13 +25,13 @@ from pathlib import Path
 import pandas as pd
 import psutil
 
-from mlops_rakuten.atomic import atomic_open
-from mlops_rakuten.workspace import add_raw_data, copy_project
+from mlops_rakuten.core.atomic import atomic_open
+from mlops_rakuten.core.paths import X_FILE, Y_FILE
+from mlops_rakuten.devtools.project_copy import add_raw_data, copy_project
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # src/mlops_rakuten/devtools/ -> the project
 REAL_SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
 FULL_SIZE = 84916
-X_FILE, Y_FILE = "X_train_update.csv", "Y_train_CVw08PX.csv"
 _STAGE = re.compile(r"Running stage '(\w+)'")
 
 
@@ -91,6 +91,7 @@ def timed_dvc(args: list[str], cwd: Path) -> Run:
     sampler.start()
     began = start
     output = []
+    assert proc.stdout is not None  # opened as a pipe above
     for line in proc.stdout:
         output.append(line)
         match = _STAGE.search(line)

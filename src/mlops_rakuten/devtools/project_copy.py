@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
+
+from mlops_rakuten.core.paths import X_FILE, Y_FILE
+from mlops_rakuten.ops.commands import run
 
 # Outputs and the data pointer are left behind: the copy builds its own.
 _SKIPPED = ("dvc.lock", "data/raw.dvc", "metrics/", "plots/")
-
-
-def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    """Run a command with this Python's environment first on PATH; raise with its output on failure."""
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", **kwargs.pop("env", {})}
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
-    if check and result.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 def copy_project(root: Path, dest: Path) -> Path:
@@ -41,7 +31,7 @@ def add_raw_data(dest: Path, rows: int | None = None, seed: int = 1, source: Pat
     raw = dest / "data" / "raw"
     if source is not None:
         raw.mkdir(parents=True, exist_ok=True)
-        for name in ("X_train_update.csv", "Y_train_CVw08PX.csv"):
+        for name in (X_FILE, Y_FILE):
             shutil.copy2(source / name, raw / name)
     else:
         run(["rakuten", "demo-data", "--rows", str(rows), "--seed", str(seed), "--out", str(raw)], dest)
