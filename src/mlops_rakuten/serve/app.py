@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from mlops_rakuten.monitoring.prediction_log import LogSettings, PredictionLog
 from mlops_rakuten.serve.batching import Batcher
 from mlops_rakuten.serve.guard import GuardMiddleware
 from mlops_rakuten.serve.jobs import TrainJobs
@@ -56,6 +57,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI):
     yield
+    app.state.prediction_log.close()  # what is queued reaches the disk before the worker exits
     if app.state.metrics.multiprocess:
         from prometheus_client import multiprocess
 
@@ -78,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.model = holder
     app.state.batcher = Batcher(holder.current, on_batch=metrics.batch_size.observe)
     app.state.metrics = metrics
+    app.state.prediction_log = PredictionLog(LogSettings.from_env(settings.state_dir), metrics.registry)
     app.state.jobs = TrainJobs(settings, holder, on_finish=lambda outcome: metrics.train_runs.labels(outcome).inc())
     app.state.jobs.recover()  # a run a stopped server left: settled now, or followed until it ends
     route_paths: set[str] = set()

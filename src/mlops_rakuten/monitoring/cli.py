@@ -1,0 +1,75 @@
+"""The monitoring subcommands of ``rakuten``: predictions export, drift, retrain, monitor."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _export(args: argparse.Namespace) -> None:
+    from mlops_rakuten.monitoring.log_files import export_for_ingest, read_window, since_time
+    from mlops_rakuten.monitoring.prediction_log import default_folder
+
+    window = read_window(args.log_dir or default_folder(), since_time(args.since))
+    written, skipped = export_for_ingest(window, args.out)
+    note = f"; {skipped} logged without text (RAKUTEN_PREDICTION_LOG=features) left out" if skipped else ""
+    print(f"wrote {written} product(s) since {window.since.isoformat(timespec='seconds')} to {args.out} "
+          f"(fill in prdtypecode, then POST it to /ingest){note}", file=sys.stderr)
+
+
+def _drift(args: argparse.Namespace) -> None:
+    from mlops_rakuten.monitoring.drift import measure, summary
+    from mlops_rakuten.monitoring.log_files import read_window, since_time
+    from mlops_rakuten.monitoring.prediction_log import default_folder
+    from mlops_rakuten.monitoring.report import write_report
+
+    drift = measure(args.project, read_window(args.log_dir or default_folder(), since_time(args.since)))
+    text = summary(drift, args.out)
+    write_report(drift, args.out, text)
+    print(text)
+
+
+def _monitor(args: argparse.Namespace) -> None:
+    from mlops_rakuten.monitoring.log_files import since_time
+    from mlops_rakuten.monitoring.prediction_log import default_folder
+    from mlops_rakuten.monitoring.service import Monitor, seconds
+
+    since_time(args.since)  # a bad value stops the service now, not at its first run
+    Monitor(args.project, args.log_dir or default_folder(), args.since, args.reports,
+            seconds(args.retrain_every) if args.retrain_every else None).serve(args.host, args.port,
+                                                                                seconds(args.interval))
+
+
+def add_commands(commands) -> None:
+    """Add the monitoring subcommands to the ``rakuten`` parser's subparsers."""
+    predictions = commands.add_parser("predictions", help="the server's prediction log")
+    actions = predictions.add_subparsers(dest="predictions_command", required=True, metavar="ACTION")
+    export = actions.add_parser("export", help="logged products as an /ingest CSV with an empty prdtypecode")
+    export.add_argument("--since", default="1d", help="30m, 12h, 1d, 2w or an ISO time (default 1d)")
+    export.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV to write "
+                        "(default predictions.csv)")
+    export.add_argument("--log-dir", type=Path, help="the log folder (default: $RAKUTEN_PREDICTION_LOG_DIR, "
+                        "else $RAKUTEN_STATE_DIR/predictions, else .dvc/tmp/serve/predictions)")
+    export.set_defaults(run=_export)
+
+    log_dir = {"type": Path, "help": "the prediction log folder (default as for predictions export)"}
+    drift = commands.add_parser("drift", help="logged predictions vs the served model's training split: "
+                                "HTML report and a summary (docs/monitoring.md)")
+    drift.add_argument("--since", default="1d", help="window start: 30m, 12h, 1d, 2w or an ISO time (default 1d)")
+    drift.add_argument("--out", type=Path, default=Path("reports/drift.html"), help="HTML report "
+                       "(default reports/drift.html)")
+    drift.add_argument("--project", type=Path, default=Path("."), help="the DVC project (default: here)")
+    drift.add_argument("--log-dir", **log_dir)
+    drift.set_defaults(run=_drift)
+
+    monitor = commands.add_parser("monitor", help="run drift on a schedule and serve its scores to Prometheus")
+    monitor.add_argument("--interval", default="15m", help="time between drift runs (default 15m)")
+    monitor.add_argument("--since", default="1d", help="window of each run (default 1d)")
+    monitor.add_argument("--reports", type=Path, default=Path("reports"), help="folder for the latest reports")
+    monitor.add_argument("--retrain-every", help="also run the gated retrain this often, e.g. 7d (default: never)")
+    monitor.add_argument("--host", default="127.0.0.1", help="metrics address (default 127.0.0.1)")
+    monitor.add_argument("--port", type=int, default=9108, help="metrics port (default 9108)")
+    monitor.add_argument("--project", type=Path, default=Path("."), help="the DVC project (default: here)")
+    monitor.add_argument("--log-dir", **log_dir)
+    monitor.set_defaults(run=_monitor)
