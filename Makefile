@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run setup data repro test bench lock clean docs docs-build sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-serve-abuse bench-prediction-log bench-real register promote \
+.PHONY: run setup data repro test bench lock clean docs docs-build sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-serve-abuse bench-real register promote \
 	base-image docker-refresh docker-config docker-build docker-up docker-ps docker-logs docker-down docker-down-v docker-test
 
 run: setup data repro
@@ -137,6 +137,7 @@ bench-serve-abuse: data repro
 	python -m mlops_rakuten.serve.bench_abuse
 
 # What the prediction log costs /predict (docs/monitoring.md): p50/p99 over HTTP with the log off and on, in turns.
+.PHONY: bench-prediction-log
 bench-prediction-log: data repro
 	python -m mlops_rakuten.monitoring.bench_log
 

@@ -47,10 +47,11 @@ def main(argv: list[str] | None = None) -> None:
           f"connections, {args.rounds} x {args.seconds} s per setting, medians of the rounds")
     medians = {}
     for mode, runs in results.items():
+        rounds = ", ".join(f"{r['p50']:.2f}" for r in runs)
         medians[mode] = {key: statistics.median(r[key] for r in runs) for key in ("p50", "p99", "rps")}
         print(f"prediction log {mode:<5}: p50 {medians[mode]['p50']:.2f} ms, p99 {medians[mode]['p99']:.2f} ms, "
               f"{medians[mode]['rps']:.0f} req/s   (p50 per round: "
-              f"{', '.join(f'{r['p50']:.2f}' for r in runs)})")
+              f"{rounds})")
     print(f"cost of the log: p50 {medians['text']['p50'] - medians['off']['p50']:+.2f} ms, "
           f"throughput {100 * (medians['text']['rps'] / medians['off']['rps'] - 1):+.1f} %")
 
