@@ -41,6 +41,24 @@ def _monitor(args: argparse.Namespace) -> None:
                                                                                 seconds(args.interval))
 
 
+def _retrain(args: argparse.Namespace) -> None:
+    import os
+
+    from mlops_rakuten.monitoring.retrain import NOT_REGISTERED, REFUSED, retrain
+
+    promote = args.promote or os.environ.get("RAKUTEN_RETRAIN_PROMOTE") == "1"
+    # dvc and gto from this Python's environment, also when the venv is not on PATH (a cron job, a service).
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    outcome = retrain(Path.cwd(), args.production, args.reports, args.version, promote, args.f1_margin,
+                      args.class_drop, args.remote)
+    print(outcome.report.read_text(encoding="utf-8").split("\n\n", 2)[1])
+    print(f"report: {outcome.report}")
+    if not outcome.accepted:
+        sys.exit(REFUSED)
+    if outcome.version is None:
+        sys.exit(NOT_REGISTERED)
+
+
 def add_commands(commands) -> None:
     """Add the monitoring subcommands to the ``rakuten`` parser's subparsers."""
     predictions = commands.add_parser("predictions", help="the server's prediction log")
@@ -62,6 +80,25 @@ def add_commands(commands) -> None:
     drift.add_argument("--project", type=Path, default=Path("."), help="the DVC project (default: here)")
     drift.add_argument("--log-dir", **log_dir)
     drift.set_defaults(run=_drift)
+
+    from mlops_rakuten.monitoring.gate import CLASS_DROP, F1_MARGIN
+
+    retrain = commands.add_parser("retrain", help="build a candidate from data/raw, compare it with production "
+                                  "on the frozen evaluation set, register it only if not worse",
+                                  description="Exit status: 0 registered, 3 refused (kept as a DVC experiment), "
+                                              "4 not worse but not registered, 1 error. docs/monitoring.md")
+    retrain.add_argument("--production", default="rakuten-classifier#prod", help="registry reference of the model "
+                         "to beat (default rakuten-classifier#prod)")
+    retrain.add_argument("--reports", type=Path, default=Path("reports"), help="folder for the report (default reports)")
+    retrain.add_argument("--version", help="version to register (default: the next minor version)")
+    retrain.add_argument("--promote", action="store_true", help="also assign the registered version to prod "
+                         "(default: never; RAKUTEN_RETRAIN_PROMOTE=1 does the same)")
+    retrain.add_argument("--f1-margin", type=float, default=F1_MARGIN, help=f"weighted F1 may fall this much "
+                         f"(default {F1_MARGIN})")
+    retrain.add_argument("--class-drop", type=float, default=CLASS_DROP, help=f"no class F1 may fall more "
+                         f"(default {CLASS_DROP})")
+    retrain.add_argument("--remote", default="origin", help="git remote to push to (default origin)")
+    retrain.set_defaults(run=_retrain)
 
     monitor = commands.add_parser("monitor", help="run drift on a schedule and serve its scores to Prometheus")
     monitor.add_argument("--interval", default="15m", help="time between drift runs (default 15m)")

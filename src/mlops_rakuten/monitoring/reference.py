@@ -47,7 +47,7 @@ class Built:
         return f" at {self.commit[:12]}" if self.commit else ""
 
 
-def _outs(lock_text: str) -> dict[str, str]:
+def lock_outs(lock_text: str) -> dict[str, str]:
     lock = yaml.safe_load(lock_text) or {}
     return {out["path"]: out["md5"] for stage in (lock.get("stages") or {}).values()
             for out in stage.get("outs") or [] if "md5" in out}
@@ -57,7 +57,7 @@ def find_build(project: Path, model_md5: str) -> Built:
     """Where the model with this md5 was built; InputError when no dvc.lock in the history produced it."""
     lock = project / "dvc.lock"
     if lock.is_file():
-        outs = _outs(lock.read_text(encoding="utf-8"))
+        outs = lock_outs(lock.read_text(encoding="utf-8"))
         if outs.get(MODEL_PATH) == model_md5:
             return Built(model_md5, None, outs)
     commits = subprocess.run(["git", "log", "--all", "--format=%H", "--", "dvc.lock"], cwd=project,
@@ -65,7 +65,7 @@ def find_build(project: Path, model_md5: str) -> Built:
     for commit in commits:
         shown = subprocess.run(["git", "show", f"{commit}:dvc.lock"], cwd=project, capture_output=True, text=True)
         if shown.returncode == 0:
-            outs = _outs(shown.stdout)
+            outs = lock_outs(shown.stdout)
             if outs.get(MODEL_PATH) == model_md5:
                 return Built(model_md5, commit, outs)
     raise InputError(f"model {model_md5}: no dvc.lock in {project} or its git history records it as {MODEL_PATH}, "

@@ -88,11 +88,11 @@ class Monitor:
     def _retrain_forever(self) -> None:
         while True:
             time.sleep(self.retrain_seconds)
-            done = subprocess.run([sys.executable, "-m", "mlops_rakuten.cli", "retrain",
-                                   "--report", str(self.reports / "retrain.md")], cwd=self.project)
-            outcome = {0: "registered", 3: "refused"}.get(done.returncode, "failed")
+            done = subprocess.run([sys.executable, "-m", "mlops_rakuten.cli", "retrain", "--reports",
+                                   str(self.reports.resolve())], cwd=self.project)
+            outcome = {0: "registered", 3: "refused", 4: "not_registered"}.get(done.returncode, "failed")
             self.retrains.labels(outcome).inc()
-            log.info("scheduled retrain: %s (report %s)", outcome, self.reports / "retrain.md")
+            log.info("scheduled retrain: %s (report in %s)", outcome, self.reports)
 
     def serve(self, host: str, port: int, interval: float) -> None:
         start_http_server(port, host, registry=self.registry)
