@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -42,8 +43,6 @@ def _monitor(args: argparse.Namespace) -> None:
 
 
 def _retrain(args: argparse.Namespace) -> None:
-    import os
-
     from mlops_rakuten.monitoring.retrain import NOT_REGISTERED, REFUSED, retrain
 
     promote = args.promote or os.environ.get("RAKUTEN_RETRAIN_PROMOTE") == "1"
@@ -100,11 +99,17 @@ def add_commands(commands) -> None:
     retrain.add_argument("--remote", default="origin", help="git remote to push to (default origin)")
     retrain.set_defaults(run=_retrain)
 
-    monitor = commands.add_parser("monitor", help="run drift on a schedule and serve its scores to Prometheus")
-    monitor.add_argument("--interval", default="15m", help="time between drift runs (default 15m)")
-    monitor.add_argument("--since", default="1d", help="window of each run (default 1d)")
+    monitor = commands.add_parser("monitor", help="run drift on a schedule and serve its scores to Prometheus",
+                                  description="Defaults come from RAKUTEN_MONITOR_INTERVAL, RAKUTEN_MONITOR_WINDOW and "
+                                              "RAKUTEN_RETRAIN_EVERY when set (the container stack sets them).")
+    env = os.environ
+    monitor.add_argument("--interval", default=env.get("RAKUTEN_MONITOR_INTERVAL") or "15m",
+                         help="time between drift runs (default 15m)")
+    monitor.add_argument("--since", default=env.get("RAKUTEN_MONITOR_WINDOW") or "1d",
+                         help="window of each run (default 1d)")
     monitor.add_argument("--reports", type=Path, default=Path("reports"), help="folder for the latest reports")
-    monitor.add_argument("--retrain-every", help="also run the gated retrain this often, e.g. 7d (default: never)")
+    monitor.add_argument("--retrain-every", default=env.get("RAKUTEN_RETRAIN_EVERY") or None,
+                         help="also run the gated retrain this often, e.g. 7d (default: never)")
     monitor.add_argument("--host", default="127.0.0.1", help="metrics address (default 127.0.0.1)")
     monitor.add_argument("--port", type=int, default=9108, help="metrics port (default 9108)")
     monitor.add_argument("--project", type=Path, default=Path("."), help="the DVC project (default: here)")
