@@ -48,8 +48,10 @@ def _classes_plot(drift: Drift) -> str:
     return _png(figure)
 
 
-def _histogram(drift: Drift, column: str, title: str, bins) -> str:
+def _histogram(drift: Drift, column: str, title: str, bins, log_x: bool = False) -> str:
     figure, axes = plt.subplots(figsize=(5.2, 3.2))
+    if log_x:
+        axes.set_xscale("log")
     for values, label, color in ((drift.baseline(column), "reference", "#9aa5b1"),
                                  (drift.window[column], "window", "#d9480f")):
         axes.hist(values, bins=bins, density=True, alpha=0.6, label=label, color=color)
@@ -64,7 +66,7 @@ def write_report(drift: Drift, target: Path, summary: str) -> None:
     plots = [_classes_plot(drift),
              _histogram(drift, "score", "Top-1 score (reference: test split, holdout model)", np.linspace(0, 1, 26)),
              _histogram(drift, "text_chars", "Text length (characters, log scale)",
-                        np.geomspace(1, longest + 1, 30)),
+                        np.geomspace(1, longest + 1, 30), log_x=True),
              _histogram(drift, "unknown_share", "Share of unknown word tokens (reference: test split)", np.linspace(0, 1, 26))]
     rows = "".join(
         f"<tr><td>{signal}</td><td class=num>{drift.scores[signal]:.3f}</td><td>{html.escape(MEANING[signal])}</td></tr>"
