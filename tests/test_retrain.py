@@ -10,12 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conftest import needs, run
 from mlops_rakuten.demo_data import X_FILE, Y_FILE, generate
 from mlops_rakuten.workspace import add_raw_data, copy_project
 from conftest import ROOT
+from serve_support import auth, free_port, make_settings, start_server, stop, wait_until
 from team_remote import TeamRemote
 
 NAME = "rakuten-classifier"
@@ -105,3 +107,54 @@ def test_a_worse_candidate_is_refused_and_kept_as_an_experiment(project):
     assert run(["git", "rev-parse", "HEAD"], project).stdout.strip() == head  # nothing committed
     assert run(["git", "tag"], project).stdout == tags  # nothing registered
     assert run(["git", "status", "--porcelain"], project).stdout == ""
+
+
+def test_the_writer_retrains_through_the_api_with_the_same_gate(project, tmp_path):
+    """POST /retrain on a real server runs the same command: the bad data is still there, so refused."""
+    settings = make_settings(project, tmp_path / "secrets")
+    port = free_port()
+    server = start_server(settings, port, tmp_path / "server.log")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.post(f"{base}/retrain", headers=auth(settings, "bob", "user")).status_code == 403
+        admin = auth(settings, "alice", "admin")
+        started = httpx.post(f"{base}/retrain", headers=admin)
+        assert started.status_code == 202, started.text
+        assert httpx.post(f"{base}/train", headers=admin).status_code == 409  # one run at a time
+
+        def finished():
+            job = httpx.get(f"{base}{started.json()['status_url']}", headers=admin).json()
+            return job if job["status"] != "running" else None
+
+        job = wait_until(finished, "the retrain run", timeout=900)
+        assert job["outcome"] == "refused", job
+        report = (project / job["report"]).read_text(encoding="utf-8")
+        assert "Candidate **refused**" in report and "- weighted F1 fell from" in report
+        assert run(["git", "status", "--porcelain"], project).stdout == ""
+    finally:
+        stop(server)
+
+
+def test_frozen_ids_stay_in_the_test_split_whatever_is_added(tmp_path):
+    import pandas as pd
+
+    from mlops_rakuten.errors import InputError
+    from mlops_rakuten.stages.split import read_frozen_ids, split, split_with_frozen
+
+    x_rows, y_rows = generate(1_000, seed=5)
+    frame = pd.DataFrame({"designation": [x[1] for x in x_rows], "description": [x[2] for x in x_rows],
+                          "prdtypecode": [int(y[1]) for y in y_rows]}, index=[int(x[0]) for x in x_rows])
+    params = {"test_size": 0.1, "seed": 42}
+    first = frame.iloc[:600]
+    assert all(a.equals(b) for a, b in zip(split_with_frozen(first, params, Path("x"), set()),
+                                           split(first, params, Path("x"))))  # an empty list changes nothing
+    frozen = set(split(first, params, Path("x"))[1].index)
+    train, test = split_with_frozen(frame, params, Path("x"), frozen)  # 400 products added
+    assert frozen <= set(test.index) and not frozen & set(train.index)
+    assert len(train) + len(test) == len(frame)
+    ids = tmp_path / "ids.csv"
+    ids.write_text("id\n3\n17\n")
+    assert read_frozen_ids(ids) == {3, 17} and read_frozen_ids(tmp_path / "none.csv") == set()
+    ids.write_text("product\nabc\n")
+    with pytest.raises(InputError, match="ids.csv: expected one column 'id'"):
+        read_frozen_ids(ids)

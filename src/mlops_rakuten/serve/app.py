@@ -23,7 +23,9 @@ from mlops_rakuten.serve.metrics import Metrics, MetricsMiddleware
 from mlops_rakuten.serve.model import ModelHolder
 from mlops_rakuten.serve.project import Busy, project_lock
 from mlops_rakuten.serve.raw_append import recorded, recover
+from mlops_rakuten.serve.retrain_jobs import RetrainJobs
 from mlops_rakuten.serve.routers import health, info, ingest, predict, token, train
+from mlops_rakuten.serve.routers import retrain as retrain_route
 from mlops_rakuten.serve.settings import RAW_DIR, Settings, load_settings
 from mlops_rakuten.serve.users import UserStore
 from mlops_rakuten.workspace import run
@@ -83,12 +85,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.prediction_log = PredictionLog(LogSettings.from_env(settings.state_dir), metrics.registry)
     app.state.jobs = TrainJobs(settings, holder, on_finish=lambda outcome: metrics.train_runs.labels(outcome).inc())
     app.state.jobs.recover()  # a run a stopped server left: settled now, or followed until it ends
+    app.state.retrain_jobs = RetrainJobs(settings, holder)
     route_paths: set[str] = set()
     # The last added runs first: metrics time everything, including what the guard refuses unread.
     app.add_middleware(GuardMiddleware, state=app.state)
     app.add_middleware(MetricsMiddleware, metrics=metrics, route_paths=route_paths)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    routers = (token, predict, info, ingest, train, health)
+    routers = (token, predict, info, ingest, train, health, retrain_route)
     for module in routers:
         app.include_router(module.router)
     route_paths.update(route.path for module in routers for route in module.router.routes if "{" not in route.path)
