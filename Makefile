@@ -154,6 +154,11 @@ bench-serve: data repro
 bench-serve-abuse: data repro
 	python -m mlops_rakuten.devtools.serve_bench_abuse
 
+# What the prediction log costs /predict (docs/monitoring.md): p50/p99 over HTTP with the log off and on, in turns.
+.PHONY: bench-prediction-log
+bench-prediction-log: data repro
+	python -m mlops_rakuten.devtools.prediction_log_bench
+
 # Model quality on real challenge text and speed (docs/quality.md, docs/speed.md): cross-validated
 # weighted F1 of params.yaml on DATA, the pipeline timed on DATA, then at full size on demo data.
 DATA ?= ../shared/data/rakuten-sample

@@ -75,7 +75,7 @@ def stack(tmp_path_factory, request):
            "STACK": name, "RAKUTEN_IMAGE_TAG": "docker-test", "BASE_IMAGE": base,
            "RAKUTEN_PUBLISH_ADDRESS": "127.0.0.1",
            "RAKUTEN_JWT_SECRET": secrets.token_hex(32), "RAKUTEN_USERS_FILE": str(folder / "users.json"),
-           "RAKUTEN_TLS_DIR": str(folder), "RAKUTEN_UP_TIMEOUT": "900"}
+           "RAKUTEN_TLS_DIR": str(folder), "RAKUTEN_UP_TIMEOUT": "900", "RAKUTEN_MONITOR_INTERVAL": "15s"}
     engine = engine_command(env)
     if base == LOCAL_BASE:
         if subprocess.run([engine, "image", "inspect", LOCAL_BASE], env=env, capture_output=True).returncode != 0:
@@ -144,7 +144,29 @@ def test_prometheus_scrapes_the_api_and_loads_the_alert_rules(stack):
     assert series["metric"]["instance"] == "api:8000"
     groups = httpx.get(f"{base}/rules", timeout=5).json()["data"]["groups"]
     names = {rule["name"] for group in groups for rule in group["rules"]}
-    assert names == {"RakutenApiDown", "RakutenApiHighErrorRatio", "RakutenPredictSlow", "RakutenModelNotReady"}
+    assert names == {"RakutenApiDown", "RakutenApiHighErrorRatio", "RakutenPredictSlow", "RakutenModelNotReady",
+                     "RakutenInputDrift", "RakutenUnknownTokensRising", "RakutenTop1ScoreFalling",
+                     "RakutenDriftNotMeasured"}
+
+
+def test_the_monitor_scores_the_drift_of_what_the_api_answered(stack):
+    """A pool-only window through nginx: the monitor (every 15 s here) logs a high class drift to Prometheus."""
+    window = [{"designation": f"Piscine tubulaire Intex {i} m", "description": "Avec pompe et bâche"}
+              for i in range(120)]
+    with api(stack) as client:
+        headers = login(client, "bob")
+        for start in range(0, len(window), 60):
+            assert client.post("/predict", headers=headers, json=window[start:start + 60]).status_code == 200
+    base = f"http://127.0.0.1:{stack['RAKUTEN_PROMETHEUS_PORT']}/api/v1"
+
+    def scored():
+        query = 'rakuten_drift_score{job="rakuten-monitor", signal="predicted_class"} and on (instance) ' \
+                'rakuten_drift_window_products >= 120'
+        result = httpx.get(f"{base}/query", params={"query": query}, timeout=5).json()["data"]["result"]
+        return [float(r["value"][1]) for r in result if r["value"][1] != "NaN"]
+
+    (score,) = wait_until(scored, "Prometheus to scrape the monitor's drift of the window", timeout=240)
+    assert score > 0.5
 
 
 def test_ingest_and_train_survive_a_restart_and_go_with_the_volumes(stack):

@@ -65,13 +65,15 @@ def compose_config(tmp_path_factory):
 def test_compose_file_is_valid_and_wires_the_stack(compose_config):
     config, env = compose_config
     services = config["services"]
-    assert set(services) == {"api", "nginx", "prometheus"}
+    assert set(services) == {"api", "nginx", "prometheus", "monitor"}
     for name, service in services.items():
         assert service["init"] is True, name
         assert service["healthcheck"]["test"], name
         assert service["build"]["args"]  # BASE_IMAGE passed to every build
-    for name in ("nginx", "prometheus"):
+    for name in ("nginx", "prometheus", "monitor"):
         assert services[name]["depends_on"]["api"]["condition"] == "service_healthy"
+    assert services["monitor"]["environment"]["RAKUTEN_RETRAIN_EVERY"] == ""  # scheduled retrain off by default
+    assert services["monitor"]["image"] == services["api"]["image"]  # the lean API image, nothing added
     assert services["api"]["environment"]["RAKUTEN_JWT_SECRET"] == env["RAKUTEN_JWT_SECRET"]
     assert "ports" not in services["api"]  # the API is reached through nginx only
     # ... so the X-Forwarded-For nginx sets is believed: login limits per address see clients, not nginx
@@ -99,7 +101,7 @@ def test_compose_prometheus_config_loads_the_alert_rules():
     path = ROOT / "deployments/prometheus/prometheus-compose.yml"
     result = subprocess.run([needs("promtool"), "check", "config", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 rule files found" in result.stdout + result.stderr
+    assert "2 rule files found" in result.stdout + result.stderr
     job = yaml.safe_load(path.read_text())["scrape_configs"][0]
     host_job = yaml.safe_load((ROOT / "deployments/prometheus/prometheus.yml").read_text())["scrape_configs"][0]
     assert job["job_name"] == host_job["job_name"] == "rakuten-api"  # the rules select this job

@@ -272,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     deactivate = user_commands.add_parser("deactivate", help="refuse a user's logins and revoke its tokens")
     deactivate.add_argument("name")
     deactivate.set_defaults(run=_user_deactivate)
+    from mlops_rakuten.monitoring.cli import add_commands as add_monitoring_commands
+
+    add_monitoring_commands(commands)
     return parser
 
 

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from mlops_rakuten.monitoring.prediction_log import LogSettings, PredictionLog
 from mlops_rakuten.serve.batching import Batcher
 from mlops_rakuten.serve.connections import on_loop_error
 from mlops_rakuten.serve.guard import GuardMiddleware, route_rules
@@ -23,7 +24,9 @@ from mlops_rakuten.serve.jobs import TrainJobs
 from mlops_rakuten.serve.login_limits import LoginLimits
 from mlops_rakuten.serve.metrics import Metrics, MetricsMiddleware
 from mlops_rakuten.serve.model import ModelHolder
+from mlops_rakuten.serve.retrain_jobs import RetrainJobs
 from mlops_rakuten.serve.routers import health, info, ingest, predict, token, train
+from mlops_rakuten.serve.routers import retrain as retrain_route
 from mlops_rakuten.serve.settings import Settings, load_settings
 from mlops_rakuten.serve.users import UserStore
 
@@ -40,6 +43,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 async def _lifespan(app: FastAPI):
     asyncio.get_running_loop().set_exception_handler(on_loop_error)  # no traceback per refused connection
     yield
+    app.state.prediction_log.close()  # what is queued reaches the disk before the worker exits
     if app.state.metrics.multiprocess:
         from prometheus_client import multiprocess
 
@@ -66,10 +70,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.model = holder
     app.state.batcher = Batcher(holder.current, on_batch=metrics.batch_size.observe)
     app.state.metrics = metrics
+    app.state.prediction_log = PredictionLog(LogSettings.from_env(settings.state_dir), metrics.registry)
     app.state.jobs = jobs
     app.state.jobs.recover()  # a run a stopped server left: settled now, or followed until it ends
+    app.state.retrain_jobs = RetrainJobs(settings, holder)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    routers = (token, predict, info, ingest, train, health)
+    routers = (token, predict, info, ingest, train, health, retrain_route)
     for module in routers:
         app.include_router(module.router)
     api_routes = [route for module in routers for route in module.router.routes]  # the routers have no prefix

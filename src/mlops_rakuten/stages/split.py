@@ -1,4 +1,10 @@
-"""Stage split: stratified train/test split of the cleaned products."""
+"""Stage split: stratified train/test split of the cleaned products.
+
+Products whose id is in the frozen evaluation set (data/eval/frozen_test_ids.csv, written by
+`rakuten retrain`) always go to the test split, and the rest is split as usual: however many
+products are added later, a model fitted on the train split never sees them, so models built
+from different data can be compared on the same products. An empty list changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +44,26 @@ def split(products: pd.DataFrame, params: dict[str, Any], source: Path) -> tuple
     return train.sort_index(), test.sort_index()
 
 
+def read_frozen_ids(path: Path | None) -> set[int]:
+    """The ids of the frozen evaluation set (one ``id`` column); empty without a file or rows."""
+    if path is None or not path.is_file():
+        return set()
+    frozen = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if list(frozen.columns) != ["id"] or not frozen["id"].str.fullmatch(r"\d+").all():
+        raise InputError(f"{path}: expected one column 'id' of product ids (whole numbers)")
+    return set(frozen["id"].astype(int))
+
+
+def split_with_frozen(products: pd.DataFrame, params: dict[str, Any], source: Path,
+                      frozen: set[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``split`` of the products outside ``frozen``; the frozen ones are added to the test split."""
+    held = products.index.isin(list(frozen))
+    if not held.any():
+        return split(products, params, source)
+    train, test = split(products[~held], params, source)
+    return train, pd.concat([test, products[held]]).sort_index()
+
+
 @exit_on_input_error
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -45,15 +71,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--input", required=True, type=Path)
     parser.add_argument("--train", required=True, type=Path)
     parser.add_argument("--test", required=True, type=Path)
+    parser.add_argument("--frozen-test", type=Path, help="ids always put in the test split (CSV, column id)")
     args = parser.parse_args(argv)
     setup_logging()
     params = read_params(args.params, "split")
     products = read_products(args.input)
-    train, test = split(products, params, args.input)
+    frozen = read_frozen_ids(args.frozen_test)
+    train, test = split_with_frozen(products, params, args.input, frozen)
     write_products(train, args.train)
     write_products(test, args.test)
-    log.info("%d rows -> %d train, %d test (test_size %s, %d classes)",
-             len(products), len(train), len(test), params["test_size"], products["prdtypecode"].nunique())
+    log.info("%d rows -> %d train, %d test (test_size %s, %d classes; %d frozen evaluation ids)",
+             len(products), len(train), len(test), params["test_size"], products["prdtypecode"].nunique(),
+             len(frozen))
 
 
 if __name__ == "__main__":

@@ -110,7 +110,8 @@ async def predict(request: Request, _: Annotated[User, Depends(require_user)]) -
         if isinstance(answer, BaseException):
             raise answer
     results = []
-    for codes, scores, used in answers:
+    for product, (codes, scores, used) in zip(products, answers):
         state.metrics.predictions.labels(str(codes[0])).inc()
+        state.prediction_log.append(product.designation, product.description or "", codes, scores, used)
         results.append({"predictions": as_records(codes, scores), "model_version": used.md5})
     return results if many else results[0]

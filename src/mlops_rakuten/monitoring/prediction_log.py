@@ -1,0 +1,232 @@
+"""The prediction log: every product /predict answered, one JSON line each, written off the request path.
+
+Requests only put a record on a bounded in-memory queue; one thread per worker process cleans the
+text and appends it to that process's own file (no interleaving between workers). Files are rotated
+by size and age, and old ones deleted by age and total size. A write that fails (a full disk) is
+logged once a minute, counted in ``rakuten_prediction_log_errors_total`` and dropped: serving goes on.
+
+Settings (environment, read by the server):
+
+RAKUTEN_PREDICTION_LOG                 text (default): cleaned title and description, so rows can be
+                                       labelled and sent to /ingest; features: only derived numbers
+                                       (length, tokens, tokens unknown to the model); off
+RAKUTEN_PREDICTION_LOG_DIR             default STATE_DIR/predictions
+RAKUTEN_PREDICTION_LOG_ROTATE_MB       a file is closed past this size (default 64)
+RAKUTEN_PREDICTION_LOG_ROTATE_HOURS    ... or this age (default 24)
+RAKUTEN_PREDICTION_LOG_RETENTION_DAYS  closed files older than this are deleted (default 30)
+RAKUTEN_PREDICTION_LOG_MAX_MB          ... and the oldest beyond this total (default 1024)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+
+from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.monitoring.signals import token_counts
+from mlops_rakuten.text import clean_text
+
+log = logging.getLogger("serve.prediction_log")
+
+MODES = ("text", "features", "off")
+FILE_GLOB = "predictions-*.jsonl"
+QUEUE_SIZE = 10_000  # records waiting for the writer; beyond, new ones are dropped and counted
+ERROR_LOG_SECONDS = 60  # a full disk is said once a minute, not once per prediction
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    mode: str = "text"
+    folder: Path | None = None
+    rotate_bytes: int = 64 * 2**20
+    rotate_seconds: float = 24 * 3600
+    retention_seconds: float = 30 * 86400
+    max_total_bytes: int = 1024 * 2**20
+
+    @classmethod
+    def from_env(cls, state_dir: Path, environ: dict[str, str] | None = None) -> LogSettings:
+        env = os.environ if environ is None else environ
+        mode = env.get("RAKUTEN_PREDICTION_LOG", "text")
+        if mode not in MODES:
+            raise InputError(f"RAKUTEN_PREDICTION_LOG = {mode!r}, expected one of {', '.join(MODES)}")
+        return cls(mode=mode, folder=Path(env.get("RAKUTEN_PREDICTION_LOG_DIR") or state_dir / "predictions"),
+                   rotate_bytes=_number(env, "RAKUTEN_PREDICTION_LOG_ROTATE_MB", 64) * 2**20,
+                   rotate_seconds=_number(env, "RAKUTEN_PREDICTION_LOG_ROTATE_HOURS", 24) * 3600,
+                   retention_seconds=_number(env, "RAKUTEN_PREDICTION_LOG_RETENTION_DAYS", 30) * 86400,
+                   max_total_bytes=_number(env, "RAKUTEN_PREDICTION_LOG_MAX_MB", 1024) * 2**20)
+
+
+def default_folder(environ: dict[str, str] | None = None) -> Path:
+    """Where the server writes the log, for the commands that read it (same defaults as the server)."""
+    env = os.environ if environ is None else environ
+    if env.get("RAKUTEN_PREDICTION_LOG_DIR"):
+        return Path(env["RAKUTEN_PREDICTION_LOG_DIR"])
+    state = env.get("RAKUTEN_STATE_DIR") or Path(env.get("RAKUTEN_PROJECT_DIR") or ".") / ".dvc" / "tmp" / "serve"
+    return Path(state) / "predictions"
+
+
+def _number(env: dict[str, str], name: str, default: float) -> float:
+    value = env.get(name, str(default))
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1
+    if number <= 0:
+        raise InputError(f"{name} = {value!r}, expected a positive number")
+    return number
+
+
+@dataclass(frozen=True)
+class _Answered:
+    when: float
+    designation: str
+    description: str
+    codes: Any
+    scores: Any
+    model: Any  # the LoadedModel that answered: its md5, and its vocabulary in features mode
+
+
+class PredictionLog:
+    def __init__(self, settings: LogSettings, registry: CollectorRegistry):
+        self.settings = settings
+        self.rows = Counter("rakuten_prediction_log_rows_total", "Predictions written to the prediction log",
+                            registry=registry)
+        self.errors = Counter("rakuten_prediction_log_errors_total", "Predictions the log lost (still answered)",
+                              ["reason"], registry=registry)
+        for reason in ("write_failed", "queue_full"):
+            self.errors.labels(reason)
+        self._queue: queue.Queue[_Answered | None] = queue.Queue(QUEUE_SIZE)
+        self._handle = None
+        self._opened_at = 0.0
+        self._files_opened = 0
+        self._last_error_log = 0.0
+        self._thread: threading.Thread | None = None
+        if settings.mode != "off":
+            self._thread = threading.Thread(target=self._write_forever, name="prediction-log", daemon=True)
+            self._thread.start()
+
+    def append(self, designation: str, description: str, codes, scores, model) -> None:
+        """Queue one answered product; never blocks and never raises."""
+        if self._thread is None:
+            return
+        try:
+            self._queue.put_nowait(_Answered(time.time(), designation, description, codes, scores, model))
+        except queue.Full:
+            self.errors.labels("queue_full").inc()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued, then stop the writer (at server shutdown)."""
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until every record queued so far is on disk (or dropped); for tests and benchmarks."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def record(self, item: _Answered) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "time": datetime.fromtimestamp(item.when, timezone.utc).isoformat(timespec="milliseconds"),
+            "model_version": item.model.md5,
+            "prdtypecode": int(item.codes[0]), "score": round(float(item.scores[0]), 6),
+            "top_k": [[int(c), round(float(s), 6)] for c, s in zip(item.codes, item.scores)]}
+        designation, description = clean_text(item.designation), clean_text(item.description)
+        text = f"{designation} {description}".strip()
+        row["text_chars"] = len(text)
+        if self.settings.mode == "text":
+            row.update(designation=designation, description=description)
+        else:
+            tokens, unknown = token_counts(item.model.pipeline, [text])
+            row.update(tokens=int(tokens[0]), unknown_tokens=int(unknown[0]))
+        return row
+
+    def _write_forever(self) -> None:
+        while True:
+            item = self._queue.get()
+            batch = [item]
+            while item is not None and not self._queue.empty() and len(batch) < 512:
+                item = self._queue.get_nowait()
+                batch.append(item)
+            answered = [i for i in batch if i is not None]
+            try:
+                if answered:
+                    self._write([self.record(i) for i in answered])
+            except Exception as exc:  # OSError (disk full, folder gone) or anything else: never the request's
+                self._failed(len(answered), exc)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+            if batch[-1] is None:
+                self._close_file()
+                return
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        data = "".join(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n" for row in rows)
+        handle = self._file()
+        handle.write(data.encode("utf-8"))
+        handle.flush()
+        self.rows.inc(len(rows))
+
+    def _file(self):
+        now = time.time()
+        if self._handle is not None and (self._handle.tell() >= self.settings.rotate_bytes
+                                         or now - self._opened_at >= self.settings.rotate_seconds):
+            self._close_file()
+            self._prune(now)
+        if self._handle is None:
+            folder = self.settings.folder
+            folder.mkdir(parents=True, exist_ok=True)
+            stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%dT%H%M%S")
+            self._files_opened += 1  # several files may open within one second
+            self._handle = open(folder / f"predictions-{stamp}-{os.getpid()}-{self._files_opened}.jsonl", "ab")
+            if self._handle.tell():  # reopened after a failed write: never continue a cut line
+                self._handle.write(b"\n")
+            self._opened_at = now
+        return self._handle
+
+    def _close_file(self) -> None:
+        if self._handle is not None:
+            try:
+                self._handle.close()
+            except OSError:
+                pass
+            self._handle = None
+
+    def _prune(self, now: float) -> None:
+        """Delete closed files past the retention age, then the oldest until the total fits."""
+        files = []
+        for path in self.settings.folder.glob(FILE_GLOB):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            files.append((stat.st_mtime, stat.st_size, path))
+        files.sort()
+        total = sum(size for _, size, _ in files)
+        for mtime, size, path in files:
+            if now - mtime <= self.settings.retention_seconds and total <= self.settings.max_total_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+            log.info("prediction log %s deleted (retention)", path.name)
+
+    def _failed(self, count: int, exc: Exception) -> None:
+        self.errors.labels("write_failed").inc(count)
+        self._close_file()  # a half-written line stays at the end of that file; readers skip it
+        now = time.monotonic()
+        if now - self._last_error_log >= ERROR_LOG_SECONDS:
+            self._last_error_log = now
+            log.error("prediction log: %d prediction(s) not written to %s (%s: %s); still serving",
+                      count, self.settings.folder, type(exc).__name__, exc)

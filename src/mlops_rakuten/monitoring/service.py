@@ -1,0 +1,103 @@
+"""The monitor service: drift on a schedule, its scores as Prometheus gauges, and an optional scheduled retrain.
+
+It reads the prediction log the API writes (a shared folder or volume) and the project the model was
+built from; it never talks to the API, so it can run in its own, heavier, container.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.monitoring.drift import SIGNALS, measure, summary
+from mlops_rakuten.monitoring.log_files import read_window, since_time
+from mlops_rakuten.monitoring.report import write_report
+
+log = logging.getLogger("monitor")
+_SPAN = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def seconds(value: str) -> float:
+    """``90s``, ``15m``, ``6h``, ``7d``, ``1w`` in seconds."""
+    match = _SPAN.match(value.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise InputError(f"{value!r}: expected a duration such as 90s, 15m, 6h, 7d or 1w")
+    return float(match.group(1)) * _SECONDS[match.group(2)]
+
+
+class Monitor:
+    def __init__(self, project: Path, log_dir: Path, since: str, reports: Path, retrain_seconds: float | None):
+        self.project, self.log_dir, self.since, self.reports = project, log_dir, since, reports
+        self.retrain_seconds = retrain_seconds
+        self.registry = CollectorRegistry()
+        gauge = lambda name, text, labels=(): Gauge(name, text, labels, registry=self.registry)  # noqa: E731
+        self.score = gauge("rakuten_drift_score", "Drift of the window vs the training split (0 = alike, 1 = "
+                           "disjoint); NaN under the minimum window", ["signal"])
+        self.products = gauge("rakuten_drift_window_products", "Logged predictions in the drift window")
+        self.top1 = gauge("rakuten_drift_mean_top1_score", "Mean top-1 score", ["data"])
+        self.unknown = gauge("rakuten_drift_unknown_token_share", "Mean share of word tokens unknown to the model",
+                             ["data"])
+        self.last_success = gauge("rakuten_drift_last_success_timestamp_seconds", "When drift last ran to the end")
+        self.runs = Counter("rakuten_drift_runs_total", "Drift runs, by outcome", ["outcome"], registry=self.registry)
+        self.retrains = Counter("rakuten_retrain_runs_total", "Scheduled gated retrains, by outcome", ["outcome"],
+                                registry=self.registry)
+        for signal in SIGNALS:
+            self.score.labels(signal).set(math.nan)
+
+    def run_once(self) -> str:
+        """One drift run: gauges set, report written; returns the summary (raises on failure)."""
+        report = self.reports / "drift.html"
+        drift = measure(self.project, read_window(self.log_dir, since_time(self.since)))
+        text = summary(drift, report)
+        write_report(drift, report, text)
+        for signal in SIGNALS:
+            self.score.labels(signal).set(drift.scores.get(signal, math.nan))
+        self.products.set(len(drift.window))
+        window, reference = drift.means("score")
+        self.top1.labels("window").set(window)
+        self.top1.labels("reference").set(reference)
+        window, reference = drift.means("unknown_share")
+        self.unknown.labels("window").set(window)
+        self.unknown.labels("reference").set(reference)
+        self.last_success.set(time.time())
+        return text
+
+    def _drift_forever(self, interval: float) -> None:
+        while True:
+            try:
+                log.info("drift:\n%s", self.run_once())
+                self.runs.labels("ok").inc()
+            except InputError as exc:  # no log yet, no prediction in the window, model not found...
+                log.warning("drift not measured: %s", exc)
+                self.runs.labels("failed").inc()
+            except Exception:
+                log.exception("drift run crashed")
+                self.runs.labels("failed").inc()
+            time.sleep(interval)
+
+    def _retrain_forever(self) -> None:
+        while True:
+            time.sleep(self.retrain_seconds)
+            done = subprocess.run([sys.executable, "-m", "mlops_rakuten.cli", "retrain", "--reports",
+                                   str(self.reports.resolve())], cwd=self.project)
+            outcome = {0: "registered", 3: "refused", 4: "not_registered"}.get(done.returncode, "failed")
+            self.retrains.labels(outcome).inc()
+            log.info("scheduled retrain: %s (report in %s)", outcome, self.reports)
+
+    def serve(self, host: str, port: int, interval: float) -> None:
+        start_http_server(port, host, registry=self.registry)
+        log.info("drift every %.0fs over the last %s; metrics on http://%s:%d/metrics", interval, self.since,
+                 host, port)
+        if self.retrain_seconds:
+            threading.Thread(target=self._retrain_forever, name="retrain", daemon=True).start()
+        self._drift_forever(interval)
