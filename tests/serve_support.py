@@ -110,6 +110,7 @@ def start_server(settings: Settings, port: int, log: Path, workers: int = 1,
     """
 
     def limit_open_files() -> None:
+        assert open_files is not None
         resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
 
     with open(log, "a") as output:  # a file, not a pipe: a full pipe would block the server

@@ -181,7 +181,8 @@ def test_the_predict_schema_says_what_is_accepted(settings, server):
 
 def slow_clients(port: int, count: int, head: bytes, trickle: bytes, seconds: float) -> list[float | None]:
     """``count`` connections sending ``head`` and then ``trickle`` once a second; how long the server kept each."""
-    opened, kept = [], [None] * count
+    opened: list = []
+    kept: list[float | None] = [None] * count
     for _ in range(count):
         sock = socket.create_connection(("127.0.0.1", port), timeout=5)
         sock.sendall(head)

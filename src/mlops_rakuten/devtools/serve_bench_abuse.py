@@ -140,7 +140,10 @@ def slow_senders(base: str, count: int, seconds: int) -> None:
                 health.append(time.perf_counter() - start if ok else float("inf"))
                 time.sleep(0.2)
 
-    sockets, closed, answers, open_counts = [], {}, {}, []
+    sockets: list = []
+    closed: dict = {}
+    answers: dict = {}
+    open_counts: list = []
     start = time.monotonic()
     for _ in range(count):
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)

@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +61,10 @@ class LogSettings:
         if mode not in MODES:
             raise InputError(f"RAKUTEN_PREDICTION_LOG = {mode!r}, expected one of {', '.join(MODES)}")
         return cls(mode=mode, folder=Path(env.get("RAKUTEN_PREDICTION_LOG_DIR") or state_dir / "predictions"),
-                   rotate_bytes=_number(env, "RAKUTEN_PREDICTION_LOG_ROTATE_MB", 64) * 2**20,
+                   rotate_bytes=int(_number(env, "RAKUTEN_PREDICTION_LOG_ROTATE_MB", 64) * 2**20),
                    rotate_seconds=_number(env, "RAKUTEN_PREDICTION_LOG_ROTATE_HOURS", 24) * 3600,
                    retention_seconds=_number(env, "RAKUTEN_PREDICTION_LOG_RETENTION_DAYS", 30) * 86400,
-                   max_total_bytes=_number(env, "RAKUTEN_PREDICTION_LOG_MAX_MB", 1024) * 2**20)
+                   max_total_bytes=int(_number(env, "RAKUTEN_PREDICTION_LOG_MAX_MB", 1024) * 2**20))
 
 
 def default_folder(environ: dict[str, str] | None = None) -> Path:
@@ -75,7 +76,7 @@ def default_folder(environ: dict[str, str] | None = None) -> Path:
     return Path(state) / "predictions"
 
 
-def _number(env: dict[str, str], name: str, default: float) -> float:
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
     value = env.get(name, str(default))
     try:
         number = float(value)
@@ -207,6 +208,7 @@ class PredictionLog:
     def _prune(self, now: float) -> None:
         """Delete closed files past the retention age, then the oldest until the total fits."""
         files = []
+        assert self.settings.folder is not None  # set by from_env
         for path in self.settings.folder.glob(FILE_GLOB):
             try:
                 stat = path.stat()

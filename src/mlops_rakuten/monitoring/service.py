@@ -86,6 +86,7 @@ class Monitor:
             time.sleep(interval)
 
     def _retrain_forever(self) -> None:
+        assert self.retrain_seconds is not None  # started only when a retrain interval is set
         while True:
             time.sleep(self.retrain_seconds)
             done = subprocess.run([sys.executable, "-m", "mlops_rakuten.cli", "retrain", "--reports",

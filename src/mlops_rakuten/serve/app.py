@@ -74,7 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.jobs = jobs
     app.state.jobs.recover()  # a run a stopped server left: settled now, or followed until it ends
     app.state.retrain_jobs = RetrainJobs(settings, holder)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    # Starlette types handlers for Exception; this one is registered for its subclass only.
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     routers = (token, predict, info, ingest, train, health, retrain_route)
     for module in routers:
         app.include_router(module.router)

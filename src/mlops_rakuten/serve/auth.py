@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
 import jwt
 from fastapi import Depends, HTTPException, Request, status
@@ -63,7 +63,7 @@ def forbidden(user: User, role: str) -> HTTPException:
                          detail=f"this route needs role {role!r}; user {user.name!r} has role {user.role!r}")
 
 
-def require(role: str) -> Callable[..., User]:
+def require(role: str) -> Callable[..., Awaitable[User]]:
     """Dependency: the caller's user, who must hold ``role`` (admins hold every role)."""
 
     # async: a token check is microseconds of CPU, cheaper on the event loop than a hop to the thread pool.

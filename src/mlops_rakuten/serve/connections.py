@@ -25,6 +25,7 @@ with a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import resource
@@ -120,11 +121,11 @@ def _plain_response(status: int, reason: str, message: str) -> bytes:
 class DeadlineProtocol(H11Protocol):
     """uvicorn's h11 protocol, with a deadline on receiving each request (see the module's docstring)."""
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self._since = self.loop.time()  # when the current wait for the client began
         self._body_bytes = 0
-        self._timer = None
+        self._timer: asyncio.TimerHandle | None = None
         self._arm()
         _open.add(self)
         if len(_open) > max_connections():

@@ -46,14 +46,15 @@ class Rule:
 
 def _role(route: APIRoute) -> str | None:
     """The role of the route's ``require(role)`` dependency (admins hold every role), if it has one."""
-    pending, roles = [route.dependant], set()
+    pending, roles = [route.dependant], set[str | None]()
     while pending:
         dependant = pending.pop()
         roles.update(getattr(d.call, "role", None) for d in dependant.dependencies)
         pending.extend(dependant.dependencies)
     roles.discard(None)
     if len(roles) > 1:
-        raise RuntimeError(f"route {route.path} requires several roles: {sorted(roles)}")
+        named = sorted(str(role) for role in roles)
+        raise RuntimeError(f"route {route.path} requires several roles: {named}")
     return roles.pop() if roles else None
 
 
@@ -64,10 +65,11 @@ def route_rules(routes: list) -> list[Rule]:
         if not isinstance(route, APIRoute):
             continue  # the OpenAPI document and its pages: GET, open to anyone
         declared = (route.openapi_extra or {}).get(_LIMIT_KEY)
-        if declared is None and route.methods & _BODY_METHODS:
-            raise RuntimeError(f"route {sorted(route.methods)} {route.path} declares no body limit: add "
+        methods = route.methods or set()
+        if declared is None and methods & _BODY_METHODS:
+            raise RuntimeError(f"route {sorted(methods)} {route.path} declares no body limit: add "
                                f"openapi_extra=body_limit(N) to it")
-        rules.append(Rule(route.path_regex, frozenset(route.methods), _role(route), declared or NO_BODY_MAX_BYTES))
+        rules.append(Rule(route.path_regex, frozenset(methods), _role(route), declared or NO_BODY_MAX_BYTES))
     return rules
 
 

@@ -130,7 +130,7 @@ class TrainJobs:
         """Start a run and return its record; Busy if the project is already being changed."""
         hold = contextlib.ExitStack()
         lock_fd = hold.enter_context(project_lock(self.state_dir))  # raises Busy before anything is recorded
-        job = {"id": uuid.uuid4().hex[:16], "status": "running", "started_at": _now(), "finished_at": None,
+        job: dict[str, Any] = {"id": uuid.uuid4().hex[:16], "status": "running", "started_at": _now(), "finished_at": None,
                "data": data_version(self.root), "model_md5": None, "metrics": None, "log": [], "pid": None}
         try:
             self._keep_last_good(job["id"])

@@ -84,7 +84,8 @@ class ModelHolder:
         except InputError as exc:
             log.warning("no last good model to serve (%s): loading %s", exc, self.path)
             return self.load()
-        log.warning("serving the last good model %s until the unfinished training run is settled", self.loaded.md5)
+        md5 = self.loaded.md5 if self.loaded else None
+        log.warning("serving the last good model %s until the unfinished training run is settled", md5)
         return True
 
     def _read(self, path: Path) -> LoadedModel:

@@ -115,9 +115,9 @@ def check_upload(data: bytes, name: str) -> Upload:
     for row, problem in label_problems(frame["prdtypecode"], name).items():
         reasons.setdefault(row, []).append(problem)
     for row, designation, description in zip(frame.index, frame["designation"], frame["description"]):
-        problem = _text_problem(designation, description)
-        if problem:
-            reasons.setdefault(row, []).append(problem)
+        text_problem = _text_problem(designation, description)
+        if text_problem:
+            reasons.setdefault(row, []).append(text_problem)
     good = frame.drop(index=list(reasons))
     accepted = good.reindex(columns=list(REQUIRED + OPTIONAL), fill_value="")
     accepted["prdtypecode"] = parse_labels(good["prdtypecode"], Path(name)) if len(good) else []

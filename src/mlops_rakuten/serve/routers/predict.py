@@ -110,7 +110,8 @@ async def predict(request: Request, _: Annotated[User, Depends(require_user)]) -
         if isinstance(answer, BaseException):
             raise answer
     results = []
-    for product, (codes, scores, used) in zip(products, answers):
+    for product, answer in zip(products, answers):
+        codes, scores, used = answer  # type: ignore[misc]  # exceptions were raised above
         state.metrics.predictions.labels(str(codes[0])).inc()
         state.prediction_log.append(product.designation, product.description or "", codes, scores, used)
         results.append({"predictions": as_records(codes, scores), "model_version": used.md5})
