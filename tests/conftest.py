@@ -67,6 +67,22 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+# The genuine challenge rows beside the project (never committed): users do not have them.
+REAL_SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
+
+
+def real_sample() -> Path:
+    """The folder of the real challenge sample, or a skip when it is absent, strict mode included.
+
+    Data, not a component: nothing can install it, so RAKUTEN_REQUIRE_COMPONENTS=1 does not turn
+    its absence into a failure; the skip says so in the summary.
+    """
+    if not (REAL_SAMPLE / "X_train_update.csv").is_file():
+        pytest.skip(f"the real challenge sample ({REAL_SAMPLE.relative_to(ROOT.parent)}) is not on this machine; "
+                    "optional data, skipped in strict mode too")
+    return REAL_SAMPLE
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "needs(*commands): the test runs these commands for real "
                             "(skipped when missing, failed when missing under RAKUTEN_REQUIRE_COMPONENTS=1)")

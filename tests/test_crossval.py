@@ -6,12 +6,11 @@ from pathlib import Path
 
 import yaml
 
-from conftest import ROOT, unavailable
+from conftest import ROOT, real_sample
 from mlops_rakuten.devtools.crossval import cross_validate, load_products
 from mlops_rakuten.core.demo_data import write_demo_data
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-REAL_SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
 
 
 def test_cross_validation_scores_both_models_on_every_fold_reproducibly(tmp_path: Path):
@@ -31,9 +30,7 @@ def test_cross_validation_scores_both_models_on_every_fold_reproducibly(tmp_path
 
 
 def test_ingest_and_cleaning_read_the_real_challenge_files():
-    if not REAL_SAMPLE.is_dir():
-        unavailable("the real challenge sample (../shared/data/rakuten-sample) is not on this machine")
-    products = load_products(REAL_SAMPLE, PARAMS["preprocess"])
+    products = load_products(real_sample(), PARAMS["preprocess"])
     assert len(products) > 2000
     assert products["prdtypecode"].nunique() == 27
     assert not products["description"].str.contains("<p>|&eacute;|&amp;", regex=True).any()
