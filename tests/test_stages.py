@@ -174,10 +174,10 @@ def test_read_params_checks_every_key(tmp_path: Path):
     path = tmp_path / "params.yaml"
     model, split_, pre = PARAMS["model"], PARAMS["split"], PARAMS["preprocess"]
     for section, bad, message in [
-        ("model", {**PARAMS, "model": {**model, "C": "big"}}, r"model.C = 'big', expected a number"),
+        ("model", {**PARAMS, "model": {**model, "C": "big"}}, r"model.C = big, expected a number"),
         ("split", {**PARAMS, "split": {**split_, "test_size": 1.5}}, r"split.test_size = 1.5"),
         ("preprocess", {**PARAMS, "preprocess": {**pre, "drop_duplicates": "yes"}}, "expected true or false"),
-        ("model", {**PARAMS, "model": {**model, "seed": True}}, "model.seed = True"),
+        ("model", {**PARAMS, "model": {**model, "seed": True}}, "model.seed = true"),
         ("model", {**PARAMS, "model": {k: v for k, v in model.items() if k != "tol"}}, "missing key model.tol"),
         ("model", {**PARAMS, "model": {**model, "gamma": 1}}, "unknown key model.gamma"),
         ("model", {k: v for k, v in PARAMS.items() if k != "model"}, "missing section 'model'"),

@@ -38,6 +38,8 @@ CLASSES: dict[int, tuple[str, int]] = {
 }
 
 CODES: tuple[int, ...] = tuple(sorted(CLASSES))
+# Classes listed per product when the caller does not say: `rakuten predict` and the API's /predict alike.
+DEFAULT_TOP_K = 3
 
 
 def category_name(code: int) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
 import shutil
 import sys
@@ -26,6 +27,7 @@ def serve(host: str, port: int, workers: int = 1, access_log: bool = False, mode
     import uvicorn
 
     settings = load_settings()  # check here, once, rather than as a traceback in every worker
+    _warn_if_no_users()
     reference = model or os.environ.get(MODEL_REFERENCE_ENV)
     if reference:
         from mlops_rakuten.predict import load_model
@@ -47,6 +49,16 @@ def serve(host: str, port: int, workers: int = 1, access_log: bool = False, mode
     trusted = os.environ.get(TRUSTED_PROXIES_ENV, "127.0.0.1")
     uvicorn.run("mlops_rakuten.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
                 proxy_headers=True, forwarded_allow_ips=trusted, access_log=access_log, log_level="info")
+
+
+def _warn_if_no_users() -> None:
+    try:
+        users = list_users(users_file(dict(os.environ)))
+    except InputError:
+        return  # a broken users file is reported by the server itself, on every login
+    if not users:
+        logging.getLogger("serve").warning("no users yet, so nobody can log in: add one with "
+                                           "`rakuten user add NAME --role admin` (no restart needed)")
 
 
 def read_password(from_stdin: bool) -> str:
