@@ -50,3 +50,9 @@ def category_name(code: int) -> str:
 def category_label(code: int) -> str:
     """How a person reads a class: the code, then its French name ("2583 Piscine et spa")."""
     return f"{code} {category_name(code)}"
+
+
+if __name__ == "__main__":  # the table of docs/prediction.md (make docs-outputs)
+    print("| code | category | products in the challenge's training set |\n|---:|---|---:|")
+    for code in CODES:
+        print(f"| {code} | {category_name(code)} | {CLASSES[code][1]:,} |")
