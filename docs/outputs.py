@@ -1,5 +1,7 @@
 """Command output pasted into the docs, refreshed by running the command: `make docs-outputs`.
 
+It also copies the pipeline's plots that pages show (COPIES) into docs/img/.
+
 A block in README.md or a page of docs/ is marked with the command that produces it:
 
     <!-- output: dvc metrics show metrics/metrics.json -->
@@ -43,6 +45,8 @@ def run(command: str, root: Path) -> str:
 
 
 NEEDS_MODEL = "rakuten predict"
+# Pipeline plots shown by the pages, copied into docs/ so that they show on the forge too.
+COPIES = {"docs/img/confusion_matrix.png": "plots/confusion_matrix.png"}
 
 
 def refreshed(text: str, root: Path, without_model: bool = False) -> str:
@@ -67,6 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=ROOT, help="the project folder (default: this checkout)")
     args = parser.parse_args(argv)
     stale = []
+    for copy, source in COPIES.items():
+        data = (args.root / source).read_bytes()
+        target = args.root / copy
+        if not target.is_file() or target.read_bytes() != data:
+            stale.append(copy)
+            if not args.check:
+                tmp = target.with_suffix(".tmp")
+                tmp.write_bytes(data)
+                tmp.replace(target)
     for page in pages(args.root):
         text = page.read_text(encoding="utf-8")
         if not BLOCK.search(text):
