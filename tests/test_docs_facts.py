@@ -3,14 +3,17 @@ match the code they describe, and no page shows a path of the machine it was wri
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mlops_rakuten.predict import TEMPERATURE
+from mlops_rakuten.raw_data import DEMO_ROWS, DEMO_SEED
 from mlops_rakuten.serve import settings
 from mlops_rakuten.serve.guard import DEFAULT_MAX_BYTES
 
@@ -83,3 +86,36 @@ def test_serving_limits_table_matches_the_settings():
     assert f"`RAKUTEN_LOGIN_PER_MINUTE` times a minute (default {defaults['login_per_minute'].default})" in page
     assert (f"`RAKUTEN_LOGIN_FAILURES_PER_MINUTE` times a minute (default "
             f"{defaults['login_failures_per_minute'].default}") in page
+
+
+def test_seed_commands_said_to_be_the_same_are_make_targets():
+    page = text(ROOT / "docs" / "containers.md")
+    row = re.search(r"^\| `make docker-build`.*\| same", page, re.MULTILINE)
+    assert row, "containers.md lost the row of seed commands kept as they were"
+    targets = ["docker-build"] + re.findall(r", `([\w-]+)`", row.group(0))
+    makefile = text(ROOT / "Makefile")
+    missing = [t for t in targets if not re.search(rf"^{re.escape(t)}:", makefile, re.MULTILINE)]
+    assert len(targets) >= 8 and not missing, missing
+
+
+def committed_model_md5() -> str:
+    lock = yaml.safe_load(text(ROOT / "dvc.lock"))
+    return next(out["md5"] for out in lock["stages"]["train"]["outs"] if out["path"] == "models/model.joblib")
+
+
+def test_serving_page_shows_the_committed_model_data_and_metrics():
+    page = text(ROOT / "docs" / "serving.md")
+    model, data = committed_model_md5(), yaml.safe_load(text(ROOT / "data" / "raw.dvc"))["outs"][0]
+    assert f'"model_version": "{model}"' in page and f'"loaded_md5": "{model}"' in page
+    assert f'"md5": "{data["md5"]}", "size": {data["size"]}' in page
+    metrics = json.loads(re.search(r'"metrics": (\{[^}]*\})', page).group(1))
+    assert metrics == json.loads(text(ROOT / "metrics" / "metrics.json"))
+
+
+def test_make_run_log_on_getting_started_has_the_committed_counts():
+    page = text(ROOT / "docs" / "getting-started.md")
+    metrics = json.loads(text(ROOT / "metrics" / "metrics.json"))
+    keys = sum(len(section) for section in yaml.safe_load(text(ROOT / "params.yaml")).values())
+    assert f"check_params: params.yaml: {keys} keys in 5 sections checked" in page
+    assert f"({DEMO_ROWS} rows, seed {DEMO_SEED})" in page
+    assert f"rows -> {metrics['n_train']} train, {metrics['n_test']} test" in page
