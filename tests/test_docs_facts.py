@@ -119,3 +119,12 @@ def test_make_run_log_on_getting_started_has_the_committed_counts():
     assert f"check_params: params.yaml: {keys} keys in 5 sections checked" in page
     assert f"({DEMO_ROWS} rows, seed {DEMO_SEED})" in page
     assert f"rows -> {metrics['n_train']} train, {metrics['n_test']} test" in page
+
+
+def test_experiment_outputs_on_the_experiments_page_include_the_committed_metrics():
+    page = text(ROOT / "docs" / "experiments.md")
+    m = json.loads(text(ROOT / "metrics" / "metrics.json"))
+    assert f"ingest.fraction=1.0 n_train={m['n_train']} f1_weighted={m['f1_weighted']}" in page
+    workspace = re.search(r"^\| workspace +\| - +\| - +\| ([\d.]+) +\| ([\d.]+) +\| ([\d.]+) ", page, re.MULTILINE)
+    assert workspace and [float(v) for v in workspace.groups()] == [
+        round(m[k], 5) for k in ("accuracy", "f1_weighted", "f1_macro")]
