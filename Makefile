@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run python-version setup data repro test bench lock clean docs docs-build sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-serve-abuse bench-real register promote \
+.PHONY: run python-version setup data repro test bench lock clean docs docs-build docs-outputs sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-serve-abuse bench-real register promote \
 	base-image docker-refresh docker-config docker-build docker-up docker-ps docker-logs docker-down docker-down-v docker-test
 
 run: setup data repro
@@ -62,6 +62,11 @@ docs: setup
 
 docs-build: setup
 	mkdocs build --strict --site-dir site
+
+# Command output pasted into README.md and docs/ (blocks marked <!-- output: CMD -->), rerun and
+# rewritten; tests/test_docs_facts.py fails when a block differs from what its command prints.
+docs-outputs: setup
+	python docs/outputs.py
 
 # Re-pin every dependency to the newest release (then commit requirements.lock).
 lock:

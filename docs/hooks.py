@@ -1,7 +1,5 @@
 """MkDocs hooks: the pages that come from the code and the pipeline, generated at build time.
 
-- ``img/confusion_matrix.png`` is the pipeline's own ``plots/confusion_matrix.png`` (git-tracked,
-  written by the evaluate stage), published as is: no copy in ``docs/`` to fall out of date.
 - ``<!-- rakuten-cli -->`` in a page becomes the ``--help`` of ``rakuten`` and each subcommand,
   straight from the argparse parser.
 - ``<!-- rakuten-openapi -->`` becomes the API reference, rendered from the OpenAPI document of
@@ -26,7 +24,6 @@ from pathlib import Path
 from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parents[1]
-PIPELINE_IMAGES = {"img/confusion_matrix.png": ROOT / "plots" / "confusion_matrix.png"}
 CLI_MARKER = "<!-- rakuten-cli -->"
 OPENAPI_MARKER = "<!-- rakuten-openapi -->"
 HELP_COLUMNS = "80"  # fixed (and as wide as a code block), so the page does not depend on the terminal
@@ -52,10 +49,6 @@ def on_config(config):
 
 
 def on_files(files, config):
-    for uri, source in PIPELINE_IMAGES.items():
-        if not source.is_file():
-            raise FileNotFoundError(f"{source}: missing; it is a pipeline plot (run `dvc repro`)")
-        files.append(File.generated(config, uri, abs_src_path=str(source)))
     files.append(File.generated(config, "reference/openapi.json", content=json.dumps(openapi(), indent=2) + "\n"))
     return files
 

@@ -98,7 +98,7 @@ def test_a_params_key_of_the_wrong_type_is_named(tmp_path):
     write_raw(tmp_path, GOOD_X, GOOD_Y)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({**PARAMS, "ingest": {"fraction": "half", "seed": 1}}))
     result = stage("ingest", tmp_path, "--x", "X.csv", "--y", "Y.csv", "--out", "out.csv")
-    assert_clean_failure(result, tmp_path, "params.yaml: ingest.fraction = 'half'", "expected a number")
+    assert_clean_failure(result, tmp_path, "params.yaml: ingest.fraction = half, expected a number")
 
 
 @pytest.mark.parametrize("empty", ["X.csv", "Y.csv"])
@@ -155,7 +155,8 @@ def test_check_params_names_a_misspelt_key_and_the_keys_that_exist(tmp_path):
     assert result.returncode == 1
     error, *hint = result.stderr.strip().splitlines()
     assert error == (f"error: params.yaml: unknown key model.Cx (did you mean model.C? "
-                     f"expected one of {sorted(PARAMS['model'])})")
+                     "expected one of C, class_weight, max_iter, n_jobs, refit_max_rows, refit_on_all, seed, "
+                     "solver or tol)")
     assert hint == ["No other stage ran and no output was removed. Fix params.yaml and run again."]  # not in git
     assert not (tmp_path / "out.txt").exists()
 
@@ -165,4 +166,4 @@ def test_check_params_names_an_unknown_section(tmp_path):
     result = stage("check_params", tmp_path, "--out", "out.txt")
     assert result.returncode == 1
     assert result.stderr.startswith("error: params.yaml: unknown section modle (did you mean model? expected one of "
-                                    "['ingest', 'preprocess', 'split', 'featurize', 'model'])\n")
+                                    "ingest, preprocess, split, featurize or model)\n")

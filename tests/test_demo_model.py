@@ -19,6 +19,7 @@ from mlops_rakuten.core.categories import category_name
 from mlops_rakuten.devtools.crossval import load_products
 from mlops_rakuten.core.demo_data import generate, write_demo_data
 from mlops_rakuten.core.features import build_vectorizer
+from mlops_rakuten.core.one_vs_rest import fit_linear_svc
 from mlops_rakuten.core.params import read_params
 from mlops_rakuten.core.predict import predict_top_k
 from mlops_rakuten.ops.raw_data import DEMO_ROWS, DEMO_SEED
@@ -77,14 +78,15 @@ BARE_WORDS = [("Livre de cuisine", 2705), ("Roman", 2705), ("BD", 2403), ("Jeu P
               ("Coussin", 1920), ("Figurine", 1140), ("Poupée", 1280), ("Perceuse", 2585), ("Console", 60)]
 
 # A word a shopper types -> the classes it should point to. Of the generated titles containing it,
-# at least SHARE must belong to them (some listings are worded like a neighbouring class on purpose).
+# at least SHARE must belong to them (some listings are worded like a neighbouring class or misfiled
+# on purpose).
 SHOPPER_WORDS = {
     "livre": (10, 2705), "roman": (2705,), "cuisine": (2705,), "bd": (2403,), "manette": (50,),
-    "console": (60, 2462), "figurine": (1140,), "peluche": (1280, 1140), "poupée": (1280,), "puzzle": (1281,),
+    "console": (60, 2462), "figurine": (1140, 1180), "peluche": (1280, 1140), "poupée": (1280,), "puzzle": (1281,),
     "drone": (1300,), "trottinette": (1302,), "poussette": (1320,), "lampe": (2060,), "cahier": (2522,),
     "piscine": (2583,), "perceuse": (2585,), "coussin": (1920, 2582),
 }
-SHARE = 0.75
+SHARE = 0.7
 
 
 @pytest.fixture(scope="module")
@@ -95,18 +97,15 @@ def demo_models(tmp_path_factory) -> dict:
     products = load_products(raw, read_params(PARAMS, "preprocess"))
     train, test = split(products, read_params(PARAMS, "split"), raw)
     vectorizer = build_vectorizer(read_params(PARAMS, "featurize"))
-    x_train = vectorizer.fit_transform(train)
-    holdout, shipped = fit_holdout_and_shipped(
-        (x_train, train["prdtypecode"].to_numpy()),
-        (vectorizer.transform(test), test["prdtypecode"].to_numpy()),
-        read_params(PARAMS, "model"),
-    )
+    labelled_train = (vectorizer.fit_transform(train), train["prdtypecode"].to_numpy())
+    labelled_test = (vectorizer.transform(test), test["prdtypecode"].to_numpy())
+    holdout, shipped = fit_holdout_and_shipped(labelled_train, labelled_test, read_params(PARAMS, "model"))
     # Saved and loaded like models/model.joblib, so prediction goes through the product's own path.
     models = {}
     for name, classifier in (("holdout", holdout), ("shipped", shipped)):
         save_model(vectorizer, classifier, raw / f"{name}.joblib")
         models[name] = joblib.load(raw / f"{name}.joblib")
-    return {**models, "test": test}
+    return {**models, "test": test, "labelled_train": labelled_train, "labelled_test": labelled_test}
 
 
 def test_default_demo_model_gets_hand_written_titles_right(demo_models):
@@ -127,12 +126,25 @@ def test_default_demo_model_gets_bare_product_words_right(demo_models):
 def test_default_demo_model_scores_well_but_not_perfectly(demo_models):
     test = demo_models["test"]
     predicted = demo_models["holdout"].predict(test[["designation", "description"]])
-    assert 0.75 <= f1_score(test["prdtypecode"], predicted, average="weighted") <= 0.95
+    assert 0.75 <= f1_score(test["prdtypecode"], predicted, average="weighted") <= 0.90
+
+
+def test_model_c_moves_weighted_f1_with_an_interior_best(demo_models):
+    """The tour's experiment shows something: C from 0.05 to 5 moves the hold-out weighted F1 by 0.02
+    or more, and the middle value beats both ends (too small misses rare names, too large fits noise)."""
+    params = read_params(PARAMS, "model")
+    x_test, y_test = demo_models["labelled_test"]
+    f1 = {}
+    for c in (0.05, 0.5, 5.0):
+        model = fit_linear_svc(*demo_models["labelled_train"], {**params, "C": c}, n_jobs=params["n_jobs"])
+        f1[c] = f1_score(y_test, model.predict(x_test), average="weighted")
+    assert max(f1.values()) - min(f1.values()) >= 0.02, f1
+    assert f1[0.5] > f1[0.05] and f1[0.5] > f1[5.0], f1
 
 
 def test_committed_metrics_are_in_the_same_range():
     metrics = pd.read_json(ROOT / "metrics/metrics.json", typ="series")
-    assert 0.75 <= metrics["f1_weighted"] <= 0.95
+    assert 0.75 <= metrics["f1_weighted"] <= 0.90
 
 
 def test_shopper_words_point_to_their_classes():

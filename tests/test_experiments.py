@@ -86,6 +86,16 @@ def test_exp_run_set_param_reruns_only_train_and_evaluate_and_is_listed(baseline
         run(["dvc", "checkout", "-q"], baseline)
 
 
+def test_the_tours_temp_exp_run_leaves_the_workspace_and_git_status_as_they_were(baseline: Path):
+    before = workspace_state(baseline)
+    run(["dvc", "exp", "run", "--temp", "-n", "tour", "-S", "model.C=5"], baseline)
+    assert workspace_state(baseline) == before
+    assert run(["git", "status", "--porcelain", "--untracked-files=all"], baseline).stdout == ""
+    (exp,) = [rev for rev in experiments(exp_show(baseline)) if rev["name"] == "tour"]
+    assert params_of(exp)["model"]["C"] == 5
+    assert metrics_of(exp) != json.loads((baseline / "metrics/metrics.json").read_text())
+
+
 def own_values(params: Path) -> list[str]:
     """``-S section.key=value`` for every key of params.yaml, each with the value it already has."""
     def text(value) -> str:
@@ -133,10 +143,10 @@ def test_a_failed_exp_run_keeps_the_models_and_prints_the_command_that_restores_
         assert "Running stage 'train'" not in failed.stdout
         lines = failed.stderr.splitlines()
         assert lines[:4] == [
-            "error: params.yaml: model.C = 'big', expected a number in (0, 1000000.0]",
+            "error: params.yaml: model.C = big, expected a number in (0, 1000000.0]",
             "No other stage ran and no output was removed.",
-            f"params.yaml differs from the last commit: model.C {c!r} -> 'big' (`dvc exp run -S` writes its values there).",
-            "To restore the committed file: git show HEAD:params.yaml > params.yaml"]
+            f"params.yaml differs from the last commit (edited by hand or by `dvc exp run -S`): model.C {c} -> big.",
+            "Fix the value and run again, or restore the committed file: git show HEAD:params.yaml > params.yaml"]
         assert model_files(baseline) == models and (baseline / "dvc.lock").read_bytes() == lock
         # The printed command, as a person would paste it, puts the workspace back as it was.
         subprocess.run(lines[3].split(": ", 1)[1], shell=True, cwd=baseline, check=True)
@@ -156,7 +166,7 @@ def test_a_misspelt_key_changes_nothing_and_its_added_form_lists_the_keys(baseli
         # With the `+` DVC suggests, the key is written, and check_params names the keys that exist.
         added = run(["dvc", "exp", "run", "-S", "+model.Cx=1"], baseline, check=False)
         assert added.returncode != 0 and "Running stage 'train'" not in added.stdout
-        assert "error: params.yaml: unknown key model.Cx (did you mean model.C? expected one of ['C', " in added.stderr
+        assert "error: params.yaml: unknown key model.Cx (did you mean model.C? expected one of C, class_weight, " in added.stderr
         assert model_files(baseline) == models
     finally:
         reset(baseline)

@@ -15,7 +15,7 @@ from sklearn.pipeline import Pipeline
 
 from conftest import ROOT, run
 from mlops_rakuten.core import predict
-from mlops_rakuten.core.categories import CODES, category_name
+from mlops_rakuten.core.categories import CODES, DEFAULT_TOP_K, category_name
 from mlops_rakuten.cli import main
 from mlops_rakuten.core.demo_data import write_demo_data
 from mlops_rakuten.core.paths import X_FILE, Y_FILE
@@ -152,7 +152,7 @@ def test_text_mode_without_description_and_default_model_path(tmp_path, model_pa
     (tmp_path / "models" / "model.joblib").write_bytes(model_path.read_bytes())
     result = rakuten(tmp_path, "predict", "--text", "Piscine hors sol tubulaire")
     assert result.returncode == 0, result.stderr
-    assert len(json.loads(result.stdout)) == 1  # default --top-k 1
+    assert len(json.loads(result.stdout)) == DEFAULT_TOP_K  # the API's default too
 
 
 def test_text_mode_rejects_text_that_cleans_to_nothing(tmp_path, model_path):
@@ -186,7 +186,7 @@ def test_csv_mode_keeps_the_index_and_writes_top_k(tmp_path, model_path, model, 
 def test_csv_mode_top_1_without_index_or_description(tmp_path, model_path, model, products):
     frame = products.iloc[:10][["designation"]]
     frame.to_csv(tmp_path / "in.csv", index=False)
-    result = rakuten(tmp_path, "predict", "--input", "in.csv", "--output", "out.csv", "--model", str(model_path))
+    result = rakuten(tmp_path, "predict", "--input", "in.csv", "--output", "out.csv", "--top-k", "1", "--model", str(model_path))
     assert result.returncode == 0, result.stderr
     out = pd.read_csv(tmp_path / "out.csv", index_col=0)
     assert list(out.columns) == ["prdtypecode", "category"] and list(out.index) == list(range(10))

@@ -136,8 +136,8 @@ def test_a_teammate_pulls_both_runs_and_applies_one_with_the_runners_exact_bytes
         pulled = run(["dvc", "pull"], teammate)
         for path in MODELS:
             assert sha256(teammate / path) == sha256(cache_file(runner, md5s[path])), (name, path)
-        # Nothing is recomputed: only check_params runs, to rewrite its fixed marker (cache: false, so
-        # never pulled); every stage after it finds its inputs and outputs unchanged.
+        # Nothing is recomputed: at most check_params reruns (its output is a fixed text); every stage
+        # after it finds its inputs and outputs unchanged.
         repro = run(["dvc", "repro"], teammate).stdout
         assert [line for line in repro.splitlines() if line.startswith("Running stage")] in (
             [], ["Running stage 'check_params':"]), repro + pulled.stdout

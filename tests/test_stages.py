@@ -149,15 +149,16 @@ def test_headline_and_class_metrics():
     assert per_class["10"] == {"precision": 1.0, "recall": 0.5, "f1": 0.666667, "support": 2}
 
 
-def test_confusion_axes_name_each_class_in_code_order():
+def test_confusion_axes_name_each_class_in_code_order_and_the_cells_are_readable():
     actual, predicted = np.array([2583, 10, 1140, 40, 2583]), np.array([2583, 40, 1140, 40, 10])
     fig = confusion_figure(actual, predicted)
     ax = fig.axes[0]
     expected = ["10 Livres d'occasion / anciens", "40 Jeux vidéo (import, neufs)",
                 "1140 Figurines et produits dérivés (pop culture)", "2583 Piscine et spa"]
-    assert [t.get_text() for t in ax.get_xticklabels()] == expected
+    assert [t.get_text() for t in ax.get_xticklabels()] == [name.split()[0] for name in expected]  # codes
     assert [t.get_text() for t in ax.get_yticklabels()] == expected
-    assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted class", "actual class")
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted class (code)", "actual class")
+    assert min(text.get_fontsize() for text in ax.texts) >= 9  # the shares in the cells
 
 
 def test_prediction_table_keeps_codes_and_adds_labels():
@@ -174,10 +175,10 @@ def test_read_params_checks_every_key(tmp_path: Path):
     path = tmp_path / "params.yaml"
     model, split_, pre = PARAMS["model"], PARAMS["split"], PARAMS["preprocess"]
     for section, bad, message in [
-        ("model", {**PARAMS, "model": {**model, "C": "big"}}, r"model.C = 'big', expected a number"),
+        ("model", {**PARAMS, "model": {**model, "C": "big"}}, r"model.C = big, expected a number"),
         ("split", {**PARAMS, "split": {**split_, "test_size": 1.5}}, r"split.test_size = 1.5"),
         ("preprocess", {**PARAMS, "preprocess": {**pre, "drop_duplicates": "yes"}}, "expected true or false"),
-        ("model", {**PARAMS, "model": {**model, "seed": True}}, "model.seed = True"),
+        ("model", {**PARAMS, "model": {**model, "seed": True}}, "model.seed = true"),
         ("model", {**PARAMS, "model": {k: v for k, v in model.items() if k != "tol"}}, "missing key model.tol"),
         ("model", {**PARAMS, "model": {**model, "gamma": 1}}, "unknown key model.gamma"),
         ("model", {k: v for k, v in PARAMS.items() if k != "model"}, "missing section 'model'"),

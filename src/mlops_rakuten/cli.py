@@ -149,6 +149,7 @@ def _user_deactivate(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mlops_rakuten.core.categories import DEFAULT_TOP_K
     from mlops_rakuten.ops.raw_data import DEMO_ROWS, DEMO_SEED
 
     parser = argparse.ArgumentParser(prog="rakuten", description=__doc__)
@@ -190,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--input", type=Path, help="CSV with designation and optionally description")
     pred.add_argument("--description", default="", help="description for --text (optional)")
     pred.add_argument("--output", type=Path, help="CSV to write for --input (index, prdtypecode, category, then top, category and score 1..K)")
-    pred.add_argument("--top-k", type=int, default=1, help="number of classes per product (default 1)")
+    pred.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
+                      help=f"number of classes per product (default {DEFAULT_TOP_K}, as the API's top_k)")
     pred.add_argument("--chunk-size", type=int, default=10_000,
                       help="rows read at a time from --input (default 10000); memory is the model plus one chunk")
     pred.add_argument("--model", type=Path, default=Path(paths.MODEL),

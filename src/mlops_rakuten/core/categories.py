@@ -38,6 +38,8 @@ CLASSES: dict[int, tuple[str, int]] = {
 }
 
 CODES: tuple[int, ...] = tuple(sorted(CLASSES))
+# Classes listed per product when the caller does not say: `rakuten predict` and the API's /predict alike.
+DEFAULT_TOP_K = 3
 
 
 def category_name(code: int) -> str:
@@ -48,3 +50,9 @@ def category_name(code: int) -> str:
 def category_label(code: int) -> str:
     """How a person reads a class: the code, then its French name ("2583 Piscine et spa")."""
     return f"{code} {category_name(code)}"
+
+
+if __name__ == "__main__":  # the table of docs/prediction.md (make docs-outputs)
+    print("| code | category | products in the challenge's training set |\n|---:|---|---:|")
+    for code in CODES:
+        print(f"| {code} | {category_name(code)} | {CLASSES[code][1]:,} |")

@@ -3,7 +3,10 @@
 French listings are assembled from per-class vocabularies. Neighbouring classes (books, video games,
 toys, home...) share words and some listings are worded like a neighbour's, as in the real catalogue,
 so a text model scores well but not perfectly. Yet a product word a shopper knows (livre, piscine,
-coussin) points to its own class: a small class is rarely worded like a much bigger one. The same
+coussin) points to its own class: a small class is rarely worded like a much bigger one. Like real
+listings, some are misfiled, many are terse ("Velkano 340 Noir") and name a product line seen on a
+few other listings only, and most end with a seller's shop name: so ``model.C`` matters, too small
+missing the rare names and too large learning the shops and the misfiled listings. The same
 ``rows`` and ``seed`` give byte-identical files on any machine: every draw goes through
 ``Random.random()`` (the one output Python promises to keep stable across versions), nothing
 iterates a set, and the ``csv`` module writes the files.
@@ -25,11 +28,17 @@ X_HEADER, Y_HEADER = ["", "designation", "description", "productid", "imageid"],
 MIN_PER_CLASS = 2  # a stratified split needs two rows of every class
 MIN_ROWS = MIN_PER_CLASS * len(CODES)
 DESCRIBED = 0.65  # share of listings with a description; the others leave it empty
-LOOKALIKE = 0.14  # share of listings worded like a neighbouring class
+LOOKALIKE = 0.08  # share of listings worded like a neighbouring class
 DUPLICATES = 0.005  # share of listings posted twice with the same text
+# The next four make model.C matter as on real data (docs/experiments.md): a small C misses the rare
+# product-line names, a large one learns the shop names and the misfiled listings.
+MISFILED = 0.10  # share of listings filed under a class other than the one their text describes
+NAMED = 0.5  # share of titles ending with a product line of their class (_product_lines)
+TERSE = 0.35  # share of listings that are a product line and a few generic words, no description
+SHOPPED, SHOP_COUNT = 0.9, 6000  # share of titles ending with a seller's shop name; shops in all (_shops)
 
 # Tables below: an unindented line starts an entry, indented lines continue it; ";" separates fields
-# and "|" the choices of a field. Inside a choice "#" becomes a number, "^" a small number, "@" a year,
+# and "|" the choices of a field (one listed twice is drawn twice as often). Inside a choice "#" becomes a number, "^" a small number, "@" a year,
 # "§" a date and "~" a seller's reference.
 #
 # Per class: "code: product nouns ; qualifiers, sizes and units ; brands, authors or series".
@@ -54,7 +63,7 @@ VOCAB = """
     Le Salon De L'auto|La Libération De Paris ; Du §|Du §|Du §|Année @|Numéro D'époque @|Hors-Série Du §
 40: Final Quest|Street Racer|Dragon Fury|Shadow Ninja|Football Manager|Super Kart|Zombie Hunter|Galaxy Wars|
     Dark Legends|Tennis Pro|Metal Arena|Jungle Party ; Édition Limitée|Import Jap|Day One|Game Of The Year|
-    Version Us|Steelbook|Jeu|Jeu Complet|Remastered|Deluxe ; PS4|PS3|Xbox One|Xbox 360|Nintendo Switch|Wii U|PS Vita|3DS
+    Version Us|Steelbook|Jeu|Jeu Complet|Jeu Vidéo|Jeu Neuf|Remastered|Deluxe ; PS4|PS4|PS3|Xbox One|Xbox 360|Nintendo Switch|Nintendo Switch|Wii U|PS Vita|3DS
 50: Manette Sans Fil|Chargeur De Manette|Câble Hdmi|Câble De Charge|Station De Recharge|Casque Gaming|Volant|Housse De Protection|Support|
     Adaptateur|Batterie Rechargeable|Grip|Film Protecteur|Carte Mémoire|Joystick Arcade|Pédalier ; Compatible|Pour Console|Usb|
     Bluetooth|# mAh|Filaire|Rétroéclairé|Antidérapant|# M|Double Vibration ; PS4|Xbox One|Nintendo Switch|Wii|
@@ -242,6 +251,43 @@ def _pick(rand: Callable[[], float], items):
     return items[int(rand() * len(items))]
 
 
+SYLLABLES = ("ka|lo|mi|ra|ven|tor|sel|ix|no|vu|ba|zen|dri|pol|qua|ter|ly|mon|sa|fi|gor|ne|tu|al|vex|"
+             "ri|do|kan|mel|pra").split("|")
+SHOP_SUFFIXES = ["shop", "store", "deals", "market", "boutik", "discount"]
+
+
+def _invented_word(rand) -> str:
+    return "".join(_pick(rand, SYLLABLES) for _ in range(2 + int(rand() * 2))).capitalize()
+
+
+def _product_lines(code: int) -> list[str]:
+    """Invented product-line names of a class ("Velkano 340"), more for a bigger class.
+
+    Each appears on ten to twenty listings, as a real catalogue's model names do: a model fitted with a
+    small C hardly learns them. Drawn from a generator of their own, so they do not depend on the rows.
+    """
+    rand = random.Random(code).random
+    names = []
+    for _ in range(5 + CLASSES[code][1] // 120):
+        word = _invented_word(rand)
+        names.append(f"{word} {10 * (1 + int(rand() * 99))}" if rand() < 0.5 else word)
+    return names
+
+
+def _shops() -> list[str]:
+    """Invented seller shop names ("Miravenstore"), which sellers append to titles in every class.
+
+    Each appears on two or three listings of unrelated classes: a model fitted with a large C learns
+    them as if they meant a class, and misplaces the terse listings they end.
+    """
+    rand = random.Random(0).random
+    return [_invented_word(rand) + _pick(rand, SHOP_SUFFIXES) for _ in range(SHOP_COUNT)]
+
+
+PRODUCT_LINES = {code: _product_lines(code) for code in CODES}
+SHOPS = _shops()
+
+
 def _fill(rand, tokens: list[str], pools: dict) -> str:
     """Expand the slot letters of a shape or sentence, then the markers inside the chosen words."""
     out = []
@@ -282,7 +328,14 @@ def _description(rand, pools: dict) -> str:
     return text.translate(ENTITIES) if rand() < 0.5 else text
 
 
-def _listing(rand, code: int) -> tuple[str, str]:
+def _listing(rand, code: int, labels: list[int]) -> tuple[str, str]:
+    terse = rand() < TERSE
+    if rand() < MISFILED:  # filed under the wrong class: the text is that of another listing's class
+        code = _pick(rand, labels)
+    shop = f" - {_pick(rand, SHOPS)}" if rand() < SHOPPED else ""
+    if terse:  # "Velkano 340 Noir Promo": the product line is the only clue
+        words = [_pick(rand, PRODUCT_LINES[code]), _pick(rand, WORDS), _pick(rand, COLOURS)]
+        return " ".join(words[: 2 + int(rand() * 2)]) + shop, ""
     pools = POOLS[code]
     if rand() < LOOKALIKE:  # an ambiguous listing, worded like a neighbouring class ...
         peer = _pick(rand, pools["peers"])
@@ -291,8 +344,11 @@ def _listing(rand, code: int) -> tuple[str, str]:
         if rand() < min(1.0, CLASSES[peer][1] / CLASSES[code][1]):
             pools = POOLS[peer]
     title = _fill(rand, _pick(rand, pools["shapes"]), pools)
+    if rand() < NAMED:
+        title = f"{title} {_pick(rand, PRODUCT_LINES[code])}"
     if rand() < 0.45:  # many sellers capitalise every word
         title = title.title()
+    title += shop
     return title, _description(rand, pools) if rand() < DESCRIBED else ""
 
 
@@ -307,7 +363,7 @@ def generate(rows: int, seed: int) -> tuple[list[list[str]], list[list[str]]]:
     rand = random.Random(seed).random
     counts = class_counts(rows)
     labels = [code for code in CODES for _ in range(counts[code])]
-    texts = [_listing(rand, code) for code in labels]
+    texts = [_listing(rand, code, labels) for code in labels]
     for _ in range(max(1, round(rows * DUPLICATES))):  # a listing posted twice: same text, same class
         i = 1 + int(rand() * (rows - 1))
         while labels[i - 1] != labels[i]:

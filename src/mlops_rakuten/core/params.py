@@ -29,6 +29,17 @@ def flatten_params(tree: Any) -> dict[str, Any]:
 Check = tuple[Callable[[Any], bool], str]
 
 
+def as_yaml(value: Any) -> str:
+    """A value as params.yaml writes it (null, true, balanced; '1' for the text 1), for messages."""
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10**6)
+    return text.removesuffix("\n...\n").strip()
+
+
+def _choices(items: list[Any]) -> str:
+    shown = [as_yaml(item) for item in items]
+    return ", ".join(shown[:-1]) + f" or {shown[-1]}" if len(shown) > 1 else "".join(shown)
+
+
 def _number(low: float, high: float, low_open: bool = True) -> Check:
     def ok(v: Any) -> bool:
         if isinstance(v, bool) or not isinstance(v, (int, float)):  # YAML numbers; a bool is not one
@@ -52,7 +63,7 @@ def _optional_integer(low: int) -> Check:
 
 
 def _one_of(*choices: Any) -> Check:
-    return (lambda v: v in choices and type(v) in {type(c) for c in choices}), f"one of {list(choices)}"
+    return (lambda v: v in choices and type(v) in {type(c) for c in choices}), f"one of {_choices(list(choices))}"
 
 
 _BOOL: Check = (lambda v: isinstance(v, bool), "true or false")
@@ -94,7 +105,7 @@ def _unknown(path: Path, name: str, known: list[str], prefix: str = "") -> Input
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
     guess = f"did you mean {prefix}{close[0]}? " if close else ""
     kind = "key" if prefix else "section"
-    return InputError(f"{path}: unknown {kind} {prefix}{name} ({guess}expected one of {known})")
+    return InputError(f"{path}: unknown {kind} {prefix}{name} ({guess}expected one of {_choices(known)})")
 
 
 def _read_document(path: Path) -> dict[str, Any]:
@@ -121,7 +132,7 @@ def read_params(path: str | Path, section: str, document: dict[str, Any] | None 
         if key not in values:
             raise InputError(f"{path}: missing key {section}.{key} (expected {expected})")
         if not ok(values[key]):
-            raise InputError(f"{path}: {section}.{key} = {values[key]!r}, expected {expected}")
+            raise InputError(f"{path}: {section}.{key} = {as_yaml(values[key])}, expected {expected}")
     return values
 
 

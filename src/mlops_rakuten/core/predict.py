@@ -48,7 +48,8 @@ def load_model(path: Path) -> Pipeline:
     """The saved model pipeline; InputError naming the file if it is missing or not a model."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: file not found (expected a model from the train stage, e.g. `dvc repro`)")
+        raise InputError(f"{path}: file not found (expected a model from the train stage: `make run` builds it, "
+                         f"or `dvc pull` brings it from your team's remote)")
     try:
         model = joblib.load(path)
     except Exception as exc:  # unpickling fails in many ways (EOF, bad opcode, missing class...)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
 import shutil
 import sys
@@ -28,6 +29,7 @@ def serve(host: str, port: int, workers: int = 1, access_log: bool = False, mode
 
     settings = load_settings()  # check here, once, rather than as a traceback in every worker
     raise_descriptor_limit()  # room for more connections, in this process and the workers it starts
+    _warn_if_no_users()
     reference = model or os.environ.get(MODEL_REFERENCE_ENV)
     if reference:
         from mlops_rakuten.core.predict import load_model
@@ -51,6 +53,16 @@ def serve(host: str, port: int, workers: int = 1, access_log: bool = False, mode
     uvicorn.run("mlops_rakuten.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
                 proxy_headers=True, forwarded_allow_ips=trusted, access_log=access_log, log_level="info",
                 http=DeadlineProtocol)
+
+
+def _warn_if_no_users() -> None:
+    try:
+        users = list_users(users_file(dict(os.environ)))
+    except InputError:
+        return  # a broken users file is reported by the server itself, on every login
+    if not users:
+        logging.getLogger("serve").warning("no users yet, so nobody can log in: add one with "
+                                           "`rakuten user add NAME --role admin` (no restart needed)")
 
 
 def read_password(from_stdin: bool) -> str:

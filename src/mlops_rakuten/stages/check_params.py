@@ -22,7 +22,7 @@ import yaml
 
 from mlops_rakuten.core.atomic import atomic_open
 from mlops_rakuten.core.errors import InputError, exit_skipping_teardown, setup_logging
-from mlops_rakuten.core.params import flatten_params, read_all_params
+from mlops_rakuten.core.params import as_yaml, flatten_params, read_all_params
 from mlops_rakuten.ops.commands import run
 
 log = logging.getLogger("check_params")
@@ -44,7 +44,7 @@ def changes_since_commit(params: Path) -> list[str] | None:
     missing = object()
 
     def shown(value: object) -> str:
-        return "(absent)" if value is missing else repr(value)
+        return "(absent)" if value is missing else as_yaml(value)
 
     keys = list(before) + [key for key in now if key not in before]
     return [f"{key} {shown(before.get(key, missing))} -> {shown(now.get(key, missing))}"
@@ -60,8 +60,8 @@ def restore_hint(params: Path) -> str:
     # Not `git checkout`: after `dvc exp run`, git's index can hold the stat of the edited file, and
     # git then skips a same-size edit made within the same second as "unchanged".
     listed = ", ".join(changes[:4]) + (", ..." if len(changes) > 4 else "")
-    return (f"{done}\n{params} differs from the last commit: {listed} (`dvc exp run -S` writes its values there).\n"
-            f"To restore the committed file: git show HEAD:{params} > {params}")
+    return (f"{done}\n{params} differs from the last commit (edited by hand or by `dvc exp run -S`): {listed}.\n"
+            f"Fix the value and run again, or restore the committed file: git show HEAD:{params} > {params}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -56,18 +56,20 @@ def confusion_figure(actual: np.ndarray, predicted: np.ndarray) -> Figure:
     rows = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
     names = [category_label(c) for c in labels]
-    fig = Figure(figsize=(15, 14), dpi=100)  # room for names of up to ~50 characters
+    # Names on the rows only, codes on the columns: the cells get the room, and stay readable on a
+    # page (about 45 px each at 1400 px wide).
+    fig = Figure(figsize=(14, 11.5), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(labels)), names, rotation=90, fontsize=8)
-    ax.set_yticks(range(len(labels)), names, fontsize=8)
-    ax.set_xlabel("predicted class")
+    ax.set_xticks(range(len(labels)), [str(c) for c in labels], rotation=90, fontsize=10)
+    ax.set_yticks(range(len(labels)), names, fontsize=10)
+    ax.set_xlabel("predicted class (code)")
     ax.set_ylabel("actual class")
     ax.set_title("Confusion matrix on the test split (each row sums to 1)")
     for i, j in zip(*np.nonzero(share >= 0.005)):
         ax.text(j, i, f"{share[i, j]:.2f}"[1:] if share[i, j] < 1 else "1", ha="center", va="center",
-                fontsize=6, color="white" if share[i, j] > 0.5 else "black")
+                fontsize=9, color="white" if share[i, j] > 0.5 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the actual class")
     fig.tight_layout()
     return fig
@@ -76,7 +78,7 @@ def confusion_figure(actual: np.ndarray, predicted: np.ndarray) -> Figure:
 def plot_confusion(actual: np.ndarray, predicted: np.ndarray, path: Path) -> None:
     fig = confusion_figure(actual, predicted)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", metadata={"Software": None})
+        fig.savefig(tmp, format="png", metadata={"Software": None}, bbox_inches="tight")  # no name cut off
 
 
 def prediction_table(actual: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:

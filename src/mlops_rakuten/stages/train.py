@@ -85,10 +85,11 @@ def main(argv: list[str] | None = None) -> None:
     shipped_on = f"refitted on {all_rows} rows" if shipped_is_refitted(all_rows, params) else (
         f"the hold-out one (no refit above {params['refit_max_rows']} rows)" if params["refit_on_all"]
         else "the hold-out one (refit_on_all is false)")
-    log.info("LinearSVC(C=%s, solver %s), %d features, %d classes in %d processes, %d iterations at most: "
-             "hold-out model on %d train rows, shipped model %s; %.1fs", params["C"], params["solver"],
+    steps = "Newton steps" if params["solver"] == "newton" else "passes"
+    log.info("LinearSVC(C=%s, solver %s), %d features, %d classes in %d processes, up to %d %s per class "
+             "(limit %d): hold-out model on %d train rows, shipped model %s; %.1fs", params["C"], params["solver"],
              train[0].shape[1], len(holdout.classes_), params["n_jobs"], max(holdout.n_iter_, shipped.n_iter_),
-             train[0].shape[0], shipped_on, time.perf_counter() - start)
+             steps, params["max_iter"], train[0].shape[0], shipped_on, time.perf_counter() - start)
     save_model(vectorizer, holdout, args.holdout_out)
     if shipped is holdout:  # the same model: the same bytes, without pickling it twice
         with atomic_path(args.out) as tmp:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from mlops_rakuten.core.categories import CODES
+from mlops_rakuten.core.categories import CODES, DEFAULT_TOP_K
 from mlops_rakuten.core.predict import SCORE_HELP, as_records
 from mlops_rakuten.serve.auth import require_user
 from mlops_rakuten.serve.batching import NoText
@@ -37,7 +37,7 @@ class PredictRequest(BaseModel):
                              description="product title: some text besides whitespace (and besides HTML "
                                          "tags, which are stripped: a title of tags alone is refused with 422)")
     description: str | None = Field(None, max_length=MAX_DESCRIPTION_CHARS, description="HTML allowed")
-    top_k: int = Field(3, ge=1, le=len(CODES), description="how many classes to return, best first")
+    top_k: int = Field(DEFAULT_TOP_K, ge=1, le=len(CODES), description="how many classes to return, best first")
 
 
 class Prediction(BaseModel):
