@@ -15,7 +15,7 @@ import yaml
 from mlops_rakuten.core.predict import TEMPERATURE
 from mlops_rakuten.ops.raw_data import DEMO_ROWS, DEMO_SEED
 from mlops_rakuten.serve import settings
-from mlops_rakuten.serve.guard import DEFAULT_MAX_BYTES
+from mlops_rakuten.serve.guard import NO_BODY_MAX_BYTES
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -81,7 +81,7 @@ def test_serving_limits_table_matches_the_settings():
             f"description ≤ {settings.MAX_DESCRIPTION_CHARS:,} |") in page
     assert f"| `POST /ingest` | {settings.MAX_UPLOAD_BYTES // mib} MiB CSV" in page
     assert f"| `POST /token` | {settings.TOKEN_MAX_BYTES // kib} KiB |" in page
-    assert f"| every other route | {DEFAULT_MAX_BYTES // kib} KiB |" in page
+    assert f"| every other route | {NO_BODY_MAX_BYTES // kib} KiB |" in page
     defaults = settings.Settings.__dataclass_fields__
     assert f"`RAKUTEN_LOGIN_PER_MINUTE` times a minute (default {defaults['login_per_minute'].default})" in page
     assert (f"`RAKUTEN_LOGIN_FAILURES_PER_MINUTE` times a minute (default "
