@@ -65,7 +65,7 @@ def test_score_temperature_in_the_docs_and_the_cli_help_is_the_code_s():
 
 
 def test_calibration_figures_in_the_docs_are_the_ones_recorded_next_to_the_temperature():
-    recorded = text(ROOT / "src" / "mlops_rakuten" / "predict.py")
+    recorded = text(ROOT / "src" / "mlops_rakuten" / "core" / "predict.py")
     page = text(ROOT / "docs" / "prediction.md")
     figures = re.search(r"5-fold CV: ([\d.]+) against ([\d.]+), expected calibration error ([\d.]+)", page)
     assert figures, "prediction.md no longer states the CV calibration figures"
