@@ -23,7 +23,7 @@ def serve(host: str, port: int, workers: int = 1, access_log: bool = False, mode
     resolved and its bytes fetched and loaded once, here, before any worker starts: a bad
     reference or missing bytes stop the server before it listens.
     """
-    import uvicorn
+    from mlops_rakuten.serve import listen
 
     settings = load_settings()  # check here, once, rather than as a traceback in every worker
     reference = model or os.environ.get(MODEL_REFERENCE_ENV)
@@ -45,8 +45,8 @@ def serve(host: str, port: int, workers: int = 1, access_log: bool = False, mode
     # proxy_headers: behind nginx, client addresses (and so per-address login limits) come from
     # X-Forwarded-For, trusted only from the proxy's address.
     trusted = os.environ.get(TRUSTED_PROXIES_ENV, "127.0.0.1")
-    uvicorn.run("mlops_rakuten.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
-                proxy_headers=True, forwarded_allow_ips=trusted, access_log=access_log, log_level="info")
+    listen.run("mlops_rakuten.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
+               proxy_headers=True, forwarded_allow_ips=trusted, access_log=access_log, log_level="info")
 
 
 def read_password(from_stdin: bool) -> str:
