@@ -34,6 +34,10 @@ def serve(host: str, port: int, workers: int = 1, access_log: bool = False, mode
         resolved = fetch_model(reference, settings.project_dir, settings.state_dir / "registry")
         load_model(Path(resolved.path))  # a file that is not a model fails here, not in the workers
         os.environ[RESOLVED_MODEL_ENV] = json.dumps(resolved.as_dict())
+    else:
+        from mlops_rakuten.serve.restore import restore_model
+
+        restore_model(settings.project_dir, settings.state_dir)  # a crashed `dvc repro` left none
     # Workers re-read the environment: pin the project so they agree whatever their cwd.
     os.environ["RAKUTEN_PROJECT_DIR"] = str(settings.project_dir)
     if workers > 1:
