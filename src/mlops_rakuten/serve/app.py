@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from mlops_rakuten.serve import follow, roles
 from mlops_rakuten.serve.batching import Batcher
 from mlops_rakuten.serve.guard import GuardMiddleware
 from mlops_rakuten.serve.jobs import TrainJobs
@@ -22,7 +23,6 @@ from mlops_rakuten.serve.metrics import Metrics, MetricsMiddleware
 from mlops_rakuten.serve.model import ModelHolder
 from mlops_rakuten.serve.project import Busy, project_lock
 from mlops_rakuten.serve.raw_append import recorded, recover
-from mlops_rakuten.serve.routers import health, info, ingest, predict, token, train
 from mlops_rakuten.serve.settings import RAW_DIR, Settings, load_settings
 from mlops_rakuten.serve.users import UserStore
 from mlops_rakuten.workspace import run
@@ -65,9 +65,12 @@ async def _lifespan(app: FastAPI):
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app for ``settings`` (default: from the environment, which must hold RAKUTEN_JWT_SECRET)."""
     settings = settings or load_settings()
-    finish_interrupted_ingest(settings)
+    role = roles.role()
+    if roles.writes_project(role):
+        finish_interrupted_ingest(settings)
     metrics = Metrics()
     holder = ModelHolder(settings.model_path, settings.state_dir / "model.published", metrics.model_changed)
+    follower = follow.attach(settings, holder, metrics)  # a registry stage followed: its version, kept current
     holder.load()  # a project without a model still serves /health, /info and /train
 
     app = FastAPI(title="Rakuten product classifier", version="1", lifespan=_lifespan,
@@ -79,13 +82,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.batcher = Batcher(holder.current, on_batch=metrics.batch_size.observe)
     app.state.metrics = metrics
     app.state.jobs = TrainJobs(settings, holder, on_finish=lambda outcome: metrics.train_runs.labels(outcome).inc())
-    app.state.jobs.recover()  # a run a stopped server left: settled now, or followed until it ends
+    app.state.follower = follower
+    if roles.writes_project(role):
+        app.state.jobs.recover()  # a run a stopped server left: settled now, or followed until it ends
     route_paths: set[str] = set()
     # The last added runs first: metrics time everything, including what the guard refuses unread.
     app.add_middleware(GuardMiddleware, state=app.state)
     app.add_middleware(MetricsMiddleware, metrics=metrics, route_paths=route_paths)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    routers = (token, predict, info, ingest, train, health)
+    routers = roles.routers(role)
     for module in routers:
         app.include_router(module.router)
     route_paths.update(route.path for module in routers for route in module.router.routes if "{" not in route.path)
