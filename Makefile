@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run setup data repro test bench lock clean docs docs-build sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-serve-abuse bench-real register promote \
+.PHONY: run setup data repro test bench lock clean docs docs-build sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-serve-abuse bench-real register promote rollback \
 	base-image docker-refresh docker-config docker-build docker-up docker-ps docker-logs docker-down docker-down-v docker-test
 
 run: setup data repro
@@ -101,6 +101,11 @@ register: setup
 promote: setup
 	@test -n "$(VERSION)" -a -n "$(STAGE)" || { echo "usage: make promote VERSION=v1.2.0 STAGE=prod" >&2; exit 2; }
 	gto assign '$(MODEL_NAME)' --version '$(VERSION)' --stage '$(STAGE)' --push
+
+# Put a version that was in STAGE before back there (a new stage tag; servers that --follow switch to it).
+rollback: setup
+	@test -n "$(VERSION)" -a -n "$(STAGE)" || { echo "usage: make rollback VERSION=v1.0.0 STAGE=prod" >&2; exit 2; }
+	gto assign '$(MODEL_NAME)' --version '$(VERSION)' --stage '$(STAGE)' --push --force
 
 # What differs between the workspace and the local cache (works offline), then the cache and the remote
 # (or how to add one, or that it cannot be reached).
