@@ -132,9 +132,12 @@ deployments/certs/server.crt:
 		-keyout deployments/certs/server.key -out $@
 	chmod 600 deployments/certs/server.key
 
-# In-process prediction latency and loopback HTTP /predict throughput (wrk if installed), bounded in time.
+# In-process prediction latency and loopback HTTP /predict throughput (wrk if installed), bounded in time;
+# keep-alive /health with 1 and 2 workers (a Nagle/delayed-ACK stall shows as ~40 ms); then the limit:
+# in-process products/s single and batched, HTTPS through nginx with 1 and 2 workers at 8 and 32 clients.
 bench-serve: data repro
 	python -m mlops_rakuten.serve.bench
+	python -m mlops_rakuten.serve.bench_scale
 
 # The API under abuse (docs/serving-limits.md): server RSS while 1 GiB bodies without a token are refused,
 # /predict p50 while other clients send adversarial HTML, /metrics size after junk-method requests.
