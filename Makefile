@@ -204,6 +204,8 @@ docker-build: $(CONTAINER_SETUP)
 	$(STACK_COMPOSE) build $(if $(NO_CACHE),--no-cache)
 
 # Needs RAKUTEN_JWT_SECRET, a users file (rakuten user add ...) and `make certs`; returns once all are healthy.
+# REPLICAS predict replicas behind nginx (one writer whatever their number).
+export REPLICAS ?= 2
 docker-up: docker-build
 	$(STACK_COMPOSE) up -d
 	@docker/wait-healthy.sh $(ENGINE) $(STACK) $${RAKUTEN_UP_TIMEOUT:-900}

@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if roles.writes_project(role):
         finish_interrupted_ingest(settings)
     metrics = Metrics()
-    holder = ModelHolder(settings.model_path, settings.state_dir / "model.published", metrics.model_changed)
+    holder = ModelHolder(settings.model_path, roles.published_marker(settings), metrics.model_changed)
     follower = follow.attach(settings, holder, metrics)  # a registry stage followed: its version, kept current
     holder.load()  # a project without a model still serves /health, /info and /train
 

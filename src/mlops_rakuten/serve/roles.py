@@ -9,11 +9,15 @@ all      both, in one process: a laptop's server (the default).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from types import ModuleType
 
 from mlops_rakuten.errors import InputError
+from mlops_rakuten.serve.settings import Settings
 
 ROLE_ENV = "RAKUTEN_ROLE"
+# A predict replica with its own state folder reads the writer's "new model" marker from the writer's.
+WRITER_STATE_ENV = "RAKUTEN_WRITER_STATE_DIR"
 ROLES = ("all", "predict", "writer")
 
 
@@ -38,3 +42,8 @@ def routers(name: str) -> tuple[ModuleType, ...]:
 def writes_project(name: str) -> bool:
     """Whether this role may change the project (finish an ingest, settle a training run, restore a model)."""
     return name != "predict"
+
+
+def published_marker(settings: Settings) -> Path:
+    """The file the writer rewrites when /train produced a model (serve/model.py): every role watches it."""
+    return Path(os.environ.get(WRITER_STATE_ENV) or settings.state_dir) / "model.published"
