@@ -17,6 +17,14 @@ if [ "${RAKUTEN_ROLE:-all}" = predict ]; then
         export RAKUTEN_PROJECT_DIR="$clone"
         set -- "$@" --model "$RAKUTEN_MODEL_REF" --follow "${RAKUTEN_FOLLOW_SECONDS:-30}"
     fi
+    # Podman 4.3's compose starts replicas without waiting for the writer to be healthy: on a first start,
+    # wait for the model its `dvc repro` writes (later models arrive through the writer's marker).
+    waited=0
+    while [ -z "${RAKUTEN_MODEL_REF:-}" ] && [ ! -f "$project/models/model.joblib" ]; do
+        [ "$waited" -lt "${RAKUTEN_WRITER_WAIT:-1200}" ] || { echo "error: no model from the writer" >&2; exit 1; }
+        [ "$waited" -gt 0 ] || echo "waiting for the writer's first model in $project/models/model.joblib"
+        sleep 2; waited=$((waited + 2))
+    done
     exec rakuten serve "$@"
 fi
 if [ ! -f dvc.yaml ]; then
