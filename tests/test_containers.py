@@ -65,17 +65,27 @@ def compose_config(tmp_path_factory):
 def test_compose_file_is_valid_and_wires_the_stack(compose_config):
     config, env = compose_config
     services = config["services"]
-    assert set(services) == {"api", "nginx", "prometheus"}
+    assert set(services) == {"writer", "predict", "nginx", "prometheus"}
     for name, service in services.items():
         assert service["init"] is True, name
         assert service["healthcheck"]["test"], name
-        assert service["build"]["args"]  # BASE_IMAGE passed to every build
+        if name != "predict":  # the replicas run the writer's image
+            assert service["build"]["args"]  # BASE_IMAGE passed to every build
+    assert services["predict"]["image"] == services["writer"]["image"]
+    assert services["predict"]["depends_on"]["writer"]["condition"] == "service_healthy"
     for name in ("nginx", "prometheus"):
-        assert services[name]["depends_on"]["api"]["condition"] == "service_healthy"
-    assert services["api"]["environment"]["RAKUTEN_JWT_SECRET"] == env["RAKUTEN_JWT_SECRET"]
-    assert "ports" not in services["api"]  # the API is reached through nginx only
-    # ... so the X-Forwarded-For nginx sets is believed: login limits per address see clients, not nginx
-    assert services["api"]["environment"]["RAKUTEN_TRUSTED_PROXIES"] == "*"
+        assert services[name]["depends_on"]["predict"]["condition"] == "service_healthy"
+    for name, role in (("writer", "writer"), ("predict", "predict")):
+        environment = services[name]["environment"]
+        assert environment["RAKUTEN_ROLE"] == role
+        assert environment["RAKUTEN_JWT_SECRET"] == env["RAKUTEN_JWT_SECRET"]  # tokens valid on every replica
+        assert "ports" not in services[name]  # the API is reached through nginx only
+        # ... so the X-Forwarded-For nginx sets is believed: login limits per address see clients, not nginx
+        assert environment["RAKUTEN_TRUSTED_PROXIES"] == "*"
+    # Only the writer may change the project; the replicas read it.
+    assert not any(str(v).endswith(":ro") for v in services["writer"]["volumes"])
+    assert all(str(v).endswith(":ro") or "read_only" in str(v) for v in services["predict"]["volumes"])
+    assert int(services["predict"]["deploy"]["replicas"]) == 2
     published = [str(port) for port in services["nginx"]["ports"]]
     assert any("18443" in port and "127.0.0.1" in port for port in published), published
     assert config["secrets"]["users"]["file"] == env["RAKUTEN_USERS_FILE"]
