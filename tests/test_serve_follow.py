@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from conftest import run
+from conftest import ROOT, run
 from serve_support import auth, free_port, make_settings, server_env, stop, wait_until
 from test_registry import NAME, RAKUTEN, make, registry  # noqa: F401 (registry: the fixture, v1.0.0 and v1.1.0)
 
@@ -151,3 +151,14 @@ def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(registry, fol
     assert reload.status_code == 200 and reload.json()["version"] == "v1.1.0", reload.text
     wait_until(lambda: all(httpx.get(f"{url}/health").json()["status"] == "ok" for _ in range(6)),
                "every worker to see the failure resolved", timeout=10)  # the other worker within a second
+
+
+def test_follow_without_a_registry_stage_is_refused(tmp_path):
+    import subprocess
+
+    settings = make_settings(ROOT, tmp_path / "secrets")
+    result = subprocess.run([RAKUTEN, "serve", "--port", str(free_port()), "--follow"], env=server_env(settings),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == ("error: --follow needs a registry stage to follow: "
+                                                      "--model NAME#STAGE (or RAKUTEN_MODEL)")

@@ -70,7 +70,8 @@ def nginx_in_front(root: Path, upstream: str, folder: Path) -> Iterator[str]:
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     https_port = _free_port()
     folder.chmod(0o755)  # started as root, nginx's workers run as nobody and buffer large bodies in here
-    (folder / "nginx.conf").write_text(render_nginx(root / NGINX_TEMPLATE, upstream, https_port, _free_port(), cert, key))
+    config = render_nginx(root / NGINX_TEMPLATE, upstream, https_port, _free_port(), cert, key)
+    (folder / "nginx.conf").write_text(config)
     command = ["nginx", "-p", str(folder), "-c", "nginx.conf", "-e", "stderr", "-g", "daemon off;"]
     with open(folder / "nginx.out", "w") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)

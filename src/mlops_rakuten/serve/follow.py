@@ -61,11 +61,14 @@ def follow_seconds(env: dict[str, str] | None = None) -> float:
 
 
 def registry_tags(root: Path, remote: str = "origin") -> str:
-    """A digest of the remote's tags: it changes when any version or stage tag moves."""
-    result = subprocess.run(["git", "ls-remote", "--tags", remote], cwd=root, capture_output=True, text=True,
-                            timeout=60)
+    """A digest of the remote's tags (this clone's own without a remote): it changes when any tag moves."""
+    if subprocess.run(["git", "remote", "get-url", remote], cwd=root, capture_output=True).returncode != 0:
+        command = ["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/tags"]
+    else:
+        command = ["git", "ls-remote", "--tags", remote]
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
-        raise InputError(f"git ls-remote {remote}: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
+        raise InputError(f"{' '.join(command[:2])} {remote}: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
     return hashlib.sha256(result.stdout.encode()).hexdigest()
 
 

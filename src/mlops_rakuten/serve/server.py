@@ -38,6 +38,8 @@ def serve(host: str, port: int, workers: int = 1, access_log: bool = False, mode
         os.environ[FOLLOW_SECONDS_ENV] = str(follow)
     role, _ = roles.role(), follow_seconds()  # a bad value stops here, not in every worker
     reference = model or os.environ.get(MODEL_REFERENCE_ENV)
+    if follow and not reference:
+        raise InputError("--follow needs a registry stage to follow: --model NAME#STAGE (or RAKUTEN_MODEL)")
     if reference:
         from mlops_rakuten.predict import load_model
         from mlops_rakuten.registry import fetch_model
