@@ -16,11 +16,12 @@ async def health(request: Request) -> dict:
     """
     state = request.app.state
     users_error = state.users.file_error()  # an invalid users file: logins use the last good list
-    # A registry version that could not be fetched, verified or loaded: the previous one serves.
-    registry_error = state.follower.error if state.follower else None
-    return {"status": "degraded" if users_error or registry_error else "ok",
-            "model_ready": state.model.current() is not None, "users_file_error": users_error,
-            "registry_error": registry_error}
+    answer = {"status": "degraded" if users_error else "ok", "model_ready": state.model.current() is not None,
+              "users_file_error": users_error}
+    if state.follower:  # a registry version that cannot be fetched, verified or loaded: the previous one serves
+        answer["registry_error"] = state.follower.error
+        answer["status"] = "degraded" if users_error or state.follower.error else "ok"
+    return answer
 
 
 @router.get("/metrics", include_in_schema=False)
