@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run python-version setup data repro test bench lock clean docs docs-build docs-outputs sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-serve-abuse bench-real register promote \
+.PHONY: run python-version setup data repro test bench lock clean docs docs-build docs-outputs sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-serve-abuse bench-real register promote rollback \
 	base-image docker-refresh docker-config docker-build docker-up docker-ps docker-logs docker-down docker-down-v docker-test
 
 run: setup data repro
@@ -125,6 +125,11 @@ promote: setup
 	@test -n "$(VERSION)" -a -n "$(STAGE)" || { echo "usage: make promote VERSION=v1.2.0 STAGE=prod" >&2; exit 2; }
 	gto assign '$(MODEL_NAME)' --version '$(VERSION)' --stage '$(STAGE)' --push
 
+# Put a version that was in STAGE before back there (a new stage tag; servers that --follow switch to it).
+rollback: setup
+	@test -n "$(VERSION)" -a -n "$(STAGE)" || { echo "usage: make rollback VERSION=v1.0.0 STAGE=prod" >&2; exit 2; }
+	gto assign '$(MODEL_NAME)' --version '$(VERSION)' --stage '$(STAGE)' --push --force
+
 # What differs between the workspace and the local cache (works offline), then the cache and the remote
 # (or how to add one, or that it cannot be reached).
 data-status: setup
@@ -150,9 +155,12 @@ deployments/certs/server.crt:
 		-keyout deployments/certs/server.key -out $@
 	chmod 600 deployments/certs/server.key
 
-# In-process prediction latency and loopback HTTP /predict throughput (wrk if installed), bounded in time.
+# In-process prediction latency and loopback HTTP /predict throughput (wrk if installed), bounded in time;
+# keep-alive /health with 1 and 2 workers (a Nagle/delayed-ACK stall shows as ~40 ms); then the limit:
+# in-process products/s single and batched, HTTPS through nginx with 1 and 2 workers at 8 and 32 clients.
 bench-serve: data repro
 	python -m mlops_rakuten.devtools.serve_bench
+	python -m mlops_rakuten.devtools.serve_bench_scale
 
 # The API under abuse (docs/serving-limits.md): server RSS while 1 GiB bodies without a token are refused,
 # /predict p50 while other clients send adversarial HTML, /metrics size after junk-method requests.
@@ -225,6 +233,8 @@ docker-build: $(CONTAINER_SETUP)
 	$(STACK_COMPOSE) build $(if $(NO_CACHE),--no-cache)
 
 # Needs RAKUTEN_JWT_SECRET, a users file (rakuten user add ...) and `make certs`; returns once all are healthy.
+# REPLICAS predict replicas behind nginx (one writer whatever their number).
+export REPLICAS ?= 2
 docker-up: docker-build
 	$(STACK_COMPOSE) up -d
 	@docker/wait-healthy.sh $(ENGINE) $(STACK) $${RAKUTEN_UP_TIMEOUT:-900}

@@ -157,7 +157,8 @@ def start_nginx(app_port: int, prefix: Path) -> tuple[subprocess.Popen, int, int
     cert, key = self_signed(prefix)
     https_port, http_port = free_port(), free_port()
     config = render((ROOT / "deployments/nginx/nginx.conf").read_text(), {
-        "RAKUTEN_UPSTREAM": f"127.0.0.1:{app_port}", "RAKUTEN_HTTPS_PORT": str(https_port),
+        "RAKUTEN_UPSTREAM": f"127.0.0.1:{app_port}", "RAKUTEN_WRITER_UPSTREAM": f"127.0.0.1:{app_port}",
+        "RAKUTEN_HTTPS_PORT": str(https_port),
         "RAKUTEN_HTTP_PORT": str(http_port), "RAKUTEN_TLS_CERT": str(cert), "RAKUTEN_TLS_KEY": str(key)})
     (prefix / "nginx.conf").write_text(config)
     command = [nginx_binary, "-p", str(prefix), "-c", "nginx.conf", "-e", "stderr"]

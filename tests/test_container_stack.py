@@ -1,9 +1,10 @@
 """The container stack for real (`make docker-test`): the local base image if missing, build, up until
-healthy, then through nginx on loopback ports: login, predict, info, an admin ingest + train that serves
-the new model, Prometheus scraping the API; then down and up again (ingested rows and the new model are
+healthy (one writer, two predict replicas), then through nginx on loopback ports: login, predict, info,
+an admin ingest + train on the writer whose model every replica serves, Prometheus scraping all three; then down and up again (ingested rows and the new model are
 still there) and down -v (the volumes are gone). It runs under its own compose project name, image tag and
 random ports, prints the containers' last log lines on failure and always tears everything down. Its
-images keep the tag `docker-test` (not `latest`), so that their layers stay cached for the next run.
+images keep the tag `docker-test` (not `latest`; RAKUTEN_TEST_IMAGE_TAG sets another, for runs side by side),
+so that their layers stay cached for the next run.
 
 Only `make docker-test` runs it (RAKUTEN_DOCKER_TEST=1; .ci/run does right after `make test`). A missing
 tool skips it with the install hint; a machine where containers cannot run at all skips it with the engine's
@@ -72,10 +73,11 @@ def stack(tmp_path_factory, request):
     base = os.environ.get("RAKUTEN_TEST_BASE_IMAGE") or LOCAL_BASE
     env = {**{k: v for k, v in os.environ.items() if k != "DAGSHUB_TOKEN"},  # never a real remote from a test
            **{k: str(v) for k, v in ports.items()},
-           "STACK": name, "RAKUTEN_IMAGE_TAG": "docker-test", "BASE_IMAGE": base,
+           "STACK": name, "RAKUTEN_IMAGE_TAG": os.environ.get("RAKUTEN_TEST_IMAGE_TAG", "docker-test"), "BASE_IMAGE": base,
            "RAKUTEN_PUBLISH_ADDRESS": "127.0.0.1",
            "RAKUTEN_JWT_SECRET": secrets.token_hex(32), "RAKUTEN_USERS_FILE": str(folder / "users.json"),
-           "RAKUTEN_TLS_DIR": str(folder), "RAKUTEN_UP_TIMEOUT": "900", "RAKUTEN_MONITOR_INTERVAL": "15s"}
+           "RAKUTEN_TLS_DIR": str(folder), "RAKUTEN_UP_TIMEOUT": "900", "RAKUTEN_MONITOR_INTERVAL": "15s",
+           "REPLICAS": "2"}
     engine = engine_command(env)
     if base == LOCAL_BASE:
         if subprocess.run([engine, "image", "inspect", LOCAL_BASE], env=env, capture_output=True).returncode != 0:
@@ -140,11 +142,13 @@ def test_prometheus_scrapes_the_api_and_loads_the_alert_rules(stack):
         result = httpx.get(f"{base}/query", params={"query": 'up{job="rakuten-api"}'}, timeout=5).json()
         return [r for r in result["data"]["result"] if r["value"][1] == "1"]
 
-    (series,) = wait_until(up, "Prometheus to see the API up", timeout=90)
-    assert series["metric"]["instance"] == "api:8000"
+    series = wait_until(lambda: len(found := up()) == 3 and found, "Prometheus to see the writer and 2 replicas up",
+                        timeout=90)
+    assert sorted(s["metric"]["role"] for s in series) == ["predict", "predict", "writer"]
     groups = httpx.get(f"{base}/rules", timeout=5).json()["data"]["groups"]
     names = {rule["name"] for group in groups for rule in group["rules"]}
     assert names == {"RakutenApiDown", "RakutenApiHighErrorRatio", "RakutenPredictSlow", "RakutenModelNotReady",
+                     "RakutenReplicasServeDifferentModels", "RakutenRegistryVersionRefused",
                      "RakutenInputDrift", "RakutenUnknownTokensRising", "RakutenTop1ScoreFalling",
                      "RakutenDriftNotMeasured"}
 
@@ -191,8 +195,15 @@ def test_ingest_and_train_survive_a_restart_and_go_with_the_volumes(stack):
         job = wait_until(finished, "the training run", timeout=900)
         assert job["status"] == "succeeded", job
         after = client.get("/info", headers=headers).json()
-        assert after["model"]["loaded_md5"] == after["model"]["md5"] != before["model"]["md5"]
+        assert after["model"]["md5"] != before["model"]["md5"]
         assert after["data"]["md5"] == report["data_md5"]
+
+        def every_replica_serves_it():  # nginx takes turns over the replicas: each answers some of these
+            answers = [client.post("/predict", headers=headers, json={"designation": "Robot de piscine"}).json()
+                       for _ in range(8)]
+            return all(answer["model_version"] == after["model"]["md5"] for answer in answers)
+
+        wait_until(every_replica_serves_it, "both replicas to serve the new model", timeout=30)
 
     make("docker-down", stack["env"], timeout=300)
     make("docker-up", stack["env"], timeout=600, label="docker-up (volumes kept, to healthy)")

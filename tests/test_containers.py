@@ -65,19 +65,34 @@ def compose_config(tmp_path_factory):
 def test_compose_file_is_valid_and_wires_the_stack(compose_config):
     config, env = compose_config
     services = config["services"]
-    assert set(services) == {"api", "nginx", "prometheus", "monitor"}
+    assert set(services) == {"writer", "predict", "nginx", "prometheus", "monitor"}
     for name, service in services.items():
         assert service["init"] is True, name
         assert service["healthcheck"]["test"], name
-        assert service["build"]["args"]  # BASE_IMAGE passed to every build
-    for name in ("nginx", "prometheus", "monitor"):
-        assert services[name]["depends_on"]["api"]["condition"] == "service_healthy"
+        if name != "predict":  # the replicas run the writer's image
+            assert service["build"]["args"]  # BASE_IMAGE passed to every build
+    assert services["predict"]["image"] == services["writer"]["image"]
+    assert services["predict"]["depends_on"]["writer"]["condition"] == "service_healthy"
+    for name in ("nginx", "prometheus"):
+        assert services[name]["depends_on"]["predict"]["condition"] == "service_healthy"
+    assert services["monitor"]["depends_on"]["writer"]["condition"] == "service_healthy"
     assert services["monitor"]["environment"]["RAKUTEN_RETRAIN_EVERY"] == ""  # scheduled retrain off by default
-    assert services["monitor"]["image"] == services["api"]["image"]  # the lean API image, nothing added
-    assert services["api"]["environment"]["RAKUTEN_JWT_SECRET"] == env["RAKUTEN_JWT_SECRET"]
-    assert "ports" not in services["api"]  # the API is reached through nginx only
-    # ... so the X-Forwarded-For nginx sets is believed: login limits per address see clients, not nginx
-    assert services["api"]["environment"]["RAKUTEN_TRUSTED_PROXIES"] == "*"
+    assert services["monitor"]["image"] == services["writer"]["image"]  # the lean API image, nothing added
+    # The replicas write the prediction log where the monitor reads it.
+    log_dir = services["monitor"]["environment"]["RAKUTEN_PREDICTION_LOG_DIR"]
+    assert services["predict"]["environment"]["RAKUTEN_PREDICTION_LOG_DIR"] == log_dir
+    for name, role in (("writer", "writer"), ("predict", "predict")):
+        environment = services[name]["environment"]
+        assert environment["RAKUTEN_ROLE"] == role
+        assert environment["RAKUTEN_JWT_SECRET"] == env["RAKUTEN_JWT_SECRET"]  # tokens valid on every replica
+        assert "ports" not in services[name]  # the API is reached through nginx only
+        # ... so the X-Forwarded-For nginx sets is believed: login limits per address see clients, not nginx
+        assert environment["RAKUTEN_TRUSTED_PROXIES"] == "*"
+    # Only the writer may change the project; the replicas read it.
+    assert not any(str(v).endswith(":ro") for v in services["writer"]["volumes"])
+    assert any(str(v).endswith("/var/lib/rakuten/project:ro") or "read_only" in str(v)
+               for v in services["predict"]["volumes"])
+    assert int(services["predict"]["deploy"]["replicas"]) == 2
     published = [str(port) for port in services["nginx"]["ports"]]
     assert any("18443" in port and "127.0.0.1" in port for port in published), published
     assert config["secrets"]["users"]["file"] == env["RAKUTEN_USERS_FILE"]

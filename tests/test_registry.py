@@ -130,7 +130,9 @@ def test_serve_loads_the_prod_version_and_info_names_it(registry, newcomer, tmp_
     model = info["model"]
     commit = run(["git", "rev-parse", f"{NAME}@v1.1.0^{{commit}}"], newcomer).stdout.strip()
     assert model["registry"] == {"reference": f"{NAME}#prod", "name": NAME, "version": "v1.1.0",
-                                 "stages": ["prod"], "commit": commit}
+                                 "stages": ["prod"], "commit": commit, "since": model["registry"]["since"],
+                                 "follow_seconds": 0, "checked_at": None, "error": None}
+    assert model["registry"]["since"] <= model["loaded_at"]  # the server's start, before each worker's load
     assert model["md5"] == model["loaded_md5"] == registry["versions"]["v1.1.0"] and model["matches_dvc_lock"]
     assert info["params"]["C"] == 0.25 and info["metrics"]["f1_weighted"] > 0  # v1.1.0's, not the workspace's
 

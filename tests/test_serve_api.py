@@ -159,7 +159,8 @@ def test_metrics_count_requests_latency_predictions_and_model(api, user, setting
     key = '{prdtypecode="2583"}'
     assert predictions[key] - before[key] == 3
     info = _samples(text, "rakuten_model_info")
-    assert info == {f'{{md5="{lock_md5(settings.project_dir)}",path="{settings.model_path}"}}': 1.0}
+    assert info == {f'{{md5="{lock_md5(settings.project_dir)}",path="{settings.model_path}",since="",stage="",'
+                    'version=""}': 1.0}
 
 
 def test_unknown_routes_are_counted_without_their_path(api):

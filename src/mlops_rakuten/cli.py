@@ -121,7 +121,7 @@ def _pr_report(args: argparse.Namespace) -> None:
 def _serve(args: argparse.Namespace) -> None:
     from mlops_rakuten.serve.server import serve
 
-    serve(args.host, args.port, args.workers, args.access_log, args.model)
+    serve(args.host, args.port, args.workers, args.access_log, args.model, args.follow, args.role)
 
 
 def _user_add(args: argparse.Namespace) -> None:
@@ -248,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", metavar="REFERENCE",
                        help="serve a registry version instead of the workspace model: NAME#STAGE, NAME@vX.Y.Z or "
                             "NAME@latest, e.g. rakuten-classifier#prod (default: $RAKUTEN_MODEL if set)")
+    serve.add_argument("--follow", type=float, nargs="?", const=30.0, metavar="SECONDS",
+                       help="with --model NAME#STAGE: check the registry every SECONDS (default 30) and serve the "
+                            "version the stage moves to, without a restart (default: $RAKUTEN_FOLLOW_SECONDS, else 0)")
+    serve.add_argument("--role", choices=("all", "predict", "writer"),
+                       help="predict: /token /predict /info (replicable); writer: /ingest /train (one per project); "
+                            "all: both (default: $RAKUTEN_ROLE, else all)")
     serve.set_defaults(run=_serve)
 
     reg = commands.add_parser("register", help="tag HEAD's model as a registry version (GTO) and push the tag",

@@ -180,6 +180,20 @@ def http_load(root: Path, bodies: list[str], workers: int, seconds: int, connect
         return result
 
 
+def keepalive_health(root: Path, workers: int, seconds: int = 3) -> dict | None:
+    """GET /health on one keep-alive connection: ~40 ms a request when Nagle's algorithm meets delayed
+    ACKs (serve/listen.py), well under 1 ms otherwise. None without wrk."""
+    if not shutil.which("wrk"):
+        return None
+    with serving(root, workers) as (base, _, _server):
+        out = subprocess.run(["wrk", "-t1", "-c1", f"-d{seconds}s", "--latency", f"{base}/health"],
+                             capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
+    rps, p50 = re.search(r"Requests/sec:\s+([\d.]+)", out), re.search(r"\s50%\s+(\S+)", out)
+    if rps is None or p50 is None:
+        raise RuntimeError(f"wrk printed no requests/s or p50:\n{out}")
+    return {"rps": float(rps.group(1)), "p50": _unit_ms(p50.group(1))}
+
+
 def _free_port() -> int:
     import socket
 
@@ -219,6 +233,12 @@ def main(argv: list[str] | None = None) -> None:
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} cores, load average {load:.1f} (timings are wall-clock; a load above the "
           f"core count means other processes share the cores)")
+    for workers in (1, 2):
+        health = keepalive_health(root, workers)
+        if health:
+            print(f"GET /health, 1 keep-alive connection, {workers} worker{'s' if workers > 1 else ''}: "
+                  f"{health['rps']:.0f} req/s, p50 {health['p50']:.2f} ms   "
+                  f"[p50 < 5 ms, no Nagle/delayed-ACK stall: {'met' if health['p50'] < 5 else 'MISSED'}]")
     p50, p99, cpu = in_process(root, texts)
     print(f"in-process predict (1 product, top 3): p50 {p50:.2f} ms, p99 {p99:.2f} ms, CPU p50 {cpu:.2f} ms   "
           f"[target p50 <= 2 ms: {'met' if p50 <= 2 else 'MISSED'}]")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import queue
 import threading
 import time
@@ -191,7 +192,9 @@ class PredictionLog:
             folder.mkdir(parents=True, exist_ok=True)
             stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%dT%H%M%S")
             self._files_opened += 1  # several files may open within one second
-            self._handle = open(folder / f"predictions-{stamp}-{os.getpid()}-{self._files_opened}.jsonl", "ab")
+            # Host and pid: replicas in containers share the folder and may share a pid.
+            name = f"predictions-{stamp}-{socket.gethostname()}-{os.getpid()}-{self._files_opened}.jsonl"
+            self._handle = open(folder / name, "ab")
             if self._handle.tell():  # reopened after a failed write: never continue a cut line
                 self._handle.write(b"\n")
             self._opened_at = now

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from mlops_rakuten.monitoring.prediction_log import LogSettings, PredictionLog
+from mlops_rakuten.serve import follow, roles
 from mlops_rakuten.serve.batching import Batcher
 from mlops_rakuten.serve.connections import on_loop_error
 from mlops_rakuten.serve.guard import GuardMiddleware, route_rules
@@ -25,8 +26,6 @@ from mlops_rakuten.serve.login_limits import LoginLimits
 from mlops_rakuten.serve.metrics import Metrics, MetricsMiddleware
 from mlops_rakuten.serve.model import ModelHolder
 from mlops_rakuten.serve.retrain_jobs import RetrainJobs
-from mlops_rakuten.serve.routers import health, info, ingest, predict, token, train
-from mlops_rakuten.serve.routers import retrain as retrain_route
 from mlops_rakuten.serve.settings import Settings, load_settings
 from mlops_rakuten.serve.users import UserStore
 
@@ -53,9 +52,12 @@ async def _lifespan(app: FastAPI):
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app for ``settings`` (default: from the environment, which must hold RAKUTEN_JWT_SECRET)."""
     settings = settings or load_settings()
-    finish_interrupted_ingest(settings)
+    role = roles.role()
+    if roles.writes_project(role):
+        finish_interrupted_ingest(settings)
     metrics = Metrics()
-    holder = ModelHolder(settings.model_path, settings.state_dir / "model.published", metrics.model_changed)
+    holder = ModelHolder(settings.model_path, roles.published_marker(settings), metrics.model_changed)
+    follower = follow.attach(settings, holder, metrics)  # a registry stage followed: its version, kept current
     jobs = TrainJobs(settings, holder, on_finish=lambda outcome: metrics.train_runs.labels(outcome).inc())
     if jobs.unfinished():  # the model file may be from a run that never finished: not served before it is
         holder.load_last_good()
@@ -72,11 +74,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.prediction_log = PredictionLog(LogSettings.from_env(settings.state_dir), metrics.registry)
     app.state.jobs = jobs
-    app.state.jobs.recover()  # a run a stopped server left: settled now, or followed until it ends
+    app.state.follower = follower
+    if roles.writes_project(role):
+        app.state.jobs.recover()  # a run a stopped server left: settled now, or followed until it ends
     app.state.retrain_jobs = RetrainJobs(settings, holder)
     # Starlette types handlers for Exception; this one is registered for its subclass only.
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    routers = (token, predict, info, ingest, train, health, retrain_route)
+    routers = roles.routers(role)
     for module in routers:
         app.include_router(module.router)
     api_routes = [route for module in routers for route in module.router.routes]  # the routers have no prefix

@@ -41,18 +41,31 @@ class Metrics:
         self.train_runs = Counter("rakuten_train_runs_total", "Finished training runs, by outcome", ["status"],
                                   registry=self.registry)
         # An "info" metric as a gauge set to 1: prometheus-client's Info type has no multiprocess mode.
-        self.model_info = Gauge("rakuten_model_info", "The model being served (value 1)", ["md5", "path"],
-                                multiprocess_mode="livemax", registry=self.registry)
+        # version and stage: of the registry model followed (serve/follow.py), empty for the workspace's;
+        # since: when the server began to serve that version (one value for all workers).
+        self.model_info = Gauge("rakuten_model_info", "The model being served (value 1)",
+                                ["md5", "path", "version", "stage", "since"], multiprocess_mode="livemax",
+                                registry=self.registry)
+        self.model_stage = ""
+        self.registry_failures = Counter("rakuten_registry_check_failures_total",
+                                         "Registry checks whose version could not be fetched, verified or loaded",
+                                         registry=self.registry)
+        self.registry_failing = Gauge("rakuten_registry_check_failing",
+                                      "1 while the last registry check failed (the previous version serves)",
+                                      multiprocess_mode="livemax", registry=self.registry)
         for code in CODES:  # every class shows up from the start, at 0
             self.predictions.labels(str(code))
 
+    def _info_labels(self, model: LoadedModel) -> tuple[str, ...]:
+        return model.md5, str(model.path), model.version, self.model_stage if model.version else "", model.since
+
     def model_changed(self, previous: LoadedModel | None, current: LoadedModel) -> None:
-        if previous is not None and previous.md5 != current.md5:
-            old = self.model_info.labels(previous.md5, str(previous.path))
+        if previous is not None and self._info_labels(previous) != self._info_labels(current):
+            old = self.model_info.labels(*self._info_labels(previous))
             old.set(0)  # in multiprocess files a series cannot be removed, only zeroed
             if not self.multiprocess:
-                self.model_info.remove(previous.md5, str(previous.path))
-        self.model_info.labels(current.md5, str(current.path)).set(1)
+                self.model_info.remove(*self._info_labels(previous))
+        self.model_info.labels(*self._info_labels(current)).set(1)
 
     def exposition(self) -> bytes:
         if not self.multiprocess:

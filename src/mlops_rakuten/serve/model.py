@@ -42,6 +42,8 @@ class LoadedModel:
     md5: str  # of the file's bytes: what dvc.lock records for it when the workspace matches
     loaded_at: str
     load_seconds: float
+    version: str = ""  # the registry version, when one is served
+    since: str = ""  # when the server (all its workers) began serving that version
 
 
 class ModelHolder:
@@ -52,6 +54,7 @@ class ModelHolder:
         self.last_good = last_good or marker.with_name("last-good-model.joblib")
         self.on_change = on_change
         self.loaded: LoadedModel | None = None
+        self.version = self.since = ""  # of the registry model at ``path`` (serve/follow.py), else empty
         self.error: str | None = None
         self._reloading = threading.Lock()
         self._marker = FileWatch(marker)
@@ -93,7 +96,28 @@ class ModelHolder:
         md5 = file_md5(path) if path.is_file() else ""
         pipeline = load_model(path)
         return LoadedModel(pipeline, path, md5, datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                           round(time.perf_counter() - start, 3))
+                           round(time.perf_counter() - start, 3), self.version, self.since)
+
+    def switch(self, path: Path, version: str, since: str, expected_md5: str) -> bool:
+        """Serve another file (a registry version) from now on, if it loads and has the expected md5.
+
+        Called off the request path (serve/follow.py's thread): requests go on with the old model
+        until the one assignment in ``_serve``.
+        """
+        with self._reloading:
+            previous = self.path, self.version, self.since
+            self.path, self.version, self.since = path, version, since
+            try:
+                fresh = self._read(path)
+                if fresh.md5 != expected_md5:
+                    raise InputError(f"{path}: md5 {fresh.md5}, expected {expected_md5}")
+            except InputError as exc:
+                self.path, self.version, self.since = previous
+                self.error = str(exc)
+                log.error("kept serving %s: %s", self.loaded.md5 if self.loaded else "nothing", exc)
+                return False
+            self._serve(fresh)
+            return True
 
     def _serve(self, fresh: LoadedModel) -> None:
         previous, self.loaded, self.error = self.loaded, fresh, None  # one assignment: readers see old or new

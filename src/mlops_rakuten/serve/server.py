@@ -11,26 +11,39 @@ import sys
 from pathlib import Path
 
 from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.serve import roles
 from mlops_rakuten.serve.connections import DeadlineProtocol, raise_descriptor_limit
+from mlops_rakuten.serve.follow import FOLLOW_SECONDS_ENV, follow_seconds, start_serving
+from mlops_rakuten.serve.roles import ROLE_ENV, writes_project
 from mlops_rakuten.serve.settings import (
     MODEL_REFERENCE_ENV, RESOLVED_MODEL_ENV, TRUSTED_PROXIES_ENV, load_settings, users_file,
 )
 from mlops_rakuten.serve.users import add_user, deactivate_user, list_users, remove_user
 
 
-def serve(host: str, port: int, workers: int = 1, access_log: bool = False, model: str | None = None) -> None:
+def serve(host: str, port: int, workers: int = 1, access_log: bool = False, model: str | None = None,
+          follow: float | None = None, role: str | None = None) -> None:
     """Run uvicorn; InputError (one line, exit 1) when the settings are missing or wrong.
 
     ``model`` (or $RAKUTEN_MODEL), a registry reference such as ``rakuten-classifier#prod``, is
     resolved and its bytes fetched and loaded once, here, before any worker starts: a bad
-    reference or missing bytes stop the server before it listens.
+    reference or missing bytes stop the server before it listens. ``follow`` (seconds, or
+    $RAKUTEN_FOLLOW_SECONDS) then checks the registry that often (serve/follow.py); ``role`` (or
+    $RAKUTEN_ROLE): predict, writer or all (serve/roles.py).
     """
-    import uvicorn
+    from mlops_rakuten.serve import listen
 
     settings = load_settings()  # check here, once, rather than as a traceback in every worker
     raise_descriptor_limit()  # room for more connections, in this process and the workers it starts
     _warn_if_no_users()
+    if role:
+        os.environ[ROLE_ENV] = role
+    if follow is not None:
+        os.environ[FOLLOW_SECONDS_ENV] = str(follow)
+    role, _ = roles.role(), follow_seconds()  # a bad value stops here, not in every worker
     reference = model or os.environ.get(MODEL_REFERENCE_ENV)
+    if follow and not reference:
+        raise InputError("--follow needs a registry stage to follow: --model NAME#STAGE (or RAKUTEN_MODEL)")
     if reference:
         from mlops_rakuten.core.predict import load_model
         from mlops_rakuten.ops.registry import fetch_model
@@ -38,6 +51,11 @@ def serve(host: str, port: int, workers: int = 1, access_log: bool = False, mode
         resolved = fetch_model(reference, settings.project_dir, settings.state_dir / "registry")
         load_model(Path(resolved.path))  # a file that is not a model fails here, not in the workers
         os.environ[RESOLVED_MODEL_ENV] = json.dumps(resolved.as_dict())
+        start_serving(settings.state_dir, resolved.as_dict())
+    elif writes_project(role):
+        from mlops_rakuten.serve.restore import restore_model
+
+        restore_model(settings.project_dir, settings.state_dir)  # a crashed `dvc repro` left none
     # Workers re-read the environment: pin the project so they agree whatever their cwd.
     os.environ["RAKUTEN_PROJECT_DIR"] = str(settings.project_dir)
     if workers > 1:
@@ -50,9 +68,9 @@ def serve(host: str, port: int, workers: int = 1, access_log: bool = False, mode
     # X-Forwarded-For, trusted only from the proxy's address.
     trusted = os.environ.get(TRUSTED_PROXIES_ENV, "127.0.0.1")
     # DeadlineProtocol: a request's head and body must arrive in time, so slow clients cannot hold connections.
-    uvicorn.run("mlops_rakuten.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
-                proxy_headers=True, forwarded_allow_ips=trusted, access_log=access_log, log_level="info",
-                http=DeadlineProtocol)
+    listen.run("mlops_rakuten.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
+               proxy_headers=True, forwarded_allow_ips=trusted, access_log=access_log, log_level="info",
+               http=DeadlineProtocol)
 
 
 def _warn_if_no_users() -> None:

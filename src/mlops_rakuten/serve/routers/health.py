@@ -18,8 +18,11 @@ async def health(request: Request) -> dict:
     async: answered on the event loop, so a thread pool busy with slow requests cannot delay it.
     """
     state = request.app.state
+    # Details (the users file's path, a registry error) go to the log and to admins' /info, not here.
     users_error = state.users.file_error()
-    return {"status": "degraded" if users_error else "ok", "model_ready": state.model.current() is not None}
+    registry_error = state.follower.error if state.follower else None
+    degraded = bool(users_error or registry_error)
+    return {"status": "degraded" if degraded else "ok", "model_ready": state.model.current() is not None}
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -21,14 +21,16 @@ def info(request: Request, user: Annotated[User, Depends(require_user)]) -> dict
     state = request.app.state
     root = state.settings.project_dir
     loaded = state.model.current()
-    registry = state.settings.registry_model  # `rakuten serve --model NAME#STAGE`: a registry version
+    follower = state.follower  # `rakuten serve --model NAME#STAGE`: a registry version, maybe followed
+    registry = follower.served if follower else state.settings.registry_model
     recorded = registry["md5"] if registry else locked_model_md5(root)
     return {
         "model": {
             "ready": loaded is not None,
             "path": MODEL_PATH if not registry else registry["path"],
             "md5": recorded,  # dvc.lock's word for the train stage's output (at the version's commit)
-            "registry": {key: registry[key] for key in ("reference", "name", "version", "stages", "commit")}
+            "registry": {**{key: registry.get(key) for key in ("reference", "name", "version", "stages", "commit",
+                                                               "since")}, **follower.describe()}
             if registry else None,
             "loaded_md5": loaded.md5 if loaded else None,
             # False when the served model is not the recorded one: a run whose train stage succeeded but

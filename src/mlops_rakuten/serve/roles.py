@@ -1,0 +1,50 @@
+"""What one server process does: `rakuten serve --role predict|writer|all` (RAKUTEN_ROLE).
+
+predict  stateless and replicable: log in, predict, describe the model, health, reload the model.
+         It reads the project (model, users file) and writes nothing there.
+writer   the one owner of the project: ingest into data/raw, run `dvc repro` (/train), the gated
+         retrain (/retrain), reload.
+all      both, in one process: a laptop's server (the default).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import ModuleType
+
+from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.serve.settings import Settings
+
+ROLE_ENV = "RAKUTEN_ROLE"
+# A predict replica with its own state folder reads the writer's "new model" marker from the writer's.
+WRITER_STATE_ENV = "RAKUTEN_WRITER_STATE_DIR"
+ROLES = ("all", "predict", "writer")
+
+
+def role(env: dict[str, str] | None = None) -> str:
+    value = (os.environ if env is None else env).get(ROLE_ENV) or "all"
+    if value not in ROLES:
+        raise InputError(f"{ROLE_ENV} = {value!r}, expected one of {', '.join(ROLES)}")
+    return value
+
+
+def routers(name: str) -> tuple[ModuleType, ...]:
+    """The routers a server of role ``name`` mounts (/metrics and /health come with every role)."""
+    from mlops_rakuten.serve.routers import health, info, ingest, predict, reload, retrain, token, train
+
+    if name == "predict":
+        return token, predict, info, reload, health
+    if name == "writer":
+        return token, info, ingest, train, retrain, reload, health
+    return token, predict, info, ingest, train, retrain, reload, health
+
+
+def writes_project(name: str) -> bool:
+    """Whether this role may change the project (finish an ingest, settle a training run, restore a model)."""
+    return name != "predict"
+
+
+def published_marker(settings: Settings) -> Path:
+    """The file the writer rewrites when /train produced a model (serve/model.py): every role watches it."""
+    return Path(os.environ.get(WRITER_STATE_ENV) or settings.state_dir) / "model.published"

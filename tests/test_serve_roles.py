@@ -1,0 +1,118 @@
+"""The split shape on one machine: one writer and two predict replicas of one project, nginx routing
+/ingest and /train to the writer and the rest to the replicas.
+
+Real `rakuten serve --role ...` processes, Debian's nginx, a real `dvc repro` through /train. The
+module owns its project (it trains it): tests run in file order.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import ROOT, needs, run
+from serve_support import (PASSWORDS, auth, build_project, free_port, make_settings, render, self_signed,
+                           server_env, stop, wait_until)
+
+RAKUTEN = str(Path(sys.executable).parent / "rakuten")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """{"writer": url, "replicas": [url, url], "nginx": url, "settings", "context"}; all stopped at the end."""
+    root = tmp_path_factory.mktemp("roles")
+    settings = make_settings(build_project(root / "project"), root / "secrets")
+    processes, urls = [], {}
+    try:
+        for name, role in (("writer", "writer"), ("replica-1", "predict"), ("replica-2", "predict")):
+            port, log = free_port(), root / f"{name}.log"
+            with open(log, "w") as output:
+                processes.append(subprocess.Popen([RAKUTEN, "serve", "--port", str(port), "--role", role],
+                                                  env=server_env(settings), stdout=output, stderr=subprocess.STDOUT))
+            urls[name] = f"http://127.0.0.1:{port}"
+            wait_until(lambda: httpx.get(f"{urls[name]}/health", timeout=2).json()["model_ready"],
+                       f"{name} to serve", process=processes[-1], log=log)
+        prefix = root / "nginx"
+        prefix.mkdir()
+        cert, key = self_signed(prefix)
+        https_port = free_port()
+        (prefix / "nginx.conf").write_text(render((ROOT / "deployments/nginx/nginx.conf").read_text(), {
+            "RAKUTEN_UPSTREAM": urls["replica-1"].removeprefix("http://"),
+            "RAKUTEN_WRITER_UPSTREAM": urls["writer"].removeprefix("http://"),
+            "RAKUTEN_HTTPS_PORT": str(https_port), "RAKUTEN_HTTP_PORT": str(free_port()),
+            "RAKUTEN_TLS_CERT": str(cert), "RAKUTEN_TLS_KEY": str(key)}))
+        with open(prefix / "nginx.out", "w") as output:
+            processes.append(subprocess.Popen([needs("nginx"), "-p", str(prefix), "-c", "nginx.conf", "-e", "stderr",
+                                               "-g", "daemon off;"], stdout=output, stderr=subprocess.STDOUT))
+        context = ssl.create_default_context(cafile=str(cert))
+        nginx = f"https://127.0.0.1:{https_port}"
+        wait_until(lambda: httpx.get(f"{nginx}/health", verify=context, timeout=2).is_success, "nginx",
+                   process=processes[-1], log=prefix / "nginx.out")
+        yield {"writer": urls["writer"], "replicas": [urls["replica-1"], urls["replica-2"]], "nginx": nginx,
+               "settings": settings, "context": context}
+    finally:
+        for process in processes:
+            stop(process)
+
+
+def model_version(url: str, headers: dict, **options) -> str:
+    answer = httpx.post(f"{url}/predict", json={"designation": "Piscine hors sol"}, headers=headers, timeout=10,
+                        **options)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["model_version"]
+
+
+def test_each_role_serves_only_its_routes(stack):
+    admin = auth(stack["settings"], "alice", "admin")
+    for replica in stack["replicas"]:
+        assert httpx.post(f"{replica}/train", headers=admin).status_code == 404
+        assert httpx.post(f"{replica}/ingest", headers=admin).status_code == 404
+    assert httpx.post(f"{stack['writer']}/predict", json={"designation": "x"}, headers=admin).status_code == 404
+    for url in (stack["writer"], *stack["replicas"]):
+        assert httpx.get(f"{url}/info", headers=admin).json()["model"]["ready"] is True
+
+
+def test_a_token_from_one_replica_works_everywhere_and_its_revocation_too(stack):
+    first, second = stack["replicas"]
+    login = httpx.post(f"{first}/token", data={"username": "bob", "password": PASSWORDS["bob"]})
+    assert login.status_code == 200, login.text
+    bob = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    model_version(second, bob)
+    assert httpx.get(f"{stack['writer']}/info", headers=bob).status_code == 200
+    users = {**server_env(stack["settings"])}
+    run([RAKUTEN, "user", "deactivate", "bob"], stack["settings"].project_dir, env=users)
+    try:
+        for url in (first, second, stack["writer"]):
+            wait_until(lambda: httpx.get(f"{url}/info", headers=bob).status_code == 401,
+                       f"{url} to refuse the revoked token", timeout=10)
+    finally:
+        run([RAKUTEN, "user", "add", "bob", "--role", "user", "--password-stdin"], stack["settings"].project_dir,
+            env=users, input=PASSWORDS["bob"] + "\n")
+
+
+def test_a_model_trained_by_the_writer_reaches_every_replica(stack):
+    settings, admin = stack["settings"], auth(stack["settings"], "alice", "admin")
+    old = {model_version(url, admin) for url in stack["replicas"]}
+    params = settings.project_dir / "params.yaml"
+    params.write_text(re.sub(r"(?m)^  C: .*$", "  C: 0.3", params.read_text()))
+    started = httpx.post(f"{stack['nginx']}/train", headers=admin, verify=stack["context"], timeout=30)
+    assert started.status_code == 202, started.text  # nginx sent it to the writer
+    job = started.json()["job_id"]
+
+    def finished():
+        state = httpx.get(f"{stack['nginx']}/train/{job}", headers=admin, verify=stack["context"]).json()
+        return state if state["status"] != "running" else None
+
+    state = wait_until(finished, "the training run", timeout=600)
+    assert state["status"] == "succeeded", state["log"]
+    new = state["model_md5"]
+    assert {new} != old
+    for url in stack["replicas"]:
+        wait_until(lambda: model_version(url, admin) == new, f"{url} to serve the new model", timeout=10)
+    assert model_version(stack["nginx"], admin, verify=stack["context"]) == new
