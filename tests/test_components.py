@@ -39,8 +39,13 @@ def run_pytest(folder: Path, strict: bool) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if key != STRICT_VARIABLE}
     if strict:
         env[STRICT_VARIABLE] = "1"
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", str(folder)],
-                          cwd=folder, env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", str(folder)],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
 
 @pytest.fixture
@@ -85,5 +90,7 @@ def test_ci_installs_every_listed_package_and_turns_skips_into_failures(tmp_path
     env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(["bash", str(ROOT / ".ci/run")], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines() == [f"make test with {STRICT_VARIABLE}=1",
-                                                  f"make docker-test with {STRICT_VARIABLE}=1"]
+    assert result.stdout.strip().splitlines() == [
+        f"make test with {STRICT_VARIABLE}=1",
+        f"make docker-test with {STRICT_VARIABLE}=1",
+    ]

@@ -22,12 +22,14 @@ import uuid
 import httpx
 import pytest
 
-from conftest import ROOT, needs, unavailable
 from mlops_rakuten.serve.users import add_user
+
+from conftest import ROOT, needs, unavailable
 from serve_support import PASSWORDS, free_port, wait_until
 
-pytestmark = pytest.mark.skipif(not os.environ.get("RAKUTEN_DOCKER_TEST"),
-                                reason="the container stack runs in `make docker-test` (.ci/run runs it)")
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("RAKUTEN_DOCKER_TEST"), reason="the container stack runs in `make docker-test` (.ci/run runs it)"
+)
 
 LOCAL_BASE = "localhost/debian:bookworm"
 TIMINGS: dict[str, float] = {}
@@ -36,18 +38,22 @@ TIMINGS: dict[str, float] = {}
 def make(target: str, env: dict[str, str], timeout: float, label: str | None = None) -> subprocess.CompletedProcess:
     """A make target of the repository, timed into TIMINGS; raises with its output when it fails."""
     start = time.monotonic()
-    result = subprocess.run(["make", "--no-print-directory", target], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=timeout)
+    result = subprocess.run(
+        ["make", "--no-print-directory", target], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
     TIMINGS[label or target] = time.monotonic() - start
     if result.returncode != 0:
-        raise AssertionError(f"make {target} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        raise AssertionError(
+            f"make {target} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
     return result
 
 
 def engine_command(env: dict[str, str]) -> str:
     """podman or docker, as the Makefile chose it (make compose-check says what to install otherwise)."""
-    checked = subprocess.run(["make", "-s", "--no-print-directory", "compose-check"], cwd=ROOT, env=env,
-                             capture_output=True, text=True)
+    checked = subprocess.run(
+        ["make", "-s", "--no-print-directory", "compose-check"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     if checked.returncode != 0:  # neither docker compose nor podman + podman-compose
         needs("podman")
         needs("podman-compose")
@@ -65,41 +71,85 @@ def stack(tmp_path_factory, request):
     name = f"rakuten-test-{uuid.uuid4().hex[:8]}"
     for user, role in (("alice", "admin"), ("bob", "user")):
         add_user(folder / "users.json", user, role, PASSWORDS[user])
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(folder / "server.key"),
-                    "-out", str(folder / "server.crt")], check=True, capture_output=True)
-    ports = {"RAKUTEN_HTTPS_PORT": free_port(), "RAKUTEN_HTTP_PORT": free_port(), "RAKUTEN_PROMETHEUS_PORT": free_port()}
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(folder / "server.key"),
+            "-out",
+            str(folder / "server.crt"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    ports = {
+        "RAKUTEN_HTTPS_PORT": free_port(),
+        "RAKUTEN_HTTP_PORT": free_port(),
+        "RAKUTEN_PROMETHEUS_PORT": free_port(),
+    }
     # The local base image (built from Debian's mirror) unless RAKUTEN_TEST_BASE_IMAGE names one from a registry.
     base = os.environ.get("RAKUTEN_TEST_BASE_IMAGE") or LOCAL_BASE
-    env = {**{k: v for k, v in os.environ.items() if k != "DAGSHUB_TOKEN"},  # never a real remote from a test
-           **{k: str(v) for k, v in ports.items()},
-           "STACK": name, "RAKUTEN_IMAGE_TAG": os.environ.get("RAKUTEN_TEST_IMAGE_TAG", "docker-test"), "BASE_IMAGE": base,
-           "RAKUTEN_PUBLISH_ADDRESS": "127.0.0.1",
-           "RAKUTEN_JWT_SECRET": secrets.token_hex(32), "RAKUTEN_USERS_FILE": str(folder / "users.json"),
-           "RAKUTEN_TLS_DIR": str(folder), "RAKUTEN_UP_TIMEOUT": "900", "RAKUTEN_MONITOR_INTERVAL": "15s",
-           "REPLICAS": "2"}
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "DAGSHUB_TOKEN"},  # never a real remote from a test
+        **{k: str(v) for k, v in ports.items()},
+        "STACK": name,
+        "RAKUTEN_IMAGE_TAG": os.environ.get("RAKUTEN_TEST_IMAGE_TAG", "docker-test"),
+        "BASE_IMAGE": base,
+        "RAKUTEN_PUBLISH_ADDRESS": "127.0.0.1",
+        "RAKUTEN_JWT_SECRET": secrets.token_hex(32),
+        "RAKUTEN_USERS_FILE": str(folder / "users.json"),
+        "RAKUTEN_TLS_DIR": str(folder),
+        "RAKUTEN_UP_TIMEOUT": "900",
+        "RAKUTEN_MONITOR_INTERVAL": "15s",
+        "REPLICAS": "2",
+    }
     engine = engine_command(env)
     if base == LOCAL_BASE:
         if subprocess.run([engine, "image", "inspect", LOCAL_BASE], env=env, capture_output=True).returncode != 0:
             needs("mmdebstrap")
         make("base-image", env, timeout=900)
-    probe = subprocess.run([engine, "run", "--rm", "--network", "none", base, "true"], env=env,
-                           capture_output=True, text=True, timeout=120)
+    probe = subprocess.run(
+        [engine, "run", "--rm", "--network", "none", base, "true"], env=env, capture_output=True, text=True, timeout=120
+    )
     if probe.returncode != 0:
         unavailable(f"containers cannot run here: {engine} run exited {probe.returncode}: {probe.stderr.strip()}")
     failed_before = request.session.testsfailed
     try:
         make("docker-build", env, timeout=1800)
         make("docker-up", env, timeout=1200, label="docker-up (first start: data + dvc repro, to healthy)")
-        yield {"env": env, "engine": engine, "name": name, "folder": folder, **ports,
-               "tls": ssl.create_default_context(cafile=str(folder / "server.crt"))}
+        yield {
+            "env": env,
+            "engine": engine,
+            "name": name,
+            "folder": folder,
+            **ports,
+            "tls": ssl.create_default_context(cafile=str(folder / "server.crt")),
+        }
     finally:
         if request.session.testsfailed != failed_before:
-            logs = subprocess.run(["make", "--no-print-directory", "docker-logs"], cwd=ROOT,
-                                  env={**env, "TAIL": "60"}, capture_output=True, text=True, timeout=120)
+            logs = subprocess.run(
+                ["make", "--no-print-directory", "docker-logs"],
+                cwd=ROOT,
+                env={**env, "TAIL": "60"},
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             print(f"\n--- last log lines of {name}:\n{logs.stdout[-12000:]}{logs.stderr[-4000:]}")
-        subprocess.run(["make", "--no-print-directory", "docker-down-v"], cwd=ROOT, env=env, capture_output=True,
-                       timeout=300)
+        subprocess.run(
+            ["make", "--no-print-directory", "docker-down-v"], cwd=ROOT, env=env, capture_output=True, timeout=300
+        )
         print("\n" + "\n".join(f"make {target}: {seconds:.1f} s" for target, seconds in TIMINGS.items()))
 
 
@@ -118,8 +168,9 @@ def test_the_api_answers_through_nginx_with_tls(stack):
         health = client.get("/health").json()
         assert (health["status"], health["model_ready"]) == ("ok", True)
         headers = login(client, "bob")
-        response = client.post("/predict", headers=headers,
-                               json={"designation": "Piscine hors sol tubulaire Intex", "top_k": 3})
+        response = client.post(
+            "/predict", headers=headers, json={"designation": "Piscine hors sol tubulaire Intex", "top_k": 3}
+        )
         assert response.status_code == 200, response.text
         predictions = response.json()["predictions"]
         assert [p["prdtypecode"] for p in predictions][0] == 2583 and len(predictions) == 3
@@ -142,30 +193,42 @@ def test_prometheus_scrapes_the_api_and_loads_the_alert_rules(stack):
         result = httpx.get(f"{base}/query", params={"query": 'up{job="rakuten-api"}'}, timeout=5).json()
         return [r for r in result["data"]["result"] if r["value"][1] == "1"]
 
-    series = wait_until(lambda: len(found := up()) == 3 and found, "Prometheus to see the writer and 2 replicas up",
-                        timeout=90)
+    series = wait_until(
+        lambda: len(found := up()) == 3 and found, "Prometheus to see the writer and 2 replicas up", timeout=90
+    )
     assert sorted(s["metric"]["role"] for s in series) == ["predict", "predict", "writer"]
     groups = httpx.get(f"{base}/rules", timeout=5).json()["data"]["groups"]
     names = {rule["name"] for group in groups for rule in group["rules"]}
-    assert names == {"RakutenApiDown", "RakutenApiHighErrorRatio", "RakutenPredictSlow", "RakutenModelNotReady",
-                     "RakutenReplicasServeDifferentModels", "RakutenRegistryVersionRefused",
-                     "RakutenInputDrift", "RakutenUnknownTokensRising", "RakutenTop1ScoreFalling",
-                     "RakutenDriftNotMeasured"}
+    assert names == {
+        "RakutenApiDown",
+        "RakutenApiHighErrorRatio",
+        "RakutenPredictSlow",
+        "RakutenModelNotReady",
+        "RakutenReplicasServeDifferentModels",
+        "RakutenRegistryVersionRefused",
+        "RakutenInputDrift",
+        "RakutenUnknownTokensRising",
+        "RakutenTop1ScoreFalling",
+        "RakutenDriftNotMeasured",
+    }
 
 
 def test_the_monitor_scores_the_drift_of_what_the_api_answered(stack):
     """A pool-only window through nginx: the monitor (every 15 s here) logs a high class drift to Prometheus."""
-    window = [{"designation": f"Piscine tubulaire Intex {i} m", "description": "Avec pompe et bâche"}
-              for i in range(120)]
+    window = [
+        {"designation": f"Piscine tubulaire Intex {i} m", "description": "Avec pompe et bâche"} for i in range(120)
+    ]
     with api(stack) as client:
         headers = login(client, "bob")
         for start in range(0, len(window), 60):
-            assert client.post("/predict", headers=headers, json=window[start:start + 60]).status_code == 200
+            assert client.post("/predict", headers=headers, json=window[start : start + 60]).status_code == 200
     base = f"http://127.0.0.1:{stack['RAKUTEN_PROMETHEUS_PORT']}/api/v1"
 
     def scored():
-        query = 'rakuten_drift_score{job="rakuten-monitor", signal="predicted_class"} and on (instance) ' \
-                'rakuten_drift_window_products >= 120'
+        query = (
+            'rakuten_drift_score{job="rakuten-monitor", signal="predicted_class"} and on (instance) '
+            "rakuten_drift_window_products >= 120"
+        )
         result = httpx.get(f"{base}/query", params={"query": query}, timeout=5).json()["data"]["result"]
         return [float(r["value"][1]) for r in result if r["value"][1] != "NaN"]
 
@@ -174,9 +237,14 @@ def test_the_monitor_scores_the_drift_of_what_the_api_answered(stack):
 
 
 def test_ingest_and_train_survive_a_restart_and_go_with_the_volumes(stack):
-    rows = "designation,description,prdtypecode\n" + "".join(
-        f"Robot nettoyeur de piscine modele {i},<p>Aspirateur de fond pour piscine hors sol</p>,2583\n"
-        for i in range(30)) + "Livre sans classe,,999\n"
+    rows = (
+        "designation,description,prdtypecode\n"
+        + "".join(
+            f"Robot nettoyeur de piscine modele {i},<p>Aspirateur de fond pour piscine hors sol</p>,2583\n"
+            for i in range(30)
+        )
+        + "Livre sans classe,,999\n"
+    )
     with api(stack) as client:
         headers = login(client, "alice")
         before = client.get("/info", headers=headers).json()
@@ -199,8 +267,10 @@ def test_ingest_and_train_survive_a_restart_and_go_with_the_volumes(stack):
         assert after["data"]["md5"] == report["data_md5"]
 
         def every_replica_serves_it():  # nginx takes turns over the replicas: each answers some of these
-            answers = [client.post("/predict", headers=headers, json={"designation": "Robot de piscine"}).json()
-                       for _ in range(8)]
+            answers = [
+                client.post("/predict", headers=headers, json={"designation": "Robot de piscine"}).json()
+                for _ in range(8)
+            ]
             return all(answer["model_version"] == after["model"]["md5"] for answer in answers)
 
         wait_until(every_replica_serves_it, "both replicas to serve the new model", timeout=30)
@@ -212,8 +282,12 @@ def test_ingest_and_train_survive_a_restart_and_go_with_the_volumes(stack):
         again = client.get("/info", headers=headers).json()
         assert again["model"]["loaded_md5"] == after["model"]["md5"]
         assert again["data"]["md5"] == report["data_md5"]
-        assert client.post("/predict", headers=headers, json={"designation": "Robot nettoyeur de piscine"}).json()[
-            "model_version"] == after["model"]["md5"]
+        assert (
+            client.post("/predict", headers=headers, json={"designation": "Robot nettoyeur de piscine"}).json()[
+                "model_version"
+            ]
+            == after["model"]["md5"]
+        )
 
     engine, env = stack["engine"], stack["env"]
     volumes = [engine, "volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={stack['name']}"]

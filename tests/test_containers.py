@@ -16,8 +16,14 @@ DOCKERFILES = sorted((ROOT / "docker").glob("*/Dockerfile"))
 
 
 def make(target: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "-s", "--no-print-directory", target], cwd=ROOT, env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ["make", "-s", "--no-print-directory", target],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_every_image_has_a_dockerfile_from_the_base_image_argument():
@@ -32,8 +38,9 @@ def test_every_image_has_a_dockerfile_from_the_base_image_argument():
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.parent.name)
 def test_dockerfile_passes_hadolint(dockerfile):
     # .hadolint.yaml says which rules are off and why (DL3008: Debian packages are pinned by suite).
-    result = subprocess.run([needs("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), str(dockerfile)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [needs("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), str(dockerfile)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -44,7 +51,9 @@ def test_build_context_leaves_out_secrets_data_and_the_venv():
     included = [rule[1:] for rule in rules if rule.startswith("!")]
     for private in (".dvc/config.local", ".dvc/cache/", "data/raw/", "models/", "secrets/", ".venv/", ".git/"):
         name = private.rstrip("/")
-        assert not any(name == rule.rstrip("/") or name.startswith(rule.rstrip("/") + "/") for rule in included), private
+        assert not any(name == rule.rstrip("/") or name.startswith(rule.rstrip("/") + "/") for rule in included), (
+            private
+        )
     assert "deployments/certs/" in rules  # re-excluded after !deployments/
 
 
@@ -52,8 +61,13 @@ def test_build_context_leaves_out_secrets_data_and_the_venv():
 def compose_config(tmp_path_factory):
     """The compose file as the installed compose tool resolves it (make docker-config), with test values."""
     folder = tmp_path_factory.mktemp("compose")
-    env = {"RAKUTEN_JWT_SECRET": "s" * 40, "RAKUTEN_USERS_FILE": str(folder / "users.json"),
-           "RAKUTEN_TLS_DIR": str(folder), "RAKUTEN_HTTPS_PORT": "18443", "RAKUTEN_HTTP_PORT": "18080"}
+    env = {
+        "RAKUTEN_JWT_SECRET": "s" * 40,
+        "RAKUTEN_USERS_FILE": str(folder / "users.json"),
+        "RAKUTEN_TLS_DIR": str(folder),
+        "RAKUTEN_HTTPS_PORT": "18443",
+        "RAKUTEN_HTTP_PORT": "18080",
+    }
     if make("compose-check", env).returncode != 0:  # neither docker compose nor podman + podman-compose
         needs("podman")
         needs("podman-compose")
@@ -90,8 +104,9 @@ def test_compose_file_is_valid_and_wires_the_stack(compose_config):
         assert environment["RAKUTEN_TRUSTED_PROXIES"] == "*"
     # Only the writer may change the project; the replicas read it.
     assert not any(str(v).endswith(":ro") for v in services["writer"]["volumes"])
-    assert any(str(v).endswith("/var/lib/rakuten/project:ro") or "read_only" in str(v)
-               for v in services["predict"]["volumes"])
+    assert any(
+        str(v).endswith("/var/lib/rakuten/project:ro") or "read_only" in str(v) for v in services["predict"]["volumes"]
+    )
     assert int(services["predict"]["deploy"]["replicas"]) == 2
     published = [str(port) for port in services["nginx"]["ports"]]
     assert any("18443" in port and "127.0.0.1" in port for port in published), published
@@ -106,8 +121,11 @@ def test_compose_refuses_to_start_without_the_jwt_secret(compose_config):
 
 
 def test_alert_rules_pass_their_unit_tests():
-    result = subprocess.run([needs("promtool"), "test", "rules", str(ROOT / "tests/prometheus/alerts_test.yml")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [needs("promtool"), "test", "rules", str(ROOT / "tests/prometheus/alerts_test.yml")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout + result.stderr
 

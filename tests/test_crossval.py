@@ -6,9 +6,10 @@ from pathlib import Path
 
 import yaml
 
-from conftest import ROOT, real_sample
-from mlops_rakuten.devtools.crossval import cross_validate, load_products
 from mlops_rakuten.core.demo_data import write_demo_data
+from mlops_rakuten.devtools.crossval import cross_validate, load_products
+
+from conftest import ROOT, real_sample
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 

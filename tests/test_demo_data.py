@@ -14,8 +14,8 @@ import pytest
 import mlops_rakuten
 from mlops_rakuten.core.categories import CLASSES, CODES
 from mlops_rakuten.core.demo_data import DESCRIBED, MIN_ROWS, TERSE, class_counts, generate, write_demo_data
-from mlops_rakuten.core.paths import X_FILE, Y_FILE
 from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.paths import X_FILE, Y_FILE
 
 # sha256 of the two files for rows=500, seed=7. Changing the generator changes these on purpose:
 # the demo data is a pipeline input, so any change must be deliberate and show up in review.
@@ -74,10 +74,18 @@ def test_independent_of_hash_seed(tmp_path):
     package_root = str(Path(mlops_rakuten.__file__).resolve().parents[1])
     outputs = []
     for hash_seed in ("0", "4242"):
-        env = {**os.environ, "PYTHONHASHSEED": hash_seed,
-               "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-        result = subprocess.run([sys.executable, "-c", code, str(tmp_path / hash_seed), X_FILE, Y_FILE],
-                                env=env, capture_output=True, text=True, check=True)
+        env = {
+            **os.environ,
+            "PYTHONHASHSEED": hash_seed,
+            "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+        }
+        result = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / hash_seed), X_FILE, Y_FILE],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         outputs.append(result.stdout.split())
     assert outputs[0] == outputs[1] == [PINNED[X_FILE], PINNED[Y_FILE]]
 

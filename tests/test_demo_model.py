@@ -14,17 +14,18 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from conftest import ROOT
 from mlops_rakuten.core.categories import category_name
-from mlops_rakuten.devtools.crossval import load_products
 from mlops_rakuten.core.demo_data import generate, write_demo_data
 from mlops_rakuten.core.features import build_vectorizer
 from mlops_rakuten.core.one_vs_rest import fit_linear_svc
 from mlops_rakuten.core.params import read_params
 from mlops_rakuten.core.predict import predict_top_k
+from mlops_rakuten.devtools.crossval import load_products
 from mlops_rakuten.ops.raw_data import DEMO_ROWS, DEMO_SEED
 from mlops_rakuten.stages.split import split
 from mlops_rakuten.stages.train import fit_holdout_and_shipped, save_model
+
+from conftest import ROOT
 
 PARAMS = ROOT / "params.yaml"
 
@@ -74,17 +75,41 @@ HAND_WRITTEN = [
 ]
 
 # One or two words, each naming its class unambiguously: every one must come out right.
-BARE_WORDS = [("Livre de cuisine", 2705), ("Roman", 2705), ("BD", 2403), ("Jeu PS4", 40), ("Piscine", 2583),
-              ("Coussin", 1920), ("Figurine", 1140), ("Poupée", 1280), ("Perceuse", 2585), ("Console", 60)]
+BARE_WORDS = [
+    ("Livre de cuisine", 2705),
+    ("Roman", 2705),
+    ("BD", 2403),
+    ("Jeu PS4", 40),
+    ("Piscine", 2583),
+    ("Coussin", 1920),
+    ("Figurine", 1140),
+    ("Poupée", 1280),
+    ("Perceuse", 2585),
+    ("Console", 60),
+]
 
 # A word a shopper types -> the classes it should point to. Of the generated titles containing it,
 # at least SHARE must belong to them (some listings are worded like a neighbouring class or misfiled
 # on purpose).
 SHOPPER_WORDS = {
-    "livre": (10, 2705), "roman": (2705,), "cuisine": (2705,), "bd": (2403,), "manette": (50,),
-    "console": (60, 2462), "figurine": (1140, 1180), "peluche": (1280, 1140), "poupée": (1280,), "puzzle": (1281,),
-    "drone": (1300,), "trottinette": (1302,), "poussette": (1320,), "lampe": (2060,), "cahier": (2522,),
-    "piscine": (2583,), "perceuse": (2585,), "coussin": (1920, 2582),
+    "livre": (10, 2705),
+    "roman": (2705,),
+    "cuisine": (2705,),
+    "bd": (2403,),
+    "manette": (50,),
+    "console": (60, 2462),
+    "figurine": (1140, 1180),
+    "peluche": (1280, 1140),
+    "poupée": (1280,),
+    "puzzle": (1281,),
+    "drone": (1300,),
+    "trottinette": (1302,),
+    "poussette": (1320,),
+    "lampe": (2060,),
+    "cahier": (2522,),
+    "piscine": (2583,),
+    "perceuse": (2585,),
+    "coussin": (1920, 2582),
 }
 SHARE = 0.7
 
@@ -111,8 +136,11 @@ def demo_models(tmp_path_factory) -> dict:
 def test_default_demo_model_gets_hand_written_titles_right(demo_models):
     frame = pd.DataFrame({"designation": [title for title, _ in HAND_WRITTEN], "description": ""})
     codes, _ = predict_top_k(demo_models["shipped"], frame, 1)
-    wrong = [f"{title!r} -> {code} {category_name(code)} (expected {expected} {category_name(expected)})"
-             for (title, expected), code in zip(HAND_WRITTEN, codes[:, 0]) if code != expected]
+    wrong = [
+        f"{title!r} -> {code} {category_name(code)} (expected {expected} {category_name(expected)})"
+        for (title, expected), code in zip(HAND_WRITTEN, codes[:, 0])
+        if code != expected
+    ]
     right = 1 - len(wrong) / len(HAND_WRITTEN)
     assert right >= 0.8, f"top-1 {right:.2f} on hand-written titles; wrong:\n" + "\n".join(wrong)
 
@@ -167,4 +195,3 @@ def test_hand_written_titles_are_not_generated_ones():
     generated = {title.lower() for _, title, *_ in x_rows}
     assert not [title for title, _ in HAND_WRITTEN if title.lower() in generated]
     assert len({code for _, code in HAND_WRITTEN}) == 27  # every class, by hand
-

@@ -18,17 +18,36 @@ from conftest import needs
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_ENV = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-PAGES = ["index.html", "getting-started/index.html", "pipeline/index.html", "experiments/index.html",
-         "pull-requests/index.html", "sharing/index.html", "prediction/index.html", "serving/index.html",
-         "quality/index.html", "troubleshooting/index.html", "team/index.html", "serving-limits/index.html",
-         "containers/index.html", "speed/index.html", "reference/cli/index.html", "reference/api/index.html",
-         "reference/python/index.html"]
+PAGES = [
+    "index.html",
+    "getting-started/index.html",
+    "pipeline/index.html",
+    "experiments/index.html",
+    "pull-requests/index.html",
+    "sharing/index.html",
+    "prediction/index.html",
+    "serving/index.html",
+    "quality/index.html",
+    "troubleshooting/index.html",
+    "team/index.html",
+    "serving-limits/index.html",
+    "containers/index.html",
+    "speed/index.html",
+    "reference/cli/index.html",
+    "reference/api/index.html",
+    "reference/python/index.html",
+]
 
 
 def mkdocs_build(config: Path, site: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(config),
-                           "--site-dir", str(site)], cwd=config.parent, env=BUILD_ENV,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(config), "--site-dir", str(site)],
+        cwd=config.parent,
+        env=BUILD_ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def git_status() -> str:
@@ -100,10 +119,13 @@ def browser(site, tmp_path_factory):
         yield chromium, base_url
 
 
-@pytest.mark.parametrize("page, images", [
-    ("", {"confusion_matrix.png"}),
-    ("experiments/", {"confusion_matrix.png", "learning_curve.png"}),
-])
+@pytest.mark.parametrize(
+    "page, images",
+    [
+        ("", {"confusion_matrix.png"}),
+        ("experiments/", {"confusion_matrix.png", "learning_curve.png"}),
+    ],
+)
 def test_page_renders_in_chromium_without_errors(browser, page, images, tmp_path):
     chromium, base_url = browser
     shots = Path(os.environ.get("RAKUTEN_DOCS_SCREENSHOTS") or tmp_path)

@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 # Home folders, this machine's work folders and captured temp folders; /tmp/rakuten-nginx and
 # /tmp/new_products.csv are working files the pages tell the reader to create.
-MACHINE_PATH = re.compile(r"(?<![\w.~-])(?:/(?:home|root|Users|work|mnt)/\S*|/tmp/(?!rakuten-nginx\b|new_products\.csv\b)\S+)")
+MACHINE_PATH = re.compile(
+    r"(?<![\w.~-])(?:/(?:home|root|Users|work|mnt)/\S*|/tmp/(?!rakuten-nginx\b|new_products\.csv\b)\S+)"
+)
 
 
 def text(page: Path) -> str:
@@ -29,8 +31,12 @@ def text(page: Path) -> str:
 
 
 def test_no_page_shows_an_absolute_path_of_a_machine():
-    found = [f"{page.relative_to(ROOT)}:{number}: {match.group(0)}" for page in PAGES
-             for number, line in enumerate(text(page).splitlines(), 1) for match in MACHINE_PATH.finditer(line)]
+    found = [
+        f"{page.relative_to(ROOT)}:{number}: {match.group(0)}"
+        for page in PAGES
+        for number, line in enumerate(text(page).splitlines(), 1)
+        for match in MACHINE_PATH.finditer(line)
+    ]
     assert not found, "machine paths in the docs:\n" + "\n".join(found)
 
 
@@ -41,14 +47,24 @@ def test_the_path_check_catches_what_it_is_for():
 
 
 def outputs(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "docs" / "outputs.py"), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "outputs.py"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_pasted_outputs_are_what_the_commands_print_now():
     """`make docs-outputs` leaves nothing to change. The prediction blocks need the model that the
     committed dvc.lock records (`make run`); without it only the others are checked."""
-    status = subprocess.run([str(Path(sys.executable).parent / "dvc"), "status", "--json", "train"], cwd=ROOT, capture_output=True, text=True)
+    status = subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), "status", "--json", "train"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     with_model = (ROOT / "models" / "model.joblib").is_file() and status.stdout.strip() in ("", "{}")
     result = outputs("--check", *([] if with_model else ["--without-model"]))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -59,8 +75,9 @@ def test_pasted_outputs_are_what_the_commands_print_now():
 def test_score_temperature_in_the_docs_and_the_cli_help_is_the_code_s():
     shown = f"softmax(decision values / {TEMPERATURE:g})"
     assert shown in text(ROOT / "docs" / "prediction.md")
-    help_text = subprocess.run([str(Path(sys.executable).parent / "rakuten"), "predict", "--help"],
-                               capture_output=True, text=True, check=True).stdout
+    help_text = subprocess.run(
+        [str(Path(sys.executable).parent / "rakuten"), "predict", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     assert shown in " ".join(help_text.split())
 
 
@@ -76,16 +93,19 @@ def test_calibration_figures_in_the_docs_are_the_ones_recorded_next_to_the_tempe
 def test_serving_limits_table_matches_the_settings():
     page = text(ROOT / "docs" / "serving-limits.md")
     mib, kib = 2**20, 2**10
-    assert (f"| `POST /predict` | {settings.PREDICT_MAX_BYTES // mib} MiB | one product, or a list of 1 to "
-            f"{settings.MAX_PREDICT_PRODUCTS}; designation ≤ {settings.MAX_DESIGNATION_CHARS:,} characters, "
-            f"description ≤ {settings.MAX_DESCRIPTION_CHARS:,} |") in page
+    assert (
+        f"| `POST /predict` | {settings.PREDICT_MAX_BYTES // mib} MiB | one product, or a list of 1 to "
+        f"{settings.MAX_PREDICT_PRODUCTS}; designation ≤ {settings.MAX_DESIGNATION_CHARS:,} characters, "
+        f"description ≤ {settings.MAX_DESCRIPTION_CHARS:,} |"
+    ) in page
     assert f"| `POST /ingest` | {settings.MAX_UPLOAD_BYTES // mib} MiB CSV" in page
     assert f"| `POST /token` | {settings.TOKEN_MAX_BYTES // kib} KiB |" in page
     assert f"| every other route | {NO_BODY_MAX_BYTES // kib} KiB |" in page
     defaults = settings.Settings.__dataclass_fields__
     assert f"`RAKUTEN_LOGIN_PER_MINUTE` times a minute (default {defaults['login_per_minute'].default})" in page
-    assert (f"`RAKUTEN_LOGIN_FAILURES_PER_MINUTE` times a minute (default "
-            f"{defaults['login_failures_per_minute'].default}") in page
+    assert (
+        f"`RAKUTEN_LOGIN_FAILURES_PER_MINUTE` times a minute (default {defaults['login_failures_per_minute'].default}"
+    ) in page
 
 
 def test_seed_commands_said_to_be_the_same_are_make_targets():
@@ -127,4 +147,5 @@ def test_experiment_outputs_on_the_experiments_page_include_the_committed_metric
     assert f"ingest.fraction=1.0 n_train={m['n_train']} f1_weighted={m['f1_weighted']}" in page
     workspace = re.search(r"^\| workspace +\| - +\| - +\| ([\d.]+) +\| ([\d.]+) +\| ([\d.]+) ", page, re.MULTILINE)
     assert workspace and [float(v) for v in workspace.groups()] == [
-        round(m[k], 5) for k in ("accuracy", "f1_weighted", "f1_macro")]
+        round(m[k], 5) for k in ("accuracy", "f1_weighted", "f1_macro")
+    ]

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import reproduced_project, run
 from mlops_rakuten.ops.experiments import learning_curve_points, parse_queue_status, stop_lingering_workers
+
+from conftest import reproduced_project, run
 
 STAGES = ["ingest", "preprocess", "split", "featurize", "train", "evaluate"]
 VENV = Path(sys.executable).parent.parent
@@ -36,8 +37,11 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def make(target: str, project: Path, *variables: str):
     """`make TARGET` in a temp copy with the project's venv; -o keeps make from reinstalling into it."""
     # A hang (a queue worker holding the output pipe open) fails the test instead of stalling CI.
-    return run(["make", "--no-print-directory", "-o", f"{VENV}/.installed", target, f"VENV={VENV}", *variables],
-               project, timeout=1200)
+    return run(
+        ["make", "--no-print-directory", "-o", f"{VENV}/.installed", target, f"VENV={VENV}", *variables],
+        project,
+        timeout=1200,
+    )
 
 
 def exp_show(project: Path) -> list[dict]:
@@ -61,10 +65,14 @@ def metrics_of(rev: dict) -> dict:
 
 def workspace_state(project: Path) -> tuple:
     """What a person would notice changing: git's view, params, stashes, HEAD and the DVC-tracked model."""
-    git = [run(["git", *args], project).stdout for args in (["status", "--porcelain"], ["stash", "list"],
-                                                            ["rev-parse", "HEAD"])]
-    files = [hashlib.sha256((project / name).read_bytes()).hexdigest()
-             for name in ("params.yaml", "dvc.lock", "models/model.joblib", "metrics/metrics.json")]
+    git = [
+        run(["git", *args], project).stdout
+        for args in (["status", "--porcelain"], ["stash", "list"], ["rev-parse", "HEAD"])
+    ]
+    files = [
+        hashlib.sha256((project / name).read_bytes()).hexdigest()
+        for name in ("params.yaml", "dvc.lock", "models/model.joblib", "metrics/metrics.json")
+    ]
     return (*git, *files)
 
 
@@ -98,11 +106,17 @@ def test_the_tours_temp_exp_run_leaves_the_workspace_and_git_status_as_they_were
 
 def own_values(params: Path) -> list[str]:
     """``-S section.key=value`` for every key of params.yaml, each with the value it already has."""
+
     def text(value) -> str:
         return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
     document = yaml.safe_load(params.read_text())
-    return [arg for section, keys in document.items() for key, value in keys.items()
-            for arg in ("-S", f"{section}.{key}={text(value)}")]
+    return [
+        arg
+        for section, keys in document.items()
+        for key, value in keys.items()
+        for arg in ("-S", f"{section}.{key}={text(value)}")
+    ]
 
 
 def committed(project: Path, name: str) -> bytes:
@@ -146,7 +160,8 @@ def test_a_failed_exp_run_keeps_the_models_and_prints_the_command_that_restores_
             "error: params.yaml: model.C = big, expected a number in (0, 1000000.0]",
             "No other stage ran and no output was removed.",
             f"params.yaml differs from the last commit (edited by hand or by `dvc exp run -S`): model.C {c} -> big.",
-            "Fix the value and run again, or restore the committed file: git show HEAD:params.yaml > params.yaml"]
+            "Fix the value and run again, or restore the committed file: git show HEAD:params.yaml > params.yaml",
+        ]
         assert model_files(baseline) == models and (baseline / "dvc.lock").read_bytes() == lock
         # The printed command, as a person would paste it, puts the workspace back as it was.
         subprocess.run(lines[3].split(": ", 1)[1], shell=True, cwd=baseline, check=True)
@@ -166,7 +181,10 @@ def test_a_misspelt_key_changes_nothing_and_its_added_form_lists_the_keys(baseli
         # With the `+` DVC suggests, the key is written, and check_params names the keys that exist.
         added = run(["dvc", "exp", "run", "-S", "+model.Cx=1"], baseline, check=False)
         assert added.returncode != 0 and "Running stage 'train'" not in added.stdout
-        assert "error: params.yaml: unknown key model.Cx (did you mean model.C? expected one of C, class_weight, " in added.stderr
+        assert (
+            "error: params.yaml: unknown key model.Cx (did you mean model.C? expected one of C, class_weight, "
+            in added.stderr
+        )
         assert model_files(baseline) == models
     finally:
         reset(baseline)
@@ -203,8 +221,9 @@ def test_queued_sweep_runs_in_temp_copies_leaves_the_workspace_and_draws_the_lea
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert workspace_state(baseline) == before  # the curve it adds is git-ignored
 
-    swept = {params_of(rev)["ingest"]["fraction"]: rev for rev in experiments(exp_show(baseline))
-             if rev["name"] != "c-small"}
+    swept = {
+        params_of(rev)["ingest"]["fraction"]: rev for rev in experiments(exp_show(baseline)) if rev["name"] != "c-small"
+    }
     assert set(swept) == {0.5, 1.0}
     for rev in swept.values():
         assert rev["error"] is None and metrics_of(rev)["f1_weighted"] > 0
@@ -215,6 +234,7 @@ def test_queued_sweep_runs_in_temp_copies_leaves_the_workspace_and_draws_the_lea
     assert len(points) == 2
     for fraction, line in zip((0.5, 1.0), points):
         assert f"ingest.fraction={fraction} n_train={metrics_of(swept[fraction])['n_train']} " in line
+
 
 # As DVC pads it: an unnamed task, and a task from another day (a date with spaces).
 QUEUE_STATUS = """\
@@ -247,8 +267,11 @@ def test_a_queue_worker_left_idle_in_this_repo_is_stopped_and_others_are_not(tmp
 
 def test_queue_status_is_read_per_task_even_without_a_name():
     tasks, active = parse_queue_status(QUEUE_STATUS)
-    assert tasks == {"c6d435c": ("runty-curb", "Running"), "4b8560f": ("", "Queued"),
-                     "9fc6315": ("leafy-rain", "Failed")}
+    assert tasks == {
+        "c6d435c": ("runty-curb", "Running"),
+        "4b8560f": ("", "Queued"),
+        "9fc6315": ("leafy-rain", "Failed"),
+    }
     assert active == 1
     assert parse_queue_status("No experiment tasks in the queue.\n\nWorker status: 0 active, 0 idle\n") == ({}, 0)
 
@@ -256,17 +279,24 @@ def test_queue_status_is_read_per_task_even_without_a_name():
 def _rev(name: str, timestamp: str, fraction: float, C: float, n_train: int | None) -> dict:
     metrics = {"metrics/metrics.json": {"data": {"n_train": n_train, "f1_weighted": 0.5}}} if n_train else {}
     params = {"params.yaml": {"data": {"ingest": {"fraction": fraction}, "model": {"C": C}}}}
-    return {"rev": name * 5, "name": name, "error": None,
-            "data": {"timestamp": timestamp, "params": params, "metrics": metrics}}
+    return {
+        "rev": name * 5,
+        "name": name,
+        "error": None,
+        "data": {"timestamp": timestamp, "params": params, "metrics": metrics},
+    }
 
 
 def test_learning_curve_keeps_only_runs_that_differ_from_head_in_the_fraction():
     head = _rev("main", "2026-01-01T00:00:00", 1.0, 1.0, 800)
-    head["experiments"] = [{"revs": [rev]} for rev in (
-        _rev("quarter", "2026-01-02T00:00:00", 0.25, 1.0, 200),
-        _rev("other-c", "2026-01-02T00:00:01", 0.5, 0.3, 400),     # another C: not on this curve
-        _rev("queued", "2026-01-02T00:00:02", 0.1, 1.0, None),     # no metrics yet
-        _rev("full-again", "2026-01-03T00:00:00", 1.0, 1.0, 800),  # same fraction as HEAD: newest wins
-    )]
+    head["experiments"] = [
+        {"revs": [rev]}
+        for rev in (
+            _rev("quarter", "2026-01-02T00:00:00", 0.25, 1.0, 200),
+            _rev("other-c", "2026-01-02T00:00:01", 0.5, 0.3, 400),  # another C: not on this curve
+            _rev("queued", "2026-01-02T00:00:02", 0.1, 1.0, None),  # no metrics yet
+            _rev("full-again", "2026-01-03T00:00:00", 1.0, 1.0, 800),  # same fraction as HEAD: newest wins
+        )
+    ]
     show = [{"rev": "workspace", "name": None, "data": {}, "error": None, "experiments": None}, head]
     assert [run.name for run in learning_curve_points(show)] == ["quarter", "full-again"]

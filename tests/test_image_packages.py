@@ -30,8 +30,10 @@ def apt_packages(dockerfile_text: str) -> list[str]:
 
 
 def test_apt_packages_are_read_from_a_dockerfile():
-    text = "RUN apt-get update \\\n    && apt-get install -y --no-install-recommends \\\n        nginx=1.2-3 curl \\\n" \
-           "    && rm -rf /var/lib/apt/lists/*\nRUN apt-get install -y git\n"
+    text = (
+        "RUN apt-get update \\\n    && apt-get install -y --no-install-recommends \\\n        nginx=1.2-3 curl \\\n"
+        "    && rm -rf /var/lib/apt/lists/*\nRUN apt-get install -y git\n"
+    )
     assert apt_packages(text) == ["nginx=1.2-3", "curl", "git"]
 
 
@@ -43,11 +45,18 @@ def apt(tmp_path_factory):
     for folder in ("lists/partial", "cache/archives/partial", "parts", "preferences"):
         (root / folder).mkdir(parents=True)
     (root / "status").write_text("")
-    options = {"Dir::Etc::SourceList": SOURCES, "Dir::Etc::SourceParts": root / "parts",
-               "Dir::Etc::PreferencesParts": root / "preferences", "Dir::Etc::Preferences": root / "preferences.none",
-               "Dir::State::Lists": root / "lists", "Dir::State::status": root / "status",
-               "Dir::Cache": root / "cache", "Debug::NoLocking": "true", "APT::Sandbox::User": "root",
-               "Dir::Etc::TrustedParts": "/etc/apt/trusted.gpg.d"}
+    options = {
+        "Dir::Etc::SourceList": SOURCES,
+        "Dir::Etc::SourceParts": root / "parts",
+        "Dir::Etc::PreferencesParts": root / "preferences",
+        "Dir::Etc::Preferences": root / "preferences.none",
+        "Dir::State::Lists": root / "lists",
+        "Dir::State::status": root / "status",
+        "Dir::Cache": root / "cache",
+        "Debug::NoLocking": "true",
+        "APT::Sandbox::User": "root",
+        "Dir::Etc::TrustedParts": "/etc/apt/trusted.gpg.d",
+    }
 
     def run(*args: str) -> subprocess.CompletedProcess:
         command = ["apt-get", "-q"] + [f"-o{key}={value}" for key, value in options.items()] + list(args)
@@ -63,8 +72,9 @@ def test_every_debian_package_of_an_image_is_installable(apt, dockerfile):
     packages = apt_packages(dockerfile.read_text())
     assert packages, f"{dockerfile} installs no Debian package"
     result = apt("install", "--simulate", "--no-install-recommends", *packages)
-    assert result.returncode == 0, f"{dockerfile.relative_to(ROOT)}: {' '.join(packages)}\n{result.stdout[-2000:]}" \
-                                   f"{result.stderr[-2000:]}"
+    assert result.returncode == 0, (
+        f"{dockerfile.relative_to(ROOT)}: {' '.join(packages)}\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+    )
 
 
 def test_a_vanished_debian_revision_is_caught(apt):
@@ -77,15 +87,36 @@ def test_a_vanished_debian_revision_is_caught(apt):
 def test_every_python_package_of_the_lock_is_installable(tmp_path: Path):
     # A full resolution of the lock as pip sees it today (the API image installs it as constraints):
     # every pinned version exists for this interpreter and platform, and the pins agree with each other.
-    result = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-                             "--disable-pip-version-check", "--report", str(tmp_path / "report.json"),
-                             "-r", str(ROOT / "requirements.lock")], capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--report",
+            str(tmp_path / "report.json"),
+            "-r",
+            str(ROOT / "requirements.lock"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
     def canonical(name: str) -> str:
         return re.sub(r"[-_.]+", "-", name).lower()
 
-    locked = {canonical(name): version for name, version in
-              (line.split("==") for line in (ROOT / "requirements.lock").read_text().split() if "==" in line)}
+    locked = {
+        canonical(name): version
+        for name, version in (
+            line.split("==") for line in (ROOT / "requirements.lock").read_text().split() if "==" in line
+        )
+    }
     report = json.loads((tmp_path / "report.json").read_text())
     resolved = {canonical(item["metadata"]["name"]): item["metadata"]["version"] for item in report["install"]}
     assert resolved == locked  # nothing missing from the lock, nothing resolved to another version

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
 from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.core.params import read_params
 from mlops_rakuten.serve.raw_append import normalise_line_breaks
+
+from conftest import ROOT
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
@@ -22,17 +23,28 @@ def _read_with(tmp_path: Path, section: str, key: str, value: object) -> dict:
     return read_params(path, section)
 
 
-@pytest.mark.parametrize(("section", "key"), [("model", "C"), ("model", "tol"), ("ingest", "fraction"),
-                                              ("split", "test_size")])
+@pytest.mark.parametrize(
+    ("section", "key"), [("model", "C"), ("model", "tol"), ("ingest", "fraction"), ("split", "test_size")]
+)
 def test_open_lower_bounds_reject_zero_and_accept_just_above(tmp_path: Path, section: str, key: str):
     with pytest.raises(InputError, match=rf"{section}\.{key} = 0, expected a number in \(0, "):
         _read_with(tmp_path, section, key, 0)
     assert _read_with(tmp_path, section, key, 1e-9)[key] == 1e-9
 
 
-@pytest.mark.parametrize(("section", "key"), [("model", "C"), ("model", "tol"), ("ingest", "fraction"),
-                                              ("split", "test_size"), ("model", "max_iter"), ("model", "n_jobs"),
-                                              ("featurize", "word_min_df"), ("featurize", "word_max_features")])
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ("model", "C"),
+        ("model", "tol"),
+        ("ingest", "fraction"),
+        ("split", "test_size"),
+        ("model", "max_iter"),
+        ("model", "n_jobs"),
+        ("featurize", "word_min_df"),
+        ("featurize", "word_max_features"),
+    ],
+)
 @pytest.mark.parametrize("flag", [True, False])
 def test_booleans_are_not_numbers(tmp_path: Path, section: str, key: str, flag: bool):
     with pytest.raises(InputError, match=rf"{section}\.{key} = {flag}, expected "):

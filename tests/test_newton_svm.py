@@ -90,8 +90,7 @@ def test_duplicating_every_row_is_doubling_c(features):
     positive = y == 1280
     rows = newton_svm.prepare(x)
     twice = newton_svm.prepare(sparse.vstack([x, x], format="csr"))
-    w1, b1, _ = newton_svm.fit_binary(twice, np.concatenate([positive, positive]), np.full(2 * len(y), 0.5),
-                                      1e-5, 200)
+    w1, b1, _ = newton_svm.fit_binary(twice, np.concatenate([positive, positive]), np.full(2 * len(y), 0.5), 1e-5, 200)
     w2, b2, _ = newton_svm.fit_binary(rows, positive, np.full(len(y), 1.0), 1e-5, 200)
     np.testing.assert_allclose(w1, w2, atol=1e-4)
     assert abs(b1 - b2) < 1e-4

@@ -20,8 +20,13 @@ def test_notebook_is_stored_without_outputs():
 
 def test_a_run_writes_its_figures_into_the_ignored_reports_folder(tmp_path):
     figures = ROOT / "reports" / "figures"
-    result = subprocess.run([sys.executable, "-m", "pytest", "--nbmake", "-q", "-p", "no:cacheprovider",
-                             str(NOTEBOOK)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbmake", "-q", "-p", "no:cacheprovider", str(NOTEBOOK)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert {p.name for p in figures.iterdir()} >= {"class_distribution.png", "text_lengths.png"}
     ignored = subprocess.run(["git", "check-ignore", "-q", str(figures / "class_distribution.png")], cwd=ROOT)

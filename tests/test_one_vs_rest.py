@@ -13,10 +13,10 @@ from scipy import sparse
 from sklearn.svm import LinearSVC
 
 from mlops_rakuten.core import newton_svm
-from mlops_rakuten.devtools.crossval import load_products
 from mlops_rakuten.core.demo_data import write_demo_data
 from mlops_rakuten.core.features import build_vectorizer
 from mlops_rakuten.core.one_vs_rest import fit_linear_svc
+from mlops_rakuten.devtools.crossval import load_products
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -45,10 +45,13 @@ def test_same_bytes_whatever_the_number_of_processes_and_runs(demo_features, par
 def test_both_solvers_reach_scikit_learns_multi_class_linear_svc(demo_features, class_weight):
     """Converged tightly, all three give the same model: the objective is the same."""
     x, y = demo_features
-    reference = LinearSVC(C=0.7, class_weight=class_weight, dual=True, tol=1e-7, max_iter=100000,
-                          random_state=0).fit(x, y)
-    for params, atol in (({**LIBLINEAR, "tol": 1e-7, "max_iter": 100000}, 1e-5),
-                         ({**PARAMS["model"], "tol": 1e-5, "max_iter": 1000}, 2e-4)):  # float32 rows
+    reference = LinearSVC(C=0.7, class_weight=class_weight, dual=True, tol=1e-7, max_iter=100000, random_state=0).fit(
+        x, y
+    )
+    for params, atol in (
+        ({**LIBLINEAR, "tol": 1e-7, "max_iter": 100000}, 1e-5),
+        ({**PARAMS["model"], "tol": 1e-5, "max_iter": 1000}, 2e-4),
+    ):  # float32 rows
         ours = fit_linear_svc(x, y, {**params, "C": 0.7, "class_weight": class_weight}, n_jobs=2)
         assert (ours.classes_ == reference.classes_).all()
         np.testing.assert_allclose(ours.coef_, reference.coef_, atol=atol)
@@ -71,8 +74,9 @@ def test_two_classes_are_one_problem_as_in_scikit_learn(demo_features, params):
     x, y = demo_features
     keep = np.isin(y, [10, 2583])
     model = fit_linear_svc(x[keep], y[keep], {**params, "tol": 1e-6, "max_iter": 10000}, n_jobs=2)
-    reference = LinearSVC(C=params["C"], class_weight="balanced", dual=True, tol=1e-7, max_iter=100000,
-                          random_state=0).fit(x[keep], y[keep])
+    reference = LinearSVC(
+        C=params["C"], class_weight="balanced", dual=True, tol=1e-7, max_iter=100000, random_state=0
+    ).fit(x[keep], y[keep])
     assert model.classes_.tolist() == [10, 2583] and model.coef_.shape == (1, x.shape[1])
     np.testing.assert_allclose(model.coef_, reference.coef_, atol=2e-4)
     assert (model.predict(x[keep]) == reference.predict(x[keep])).all()
@@ -105,9 +109,11 @@ def test_newton_stops_at_max_iter_with_a_warning(demo_features, caplog):
     assert at_solution < newton_svm.objective(np.zeros_like(full), np.zeros(len(y)), np.full(len(y), 0.5))
 
 
-@pytest.mark.parametrize(("params", "dual", "random_state"), [(PARAMS["model"], False, None),
-                                                                (LIBLINEAR, True, LIBLINEAR["seed"])],
-                         ids=["newton", "liblinear"])
+@pytest.mark.parametrize(
+    ("params", "dual", "random_state"),
+    [(PARAMS["model"], False, None), (LIBLINEAR, True, LIBLINEAR["seed"])],
+    ids=["newton", "liblinear"],
+)
 def test_the_fitted_model_says_how_it_was_fitted(demo_features, params, dual, random_state):
     model = fit_linear_svc(*demo_features, params)
     assert model.get_params() | {"dual": dual, "random_state": random_state} == model.get_params()

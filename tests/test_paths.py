@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import yaml
 
-from conftest import ROOT
 from mlops_rakuten.core import paths
 from mlops_rakuten.core.params import flatten_params
+
+from conftest import ROOT
 
 PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 
@@ -30,6 +31,10 @@ def test_paths_are_the_ones_dvc_yaml_names():
 
 def test_flatten_params_gives_dotted_keys_in_file_order():
     tree = yaml.safe_load("model:\n  C: 0.5\n  solver: newton\ningest:\n  fraction: 1.0\nempty: {}\nseed: 1\n")
-    assert list(flatten_params(tree).items()) == [("model.C", 0.5), ("model.solver", "newton"),
-                                                  ("ingest.fraction", 1.0), ("seed", 1)]
+    assert list(flatten_params(tree).items()) == [
+        ("model.C", 0.5),
+        ("model.solver", "newton"),
+        ("ingest.fraction", 1.0),
+        ("seed", 1),
+    ]
     assert flatten_params(None) == {} and flatten_params([1, 2]) == {}

@@ -11,8 +11,9 @@ import joblib
 import pandas as pd
 import yaml
 
-from conftest import ROOT, run
 from mlops_rakuten.core.categories import CODES
+
+from conftest import ROOT, run
 
 STAGES = ["check_params", "ingest", "preprocess", "split", "featurize", "train", "evaluate"]
 
@@ -51,7 +52,9 @@ def test_repro_builds_metrics_plots_and_a_model_that_predicts_raw_text(project: 
     # Each plot once: the PNG as an image, the CSV as the project's confusion chart (details: test_pr_report.py).
     plots = json.loads(run(["dvc", "plots", "show", "--json", "-o", str(project.parent / "dvc_plots")], project).stdout)
     assert {name: [entry["type"] for entry in entries] for name, entries in plots["data"].items()} == {
-        "plots/confusion_matrix.png": ["image"], "plots/predictions.csv": ["vega"]}
+        "plots/confusion_matrix.png": ["image"],
+        "plots/predictions.csv": ["vega"],
+    }
     assert "parseInt(datum['predicted_class'])" in json.dumps(plots["data"]["plots/predictions.csv"][0]["content"])
 
 
@@ -83,7 +86,6 @@ def test_committed_dvc_lock_matches_the_code_it_was_built_from():
         f"{stage}: {dep['path']}"
         for stage, entry in lock["stages"].items()
         for dep in entry.get("deps", [])
-        if dep["path"].startswith("src/")
-        and hashlib.md5((ROOT / dep["path"]).read_bytes()).hexdigest() != dep["md5"]
+        if dep["path"].startswith("src/") and hashlib.md5((ROOT / dep["path"]).read_bytes()).hexdigest() != dep["md5"]
     ]
     assert not stale, f"dvc.lock is out of date, run dvc repro and commit it: {stale}"

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, needs, reproduced_project, run
 from mlops_rakuten.core.categories import category_label
 from mlops_rakuten.ops.pr_report import MARKER
+
+from conftest import ROOT, needs, reproduced_project, run
 
 VENV = Path(sys.executable).parent.parent
 WORKFLOW = ROOT / ".github/workflows/pr-report.yml"
@@ -39,7 +40,10 @@ def branch(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pr_report(project: Path, base: str) -> str:
     # -o: a temp copy must never reinstall into the project's venv; no "Entering directory" lines
     # when the tests themselves run under make (make test).
-    return run(["make", "--no-print-directory", "-o", f"{VENV}/.installed", "pr-report", f"BASE={base}", f"VENV={VENV}"], project).stdout
+    return run(
+        ["make", "--no-print-directory", "-o", f"{VENV}/.installed", "pr-report", f"BASE={base}", f"VENV={VENV}"],
+        project,
+    ).stdout
 
 
 def row(report: str, first: str) -> list[str]:
@@ -75,7 +79,10 @@ def test_report_against_the_base_marks_the_changed_param_and_shows_the_f1_change
     classes = json.loads((branch / "metrics/classes.json").read_text())
     f1_old, f1_new, f1_change, precision, recall, support = row(report, "2583 Piscine et spa")
     assert (float(f1_new), float(precision), int(support)) == (
-        pytest.approx(classes["2583"]["f1"]), pytest.approx(classes["2583"]["precision"]), classes["2583"]["support"])
+        pytest.approx(classes["2583"]["f1"]),
+        pytest.approx(classes["2583"]["precision"]),
+        classes["2583"]["support"],
+    )
 
     # Both confusion matrices as images: the base's copied out of git (and git-ignored), the workspace's on disk.
     main_sha = run(["git", "rev-parse", "main"], branch).stdout.strip()
@@ -108,8 +115,9 @@ def test_report_against_an_identical_base_still_lists_every_current_value(branch
 
 def test_report_for_a_comment_links_the_committed_plots_of_both_commits(branch: Path):
     url = "https://example.org/blob/{rev}/{path}?raw=true"
-    report = run(["rakuten", "pr-report", "--base", "main", "--image-url", url, "--note", "Data: demo set."],
-                 branch).stdout
+    report = run(
+        ["rakuten", "pr-report", "--base", "main", "--image-url", url, "--note", "Data: demo set."], branch
+    ).stdout
     for rev in ("main", "HEAD"):
         sha = run(["git", "rev-parse", rev], branch).stdout.strip()
         assert url.format(rev=sha, path=PLOT) in report
@@ -118,8 +126,9 @@ def test_report_for_a_comment_links_the_committed_plots_of_both_commits(branch: 
 
 def test_plots_diff_shows_each_plot_once_with_named_classes_in_code_order(branch: Path):
     """What `dvc plots diff main` draws: the PNG of each revision, and ONE confusion chart of the CSV."""
-    plots = json.loads(run(["dvc", "plots", "diff", "main", "--json", "-o", str(branch.parent / "dvc_plots")],
-                           branch).stdout)
+    plots = json.loads(
+        run(["dvc", "plots", "diff", "main", "--json", "-o", str(branch.parent / "dvc_plots")], branch).stdout
+    )
     assert not plots.get("errors")
     data = plots["data"]
     assert sorted(data) == [PLOT, "plots/predictions.csv"]
@@ -170,6 +179,9 @@ def test_workflow_reports_every_pull_request_in_one_comment():
     for command in ("make setup", "rakuten dagshub-remote", "dvc pull", "make data", "dvc repro", "rakuten pr-report"):
         assert command in scripts
     assert "secrets.DAGSHUB_TOKEN" in text
-    comment = next(step for step in workflow["jobs"]["comment"]["steps"]
-                   if step.get("uses", "").startswith("actions/github-script@"))
+    comment = next(
+        step
+        for step in workflow["jobs"]["comment"]["steps"]
+        if step.get("uses", "").startswith("actions/github-script@")
+    )
     assert MARKER in comment["with"]["script"] and "updateComment" in comment["with"]["script"]

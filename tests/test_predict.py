@@ -13,15 +13,16 @@ import pytest
 import yaml
 from sklearn.pipeline import Pipeline
 
-from conftest import ROOT, run
+from mlops_rakuten.cli import main
 from mlops_rakuten.core import predict
 from mlops_rakuten.core.categories import CODES, DEFAULT_TOP_K, category_name
-from mlops_rakuten.cli import main
 from mlops_rakuten.core.demo_data import write_demo_data
-from mlops_rakuten.core.paths import X_FILE, Y_FILE
 from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.core.features import build_vectorizer
 from mlops_rakuten.core.one_vs_rest import fit_linear_svc
+from mlops_rakuten.core.paths import X_FILE, Y_FILE
+
+from conftest import ROOT, run
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
@@ -31,8 +32,7 @@ def products(tmp_path_factory) -> pd.DataFrame:
     """1,500 demo products: designation, description, prdtypecode, the challenge's index."""
     folder = tmp_path_factory.mktemp("demo")
     write_demo_data(folder, rows=1500, seed=7)
-    x = pd.read_csv(folder / X_FILE, index_col=0, keep_default_na=False,
-                    dtype={"designation": str, "description": str})
+    x = pd.read_csv(folder / X_FILE, index_col=0, keep_default_na=False, dtype={"designation": str, "description": str})
     y = pd.read_csv(folder / Y_FILE, index_col=0)
     return x[["designation", "description"]].join(y)
 
@@ -135,8 +135,18 @@ def test_help_states_the_temperature_the_code_uses(tmp_path):
 
 def test_text_mode_prints_top_k_records(tmp_path, model_path, model, products):
     row = products.iloc[3]
-    result = rakuten(tmp_path, "predict", "--text", row["designation"], "--description", row["description"],
-                     "--top-k", "3", "--model", str(model_path))
+    result = rakuten(
+        tmp_path,
+        "predict",
+        "--text",
+        row["designation"],
+        "--description",
+        row["description"],
+        "--top-k",
+        "3",
+        "--model",
+        str(model_path),
+    )
     assert result.returncode == 0, result.stderr
     records = json.loads(result.stdout)
     assert [set(r) for r in records] == [{"prdtypecode", "category", "score"}] * 3
@@ -156,8 +166,9 @@ def test_text_mode_without_description_and_default_model_path(tmp_path, model_pa
 
 
 def test_text_mode_rejects_text_that_cleans_to_nothing(tmp_path, model_path):
-    assert_one_line_error(rakuten(tmp_path, "predict", "--text", "<p> </p>", "--model", str(model_path)),
-                          "--text", "no text")
+    assert_one_line_error(
+        rakuten(tmp_path, "predict", "--text", "<p> </p>", "--model", str(model_path)), "--text", "no text"
+    )
 
 
 # --- --input mode -------------------------------------------------------------------------------
@@ -167,12 +178,24 @@ def test_csv_mode_keeps_the_index_and_writes_top_k(tmp_path, model_path, model, 
     frame = products.iloc[:40][["designation", "description"]].assign(productid="x", imageid=1)
     frame.index = [f"p{i * 3}" for i in range(40)]  # non-default index values must come back as given
     source = write_input(tmp_path / "in.csv", frame)
-    result = rakuten(tmp_path, "predict", "--input", "in.csv", "--output", "out.csv", "--top-k", "3",
-                     "--model", str(model_path))
+    result = rakuten(
+        tmp_path, "predict", "--input", "in.csv", "--output", "out.csv", "--top-k", "3", "--model", str(model_path)
+    )
     assert result.returncode == 0, result.stderr
     out = pd.read_csv(tmp_path / "out.csv", index_col=0)
-    assert list(out.columns) == ["prdtypecode", "category", "top1", "category1", "score1", "top2", "category2",
-                                 "score2", "top3", "category3", "score3"]
+    assert list(out.columns) == [
+        "prdtypecode",
+        "category",
+        "top1",
+        "category1",
+        "score1",
+        "top2",
+        "category2",
+        "score2",
+        "top3",
+        "category3",
+        "score3",
+    ]
     assert list(out.index) == list(frame.index)
     for code, name in (("prdtypecode", "category"), *((f"top{i}", f"category{i}") for i in (1, 2, 3))):
         assert (out[name] == out[code].map(category_name)).all()  # the French name beside each code
@@ -186,7 +209,9 @@ def test_csv_mode_keeps_the_index_and_writes_top_k(tmp_path, model_path, model, 
 def test_csv_mode_top_1_without_index_or_description(tmp_path, model_path, model, products):
     frame = products.iloc[:10][["designation"]]
     frame.to_csv(tmp_path / "in.csv", index=False)
-    result = rakuten(tmp_path, "predict", "--input", "in.csv", "--output", "out.csv", "--top-k", "1", "--model", str(model_path))
+    result = rakuten(
+        tmp_path, "predict", "--input", "in.csv", "--output", "out.csv", "--top-k", "1", "--model", str(model_path)
+    )
     assert result.returncode == 0, result.stderr
     out = pd.read_csv(tmp_path / "out.csv", index_col=0)
     assert list(out.columns) == ["prdtypecode", "category"] and list(out.index) == list(range(10))
@@ -194,11 +219,14 @@ def test_csv_mode_top_1_without_index_or_description(tmp_path, model_path, model
 
 
 def test_rows_without_text_get_empty_cells(tmp_path, model_path):
-    frame = pd.DataFrame({"designation": ["Piscine hors sol", "", "<b></b>", "NA"],
-                          "description": ["", "", "&nbsp;", ""]}, index=[10, 11, 12, 13])
+    frame = pd.DataFrame(
+        {"designation": ["Piscine hors sol", "", "<b></b>", "NA"], "description": ["", "", "&nbsp;", ""]},
+        index=[10, 11, 12, 13],
+    )
     write_input(tmp_path / "in.csv", frame)
-    result = rakuten(tmp_path, "predict", "--input", "in.csv", "--output", "out.csv", "--top-k", "2",
-                     "--model", str(model_path))
+    result = rakuten(
+        tmp_path, "predict", "--input", "in.csv", "--output", "out.csv", "--top-k", "2", "--model", str(model_path)
+    )
     assert result.returncode == 0, result.stderr
     lines = (tmp_path / "out.csv").read_text().splitlines()
     assert lines[0] == ",prdtypecode,category,top1,category1,score1,top2,category2,score2"
@@ -215,8 +243,20 @@ def test_chunk_size_does_not_change_the_output(tmp_path, model_path, products):
     write_input(tmp_path / "in.csv", frame)
     outputs = []
     for size in ("7", "1000"):
-        result = rakuten(tmp_path, "predict", "--input", "in.csv", "--output", f"out{size}.csv", "--top-k", "4",
-                         "--chunk-size", size, "--model", str(model_path))
+        result = rakuten(
+            tmp_path,
+            "predict",
+            "--input",
+            "in.csv",
+            "--output",
+            f"out{size}.csv",
+            "--top-k",
+            "4",
+            "--chunk-size",
+            size,
+            "--model",
+            str(model_path),
+        )
         assert result.returncode == 0, result.stderr
         outputs.append((tmp_path / f"out{size}.csv").read_bytes())
     assert outputs[0] == outputs[1]
@@ -284,8 +324,10 @@ def late_bad_row(path: Path, products: pd.DataFrame) -> None:
 
 
 BAD_INPUTS = {
-    "missing-designation": (lambda p, _: p.write_text(",title,description\n0,Livre,\n"),
-                            ["missing column 'designation'"]),
+    "missing-designation": (
+        lambda p, _: p.write_text(",title,description\n0,Livre,\n"),
+        ["missing column 'designation'"],
+    ),
     "empty-file": (lambda p, _: p.write_bytes(b""), ["empty file"]),
     "header-only": (lambda p, _: p.write_text(",designation,description\n"), ["no rows"]),
     "non-utf8-header": (lambda p, _: p.write_bytes(",d\xe9signation\n0,a\n".encode("latin-1")), ["not UTF-8"]),
@@ -299,8 +341,20 @@ def test_bad_input_file(tmp_path, monkeypatch, capsys, model_path, products, cas
     make, needles = BAD_INPUTS[case]
     make(tmp_path / "in.csv", products)
     (tmp_path / "out.csv").write_text("previous results\n")
-    result = rakuten_in_process(tmp_path, monkeypatch, capsys, "predict", "--input", "in.csv", "--output", "out.csv",
-                                "--chunk-size", "7", "--model", str(model_path))
+    result = rakuten_in_process(
+        tmp_path,
+        monkeypatch,
+        capsys,
+        "predict",
+        "--input",
+        "in.csv",
+        "--output",
+        "out.csv",
+        "--chunk-size",
+        "7",
+        "--model",
+        str(model_path),
+    )
     assert_one_line_error(result, "in.csv: ", *needles)
     assert (tmp_path / "out.csv").read_text() == "previous results\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]  # no temp file left
@@ -318,8 +372,16 @@ def test_bad_input_file(tmp_path, monkeypatch, capsys, model_path, products, cas
         (["--text", "Livre", "--model", "nothing.joblib"], ["nothing.joblib: file not found"]),
         (["--text", "Livre", "--model", "in.csv"], ["in.csv: not a saved model"]),
     ],
-    ids=["input-missing", "no-output", "description-with-input", "output-with-text", "top-k-too-big",
-         "chunk-size-zero", "model-missing", "model-not-a-model"],
+    ids=[
+        "input-missing",
+        "no-output",
+        "description-with-input",
+        "output-with-text",
+        "top-k-too-big",
+        "chunk-size-zero",
+        "model-missing",
+        "model-not-a-model",
+    ],
 )
 def test_bad_arguments(tmp_path, monkeypatch, capsys, model_path, args, needles):
     (tmp_path / "in.csv").write_text(",designation\n0,Livre ancien\n")
@@ -330,8 +392,9 @@ def test_bad_arguments(tmp_path, monkeypatch, capsys, model_path, args, needles)
 
 def test_bad_input_exits_1_in_a_fresh_process(tmp_path, model_path, products):
     late_bad_row(tmp_path / "in.csv", products)
-    result = rakuten(tmp_path, "predict", "--input", "in.csv", "--output", "out.csv", "--chunk-size", "7",
-                     "--model", str(model_path))
+    result = rakuten(
+        tmp_path, "predict", "--input", "in.csv", "--output", "out.csv", "--chunk-size", "7", "--model", str(model_path)
+    )
     assert_one_line_error(result, "in.csv: not a valid CSV", "Expected 3 fields in line 62, saw 6")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]

@@ -16,18 +16,21 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from conftest import needs, unavailable
 from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.monitoring.log_files import read_window, since_time
 from mlops_rakuten.monitoring.prediction_log import LogSettings, PredictionLog
-from serve_support import (PASSWORDS, build_project, free_port, make_settings, server_env, stop, wait_until)
+
+from conftest import needs, unavailable
+from serve_support import PASSWORDS, build_project, free_port, make_settings, server_env, stop, wait_until
 
 RAKUTEN = str(Path(sys.executable).parent / "rakuten")
-PRODUCTS = [{"designation": "Piscine tubulaire Intex 3 m", "description": "<p>Avec pompe &amp; bâche</p>"},
-            {"designation": "Carte Pokémon Pikachu holo"},
-            {"designation": "Console de jeux portable", "description": "écran 5 pouces"},
-            {"designation": "Roman policier de poche"},
-            {"designation": "Peluche lapin bébé", "description": "douce"}]
+PRODUCTS = [
+    {"designation": "Piscine tubulaire Intex 3 m", "description": "<p>Avec pompe &amp; bâche</p>"},
+    {"designation": "Carte Pokémon Pikachu holo"},
+    {"designation": "Console de jeux portable", "description": "écran 5 pouces"},
+    {"designation": "Roman policier de poche"},
+    {"designation": "Peluche lapin bébé", "description": "douce"},
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +42,19 @@ def settings(tmp_path_factory):
 def serve(settings, log: Path, **env) -> tuple[subprocess.Popen, str]:
     port = free_port()
     with open(log, "a") as output:
-        process = subprocess.Popen([RAKUTEN, "serve", "--host", "127.0.0.1", "--port", str(port)],
-                                   env={**server_env(settings), **env}, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [RAKUTEN, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env={**server_env(settings), **env},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: httpx.get(f"{base}/health", timeout=2).json()["model_ready"], "the model to load",
-               process=process, log=log)
+    wait_until(
+        lambda: httpx.get(f"{base}/health", timeout=2).json()["model_ready"],
+        "the model to load",
+        process=process,
+        log=log,
+    )
     return process, base
 
 
@@ -57,8 +68,12 @@ def metric(base: str, line_start: str) -> float:
 
 
 def logged_rows(folder: Path) -> list[dict]:
-    return [json.loads(line) for path in sorted(folder.glob("predictions-*.jsonl"))
-            for line in path.read_text().splitlines() if line.strip()]
+    return [
+        json.loads(line)
+        for path in sorted(folder.glob("predictions-*.jsonl"))
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
 
 
 def test_answered_products_are_logged_exported_labelled_and_ingested(settings, tmp_path):
@@ -78,15 +93,19 @@ def test_answered_products_are_logged_exported_labelled_and_ingested(settings, t
         assert first["description"] == "Avec pompe & bâche"  # cleaned as the model cleans it
         assert first["model_version"] == answers[0]["model_version"]
         assert first["prdtypecode"] == answers[0]["predictions"][0]["prdtypecode"]
-        assert first["top_k"] == [[p["prdtypecode"], pytest.approx(p["score"], abs=1e-6)]
-                                  for p in answers[0]["predictions"]]
+        assert first["top_k"] == [
+            [p["prdtypecode"], pytest.approx(p["score"], abs=1e-6)] for p in answers[0]["predictions"]
+        ]
         assert len(by_title["Peluche lapin bébé"]["top_k"]) == 2
         everything = "".join(path.read_text() for path in folder.iterdir())
         assert token not in everything and PASSWORDS["alice"] not in everything and "Bearer" not in everything
 
         exported = tmp_path / "to-label.csv"
-        done = subprocess.run([RAKUTEN, "predictions", "export", "--since", "1h", "--out", str(exported),
-                               "--log-dir", str(folder)], capture_output=True, text=True)
+        done = subprocess.run(
+            [RAKUTEN, "predictions", "export", "--since", "1h", "--out", str(exported), "--log-dir", str(folder)],
+            capture_output=True,
+            text=True,
+        )
         assert done.returncode == 0, done.stderr
         assert "wrote 5 product(s)" in done.stderr
         with open(exported, newline="", encoding="utf-8") as handle:
@@ -99,8 +118,12 @@ def test_answered_products_are_logged_exported_labelled_and_ingested(settings, t
             writer = csv.DictWriter(handle, ["designation", "description", "prdtypecode"])
             writer.writeheader()
             writer.writerows(table)
-        ingested = httpx.post(f"{base}/ingest", headers=headers, timeout=120,
-                              files={"file": ("labelled.csv", exported.read_bytes(), "text/csv")})
+        ingested = httpx.post(
+            f"{base}/ingest",
+            headers=headers,
+            timeout=120,
+            files={"file": ("labelled.csv", exported.read_bytes(), "text/csv")},
+        )
         assert ingested.status_code == 200, ingested.text
         assert ingested.json()["accepted"] == 5
     finally:
@@ -109,17 +132,25 @@ def test_answered_products_are_logged_exported_labelled_and_ingested(settings, t
 
 def test_features_mode_keeps_numbers_not_text(settings, tmp_path):
     folder = tmp_path / "log"
-    process, base = serve(settings, tmp_path / "server.log", RAKUTEN_PREDICTION_LOG_DIR=str(folder),
-                          RAKUTEN_PREDICTION_LOG="features")
+    process, base = serve(
+        settings, tmp_path / "server.log", RAKUTEN_PREDICTION_LOG_DIR=str(folder), RAKUTEN_PREDICTION_LOG="features"
+    )
     try:
         headers = {"Authorization": f"Bearer {login(base, 'bob')}"}
-        assert httpx.post(f"{base}/predict", json={"designation": "Piscine zorglubique tubulaire"},
-                          headers=headers).status_code == 200
+        assert (
+            httpx.post(
+                f"{base}/predict", json={"designation": "Piscine zorglubique tubulaire"}, headers=headers
+            ).status_code
+            == 200
+        )
         rows = wait_until(lambda: logged_rows(folder), "a logged row")
         assert "designation" not in rows[0] and "zorglubique" not in json.dumps(rows)
         assert rows[0]["tokens"] == 3 and rows[0]["unknown_tokens"] >= 1  # the made-up word at least
-        done = subprocess.run([RAKUTEN, "predictions", "export", "--log-dir", str(folder), "--out",
-                               str(tmp_path / "x.csv")], capture_output=True, text=True)
+        done = subprocess.run(
+            [RAKUTEN, "predictions", "export", "--log-dir", str(folder), "--out", str(tmp_path / "x.csv")],
+            capture_output=True,
+            text=True,
+        )
         assert done.returncode == 0 and "1 logged without text" in done.stderr
     finally:
         stop(process)
@@ -131,14 +162,19 @@ def test_a_full_disk_never_fails_a_prediction(settings, tmp_path):
     folder.mkdir()
     port = free_port()
     # The server alone sees a 64 KiB tmpfs over the log folder, filled before it starts.
-    script = (f"mount -t tmpfs -o size=64k tmpfs {folder} || exit 97; "
-              f"dd if=/dev/zero of={folder}/filler bs=4k 2>/dev/null; "
-              f"exec {RAKUTEN} serve --host 127.0.0.1 --port {port}")
+    script = (
+        f"mount -t tmpfs -o size=64k tmpfs {folder} || exit 97; "
+        f"dd if=/dev/zero of={folder}/filler bs=4k 2>/dev/null; "
+        f"exec {RAKUTEN} serve --host 127.0.0.1 --port {port}"
+    )
     log = tmp_path / "server.log"
     with open(log, "w") as output:
-        process = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-                                   env={**server_env(settings), "RAKUTEN_PREDICTION_LOG_DIR": str(folder)},
-                                   stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+            env={**server_env(settings), "RAKUTEN_PREDICTION_LOG_DIR": str(folder)},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -153,8 +189,10 @@ def test_a_full_disk_never_fails_a_prediction(settings, tmp_path):
         for product in PRODUCTS * 4:
             answer = httpx.post(f"{base}/predict", json=product, headers=headers)
             assert answer.status_code == 200, answer.text
-        wait_until(lambda: metric(base, 'rakuten_prediction_log_errors_total{reason="write_failed"}') == 20,
-                   "20 lost log rows counted")
+        wait_until(
+            lambda: metric(base, 'rakuten_prediction_log_errors_total{reason="write_failed"}') == 20,
+            "20 lost log rows counted",
+        )
         assert metric(base, "rakuten_prediction_log_rows_total") == 0
         assert "not written" in log.read_text() and "No space left on device" in log.read_text()
         assert log.read_text().count("not written") < 5  # said once a minute, not per prediction
@@ -182,8 +220,10 @@ def test_files_rotate_by_size_and_expire_by_age_and_total(tmp_path):
     folder.mkdir()
     old.write_text('{"time": "2020-01-01T00:00:00+00:00", "prdtypecode": 10}\n')
     os.utime(old, (0, 0))  # far past the retention age
-    log = PredictionLog(LogSettings(folder=folder, rotate_bytes=2_000, retention_seconds=86400,
-                                    max_total_bytes=12_000), CollectorRegistry())
+    log = PredictionLog(
+        LogSettings(folder=folder, rotate_bytes=2_000, retention_seconds=86400, max_total_bytes=12_000),
+        CollectorRegistry(),
+    )
     _record(log, 60)  # ~330 bytes a row: ~10 files of 2 kB, only the newest ~12 kB kept
     log.close()
     files = sorted(folder.glob("predictions-*.jsonl"))
@@ -200,6 +240,7 @@ def test_bad_settings_and_windows_are_named():
         LogSettings.from_env(Path("."), {"RAKUTEN_PREDICTION_LOG_ROTATE_MB": "-1"})
     with pytest.raises(InputError, match="--since 'yesterday'"):
         since_time("yesterday")
-    done = subprocess.run([RAKUTEN, "predictions", "export", "--log-dir", "/nonexistent-log"], capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [RAKUTEN, "predictions", "export", "--log-dir", "/nonexistent-log"], capture_output=True, text=True
+    )
     assert done.returncode != 0 and "no prediction log here" in done.stderr

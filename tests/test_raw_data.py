@@ -13,9 +13,10 @@ from typing import Iterator
 
 import pytest
 
-from conftest import ROOT, run
-from mlops_rakuten.ops.remote import reachable
 from mlops_rakuten.devtools.project_copy import copy_project
+from mlops_rakuten.ops.remote import reachable
+
+from conftest import ROOT, run
 
 
 def project_with_committed_pointer(tmp_path: Path) -> Path:
@@ -132,7 +133,8 @@ def test_an_unreachable_remote_is_named_in_one_line_and_the_demo_data_used(tmp_p
         log = run(["rakuten", "ensure-raw-data"], project).stderr
     print(log)
     assert [line.split(": ", 1)[1] for line in log.splitlines() if "cannot reach" in line] == [
-        f"cannot reach {endpoint}: using the demo data"]
+        f"cannot reach {endpoint}: using the demo data"
+    ]
     assert "pull" not in log  # dvc pull was never tried
     assert "matches data/raw.dvc" in log
 
@@ -148,7 +150,9 @@ def test_data_status_without_a_remote_shows_the_local_status_and_how_to_add_one(
     assert result.returncode == 0, result.stderr
     assert "DVC uncommitted changes:" in result.stdout and "modified: data/raw/" in result.stdout  # local status
     assert "No DVC remote is configured, so only the local status is shown" in result.stdout
-    assert "make dagshub-remote OWNER=<user or org> REPO=<repo>" in result.stdout and "dvc remote add -d" in result.stdout
+    assert (
+        "make dagshub-remote OWNER=<user or org> REPO=<repo>" in result.stdout and "dvc remote add -d" in result.stdout
+    )
     assert "ERROR" not in result.stdout + result.stderr
 
 

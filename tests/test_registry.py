@@ -18,8 +18,9 @@ import httpx
 import pytest
 import yaml
 
-from conftest import run
 from mlops_rakuten.ops.remote import configure_remote
+
+from conftest import run
 from serve_support import auth, free_port, make_settings, server_env, stop, wait_until
 from team_remote import TeamRemote
 
@@ -29,8 +30,9 @@ VENV = Path(sys.executable).parent.parent
 
 
 def make(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run(["make", "--no-print-directory", "-o", f"{VENV}/.installed", f"VENV={VENV}", *args], project,
-               check=check)
+    return run(
+        ["make", "--no-print-directory", "-o", f"{VENV}/.installed", f"VENV={VENV}", *args], project, check=check
+    )
 
 
 def model_md5(project: Path) -> str:
@@ -104,8 +106,7 @@ def newcomer(registry) -> Path:
 
 def test_each_reference_predicts_with_its_versions_bytes(registry, newcomer):
     versions = registry["versions"]
-    for reference, version in ((f"{NAME}#prod", "v1.1.0"), (f"{NAME}@v1.0.0", "v1.0.0"),
-                               (f"{NAME}@latest", "v1.1.0")):
+    for reference, version in ((f"{NAME}#prod", "v1.1.0"), (f"{NAME}@v1.0.0", "v1.0.0"), (f"{NAME}@latest", "v1.1.0")):
         result = run([RAKUTEN, "predict", "--model", reference, "--text", "Piscine gonflable"], newcomer)
         assert json.loads(result.stdout)[0]["prdtypecode"]
         fetched = newcomer / ".dvc/tmp/registry" / f"{NAME}@{version}.joblib"
@@ -119,31 +120,50 @@ def test_serve_loads_the_prod_version_and_info_names_it(registry, newcomer, tmp_
     port, log = free_port(), tmp_path / "serve.log"
     env = {**server_env(settings), "RAKUTEN_MODEL": f"{NAME}#prod"}  # as a container passes it
     with open(log, "w") as output:
-        server = subprocess.Popen([RAKUTEN, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                                  stdout=output, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [RAKUTEN, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200,
-                   "rakuten serve --model to answer /health", process=server, log=log)
+        wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200,
+            "rakuten serve --model to answer /health",
+            process=server,
+            log=log,
+        )
         info = httpx.get(f"http://127.0.0.1:{port}/info", headers=auth(settings, "alice", "admin"), timeout=10).json()
     finally:
         stop(server)
     model = info["model"]
     commit = run(["git", "rev-parse", f"{NAME}@v1.1.0^{{commit}}"], newcomer).stdout.strip()
-    assert model["registry"] == {"reference": f"{NAME}#prod", "name": NAME, "version": "v1.1.0",
-                                 "stages": ["prod"], "commit": commit, "since": model["registry"]["since"],
-                                 "follow_seconds": 0, "checked_at": None, "error": None}
+    assert model["registry"] == {
+        "reference": f"{NAME}#prod",
+        "name": NAME,
+        "version": "v1.1.0",
+        "stages": ["prod"],
+        "commit": commit,
+        "since": model["registry"]["since"],
+        "follow_seconds": 0,
+        "checked_at": None,
+        "error": None,
+    }
     assert model["registry"]["since"] <= model["loaded_at"]  # the server's start, before each worker's load
     assert model["md5"] == model["loaded_md5"] == registry["versions"]["v1.1.0"] and model["matches_dvc_lock"]
     assert info["params"]["C"] == 0.25 and info["metrics"]["f1_weighted"] > 0  # v1.1.0's, not the workspace's
 
 
-@pytest.mark.parametrize("reference, says", [
-    (f"{NAME}@v9.9.9", f"{NAME}@v9.9.9: {NAME} has no version v9.9.9"),
-    (f"{NAME}#staging", f"{NAME}#staging: no version of {NAME} is in stage 'staging'"),
-    ("other-model#prod", f"other-model#prod: no artifact 'other-model' in the registry (registered: {NAME})"),
-    (f"{NAME}:prod", f"model reference '{NAME}:prod': expected NAME#STAGE, NAME@vX.Y.Z or NAME@latest"),
-    (f"{NAME}@v1.0.0 empty-bucket", "model bytes not fetched from the DVC remote"),
-])
+@pytest.mark.parametrize(
+    "reference, says",
+    [
+        (f"{NAME}@v9.9.9", f"{NAME}@v9.9.9: {NAME} has no version v9.9.9"),
+        (f"{NAME}#staging", f"{NAME}#staging: no version of {NAME} is in stage 'staging'"),
+        ("other-model#prod", f"other-model#prod: no artifact 'other-model' in the registry (registered: {NAME})"),
+        (f"{NAME}:prod", f"model reference '{NAME}:prod': expected NAME#STAGE, NAME@vX.Y.Z or NAME@latest"),
+        (f"{NAME}@v1.0.0 empty-bucket", "model bytes not fetched from the DVC remote"),
+    ],
+)
 def test_a_bad_reference_is_one_line_and_no_server(registry, newcomer, tmp_path, reference, says):
     project = newcomer
     if reference.endswith(" empty-bucket"):  # the version exists, its bytes are not where the remote points
@@ -155,8 +175,13 @@ def test_a_bad_reference_is_one_line_and_no_server(registry, newcomer, tmp_path,
         local.write_text(local.read_text().replace("s3://dvc", "s3://empty"))
     settings = make_settings(project, tmp_path / "secrets")
     port = free_port()
-    result = subprocess.run([RAKUTEN, "serve", "--port", str(port), "--model", reference], env=server_env(settings),
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [RAKUTEN, "serve", "--port", str(port), "--model", reference],
+        env=server_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and says in lines[-1], result.stderr

@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import reproduced_project
-from mlops_rakuten.ops.remote import configure_remote
 from mlops_rakuten.ops.commands import run
+from mlops_rakuten.ops.remote import configure_remote
+
+from conftest import reproduced_project
 from s3_server import SeaweedS3
 
 TOKEN = f"test-{secrets.token_hex(8)}"
@@ -174,8 +175,9 @@ def test_push_to_a_stopped_server_fails_cleanly_then_succeeds(project: Path, s3:
 
 def start_push(project: Path, **env: str) -> subprocess.Popen:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **env}
-    return subprocess.Popen(["dvc", "push"], cwd=project, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        ["dvc", "push"], cwd=project, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 def wait_for_uploads(s3: SeaweedS3, keys: set[str], push: subprocess.Popen, more_than: int) -> None:
@@ -249,8 +251,7 @@ def test_wrong_credentials_fail_clearly_and_lose_nothing(project: Path, s3: Seaw
 
 def make_dagshub_remote(project: Path, *args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
     # -o setup: the temp copy has no venv of its own; `rakuten` comes from this one (on PATH via run()).
-    return run(["make", "--no-print-directory", "-o", "setup", "dagshub-remote", *args], project,
-               check=check, **kwargs)
+    return run(["make", "--no-print-directory", "-o", "setup", "dagshub-remote", *args], project, check=check, **kwargs)
 
 
 # Case 6: `make dagshub-remote` keeps the token out of git and out of the output.

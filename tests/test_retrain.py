@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import needs, run
 from mlops_rakuten.core.demo_data import X_FILE, Y_FILE, generate
 from mlops_rakuten.devtools.project_copy import add_raw_data, copy_project
-from conftest import ROOT
+
+from conftest import ROOT, needs, run
 from serve_support import auth, free_port, make_settings, start_server, stop, wait_until
 from team_remote import TeamRemote
 
@@ -142,12 +142,19 @@ def test_frozen_ids_stay_in_the_test_split_whatever_is_added(tmp_path):
     from mlops_rakuten.stages.split import read_frozen_ids, split, split_with_frozen
 
     x_rows, y_rows = generate(1_000, seed=5)
-    frame = pd.DataFrame({"designation": [x[1] for x in x_rows], "description": [x[2] for x in x_rows],
-                          "prdtypecode": [int(y[1]) for y in y_rows]}, index=[int(x[0]) for x in x_rows])
+    frame = pd.DataFrame(
+        {
+            "designation": [x[1] for x in x_rows],
+            "description": [x[2] for x in x_rows],
+            "prdtypecode": [int(y[1]) for y in y_rows],
+        },
+        index=[int(x[0]) for x in x_rows],
+    )
     params = {"test_size": 0.1, "seed": 42}
     first = frame.iloc[:600]
-    assert all(a.equals(b) for a, b in zip(split_with_frozen(first, params, Path("x"), set()),
-                                           split(first, params, Path("x"))))  # an empty list changes nothing
+    assert all(
+        a.equals(b) for a, b in zip(split_with_frozen(first, params, Path("x"), set()), split(first, params, Path("x")))
+    )  # an empty list changes nothing
     frozen = set(split(first, params, Path("x"))[1].index)
     train, test = split_with_frozen(frame, params, Path("x"), frozen)  # 400 products added
     assert frozen <= set(test.index) and not frozen & set(train.index)

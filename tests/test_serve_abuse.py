@@ -25,8 +25,8 @@ from mlops_rakuten.serve.guard import body_limit, route_rules
 from mlops_rakuten.serve.settings import MAX_PREDICT_PRODUCTS, PREDICT_MAX_BYTES
 from mlops_rakuten.serve.users import User
 from mlops_rakuten.text import clean_text
-from serve_support import (PASSWORDS, auth, client, free_port, make_settings, shared_trained_project, start_server,
-                           stop)
+
+from serve_support import PASSWORDS, auth, client, free_port, make_settings, shared_trained_project, start_server, stop
 
 GIB = 2**30
 
@@ -66,18 +66,26 @@ def headers_only(port: int, request_head: str, timeout: float = 10.0) -> tuple[i
 
 
 def head(method: str, path: str, length: int, content_type: str, token: str | None = None) -> str:
-    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Type: {content_type}",
-             f"Content-Length: {length}"]
+    lines = [
+        f"{method} {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {length}",
+    ]
     if token:
         lines.append(f"Authorization: Bearer {token}")
     return "\r\n".join(lines) + "\r\n"
 
 
-@pytest.mark.parametrize("path, content_type, expected", [
-    ("/predict", "application/json", 401),
-    ("/ingest", "multipart/form-data; boundary=x", 401),
-    ("/token", "application/x-www-form-urlencoded", 413),
-], ids=["predict-no-token", "ingest-no-token", "token-huge-form"])
+@pytest.mark.parametrize(
+    "path, content_type, expected",
+    [
+        ("/predict", "application/json", 401),
+        ("/ingest", "multipart/form-data; boundary=x", 401),
+        ("/token", "application/x-www-form-urlencoded", 413),
+    ],
+    ids=["predict-no-token", "ingest-no-token", "token-huge-form"],
+)
 def test_a_huge_body_is_refused_from_its_headers_without_being_read(server, path, content_type, expected):
     _, port, process = server
     rss = psutil.Process(process.pid).memory_info().rss
@@ -98,8 +106,9 @@ def test_a_user_token_opens_no_admin_upload_and_predict_bodies_are_capped(server
 
 def test_a_streamed_body_is_cut_off_at_the_limit(api, settings):
     chunks = (b" " * 2**20 for _ in range(PREDICT_MAX_BYTES // 2**20 + 2))  # no Content-Length: chunked
-    response = api.post("/predict", content=chunks, headers={**auth(settings, "bob", "user"),
-                                                              "Content-Type": "application/json"})
+    response = api.post(
+        "/predict", content=chunks, headers={**auth(settings, "bob", "user"), "Content-Type": "application/json"}
+    )
     assert response.status_code == 413 and "larger than" in response.json()["detail"]
 
 
@@ -115,8 +124,9 @@ def test_concurrent_wrong_logins_neither_exhaust_memory_nor_delay_health(server)
             time.sleep(0.02)
 
     def wrong_login(i: int) -> int:
-        return httpx.post(f"{url}/token", data={"username": f"guess{i}", "password": "wrong-password"},
-                          timeout=60).status_code
+        return httpx.post(
+            f"{url}/token", data={"username": f"guess{i}", "password": "wrong-password"}, timeout=60
+        ).status_code
 
     sampler = threading.Thread(target=sample)
     sampler.start()
@@ -180,8 +190,9 @@ def best_seconds(text: str, runs: int = 5) -> float:
 
 @pytest.mark.parametrize("text", ADVERSARIAL, ids=["lt", "lt-a", "lt-then-gt", "escaped-lt", "gt-then-lt", "lt-lt-gt"])
 def test_cleaning_takes_linear_time_on_adversarial_text(text):
-    product = ("<p>Piscine tubulaire Intex 3,66 m &eacute;t&eacute; avec pompe&nbsp;: b&acirc;che incluse</p>"
-               * 300)[:len(text)]
+    product = ("<p>Piscine tubulaire Intex 3,66 m &eacute;t&eacute; avec pompe&nbsp;: b&acirc;che incluse</p>" * 300)[
+        : len(text)
+    ]
     normal = best_seconds(product)
     # The quadratic tag pattern took 0.25 s on 20,000 '<', ~500x a normal product of that length.
     assert best_seconds(text) < 10 * normal + 0.002, (best_seconds(text), normal)
@@ -205,21 +216,27 @@ def test_predict_cleans_each_product_once(api, settings, monkeypatch):
 
 def test_predict_accepts_a_list_and_answers_each_product_in_order(api, settings):
     user = auth(settings, "bob", "user")
-    products = [{"designation": "Carte Pokémon Pikachu holo", "top_k": 1},
-                {"designation": "Piscine tubulaire Intex", "description": "<p>pompe</p>"},
-                {"designation": "Perceuse visseuse sans fil", "top_k": 5}]
+    products = [
+        {"designation": "Carte Pokémon Pikachu holo", "top_k": 1},
+        {"designation": "Piscine tubulaire Intex", "description": "<p>pompe</p>"},
+        {"designation": "Perceuse visseuse sans fil", "top_k": 5},
+    ]
     singles = [api.post("/predict", json=p, headers=user).json() for p in products]
     batch = api.post("/predict", json=products, headers=user)
     assert batch.status_code == 200 and batch.json() == singles
     assert [len(answer["predictions"]) for answer in batch.json()] == [1, 3, 5]
 
 
-@pytest.mark.parametrize("body, where, words", [
-    ([], ["body"], "at least 1 item"),
-    ([{"designation": "Livre"}] * (MAX_PREDICT_PRODUCTS + 1), ["body"], f"at most {MAX_PREDICT_PRODUCTS} items"),
-    ([{"designation": "Livre"}, {"designation": "<p></p>"}], ["body", 1], "no text once HTML tags"),
-    ([{"designation": "Livre"}, {"designation": "Livre", "top_k": 0}], ["body", 1, "top_k"], "greater than"),
-], ids=["empty", "too-many", "no-text", "bad-top-k"])
+@pytest.mark.parametrize(
+    "body, where, words",
+    [
+        ([], ["body"], "at least 1 item"),
+        ([{"designation": "Livre"}] * (MAX_PREDICT_PRODUCTS + 1), ["body"], f"at most {MAX_PREDICT_PRODUCTS} items"),
+        ([{"designation": "Livre"}, {"designation": "<p></p>"}], ["body", 1], "no text once HTML tags"),
+        ([{"designation": "Livre"}, {"designation": "Livre", "top_k": 0}], ["body", 1, "top_k"], "greater than"),
+    ],
+    ids=["empty", "too-many", "no-text", "bad-top-k"],
+)
 def test_a_bad_product_in_a_list_is_422_naming_its_position(api, settings, body, where, words):
     response = api.post("/predict", json=body, headers=auth(settings, "bob", "user"))
     assert response.status_code == 422
@@ -244,22 +261,30 @@ def test_junk_methods_and_paths_do_not_grow_the_metrics(api):
 
 def test_openapi_lists_every_status_a_route_can_return(api, settings):
     paths = api.get("/openapi.json").json()["paths"]
-    expected = {("/token", "post"): {"200", "401", "413", "429"},
-                ("/predict", "post"): {"200", "400", "401", "403", "413", "422", "503"},
-                ("/ingest", "post"): {"200", "401", "403", "409", "413", "422"},
-                ("/train", "post"): {"202", "401", "403", "409"},
-                ("/train/{job_id}", "get"): {"200", "401", "403", "404"},
-                ("/info", "get"): {"200", "401", "403"}}
+    expected = {
+        ("/token", "post"): {"200", "401", "413", "429"},
+        ("/predict", "post"): {"200", "400", "401", "403", "413", "422", "503"},
+        ("/ingest", "post"): {"200", "401", "403", "409", "413", "422"},
+        ("/train", "post"): {"202", "401", "403", "409"},
+        ("/train/{job_id}", "get"): {"200", "401", "403", "404"},
+        ("/info", "get"): {"200", "401", "403"},
+    }
     for (path, method), codes in expected.items():
         documented = paths[path][method]["responses"]
         assert codes <= set(documented), (path, sorted(documented))
         assert all("application/json" in documented[code].get("content", {}) for code in codes - {"200", "202"})
     ingest_422 = paths["/ingest"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
     assert ingest_422["$ref"].endswith("/IngestRejected")
-    refused = api.post("/ingest", files={"file": ("x.csv", "title\nLivre\n", "text/csv")},
-                       headers=auth(settings, "alice", "admin"))
-    assert refused.status_code == 422 and set(refused.json()["detail"]) == {"message", "received", "accepted",
-                                                                            "rejected", "rejects"}
+    refused = api.post(
+        "/ingest", files={"file": ("x.csv", "title\nLivre\n", "text/csv")}, headers=auth(settings, "alice", "admin")
+    )
+    assert refused.status_code == 422 and set(refused.json()["detail"]) == {
+        "message",
+        "received",
+        "accepted",
+        "rejected",
+        "rejects",
+    }
 
 
 def test_each_route_declares_its_role_and_body_limit_or_the_app_does_not_start():

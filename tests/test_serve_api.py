@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import run
 from mlops_rakuten.core.categories import CLASSES
-from mlops_rakuten.serve.app import create_app
 from mlops_rakuten.core.predict import load_model, predict_top_k
+from mlops_rakuten.serve.app import create_app
+
+from conftest import run
 from serve_support import auth, client, make_settings, shared_trained_project
 
 
@@ -40,8 +41,11 @@ def lock_md5(project) -> str:
 
 
 def test_predict_returns_top_k_with_names_scores_and_version(api, user, settings):
-    body = {"designation": "Piscine hors sol tubulaire Intex", "description": "<p>Avec pompe de filtration</p>",
-            "top_k": 5}
+    body = {
+        "designation": "Piscine hors sol tubulaire Intex",
+        "description": "<p>Avec pompe de filtration</p>",
+        "top_k": 5,
+    }
     response = api.post("/predict", json=body, headers=user)
     assert response.status_code == 200, response.text
     result = response.json()
@@ -71,8 +75,10 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(user, sett
     app = create_app(settings)
     model = load_model(settings.model_path)
     texts = pd.read_csv(settings.project_dir / "data/split/test.csv", index_col=0, keep_default_na=False).head(40)
-    bodies = [{"designation": d, "description": s, "top_k": 1 + i % 5}
-              for i, (d, s) in enumerate(texts[["designation", "description"]].values)]
+    bodies = [
+        {"designation": d, "description": s, "top_k": 1 + i % 5}
+        for i, (d, s) in enumerate(texts[["designation", "description"]].values)
+    ]
 
     async def send_all():
         transport = httpx.ASGITransport(app=app)
@@ -95,17 +101,20 @@ def test_predict_defaults_to_three_and_description_is_optional(api, user):
     assert response.status_code == 200 and len(response.json()["predictions"]) == 3
 
 
-@pytest.mark.parametrize("body, where, words", [
-    ({"designation": "<p> </p>", "description": "<br/>"}, ["body"], "no text once HTML tags are stripped"),
-    ({"designation": "x" * 1001}, ["body", "designation"], "at most 1000 characters"),
-    ({"designation": "Livre", "description": "y" * 20001}, ["body", "description"], "at most 20000 characters"),
-    ({"designation": "Livre", "top_k": 0}, ["body", "top_k"], "greater than or equal to 1"),
-    ({"designation": "Livre", "top_k": 28}, ["body", "top_k"], "less than or equal to 27"),
-    ({"designation": "Livre", "descripton": "typo"}, ["body", "descripton"], "Extra inputs"),
-    ({"description": "sans titre"}, ["body", "designation"], "Field required"),
-    ({"designation": 42}, ["body", "designation"], "valid string"),
-], ids=["html-only", "long-title", "long-description", "top-k-0", "top-k-28", "unknown-field", "no-title",
-        "not-text"])
+@pytest.mark.parametrize(
+    "body, where, words",
+    [
+        ({"designation": "<p> </p>", "description": "<br/>"}, ["body"], "no text once HTML tags are stripped"),
+        ({"designation": "x" * 1001}, ["body", "designation"], "at most 1000 characters"),
+        ({"designation": "Livre", "description": "y" * 20001}, ["body", "description"], "at most 20000 characters"),
+        ({"designation": "Livre", "top_k": 0}, ["body", "top_k"], "greater than or equal to 1"),
+        ({"designation": "Livre", "top_k": 28}, ["body", "top_k"], "less than or equal to 27"),
+        ({"designation": "Livre", "descripton": "typo"}, ["body", "descripton"], "Extra inputs"),
+        ({"description": "sans titre"}, ["body", "designation"], "Field required"),
+        ({"designation": 42}, ["body", "designation"], "valid string"),
+    ],
+    ids=["html-only", "long-title", "long-description", "top-k-0", "top-k-28", "unknown-field", "no-title", "not-text"],
+)
 def test_predict_validation_errors_are_422_with_a_clear_message(api, user, body, where, words):
     response = api.post("/predict", json=body, headers=user)
     assert response.status_code == 422
@@ -134,7 +143,7 @@ def _samples(text: str, name: str) -> dict[str, float]:
     found = {}
     for line in text.splitlines():
         if line.startswith(name + "{"):
-            labels, value = line[len(name):].rsplit(" ", 1)
+            labels, value = line[len(name) :].rsplit(" ", 1)
             found[labels] = float(value)
     return found
 
@@ -159,8 +168,9 @@ def test_metrics_count_requests_latency_predictions_and_model(api, user, setting
     key = '{prdtypecode="2583"}'
     assert predictions[key] - before[key] == 3
     info = _samples(text, "rakuten_model_info")
-    assert info == {f'{{md5="{lock_md5(settings.project_dir)}",path="{settings.model_path}",since="",stage="",'
-                    'version=""}': 1.0}
+    assert info == {
+        f'{{md5="{lock_md5(settings.project_dir)}",path="{settings.model_path}",since="",stage="",version=""}}': 1.0
+    }
 
 
 def test_unknown_routes_are_counted_without_their_path(api):

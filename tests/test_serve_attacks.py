@@ -24,12 +24,21 @@ import httpx
 import jsonschema_rs
 import pytest
 
-from conftest import run
 from mlops_rakuten.core.paths import X_FILE, Y_FILE
 from mlops_rakuten.serve.connections import BODY_GRACE_SECONDS, HEAD_SECONDS
 from mlops_rakuten.serve.watch import CHECK_SECONDS
-from serve_support import (PASSWORDS, auth, build_project, free_port, make_settings, server_env, start_nginx,
-                           start_server, stop)
+
+from conftest import run
+from serve_support import (
+    auth,
+    build_project,
+    free_port,
+    make_settings,
+    server_env,
+    start_nginx,
+    start_server,
+    stop,
+)
 
 CLI = [str(Path(sys.executable).parent / "rakuten")]
 
@@ -51,8 +60,12 @@ def server(settings, tmp_path_factory):
 
 
 def cli(settings, *args: str, password: str | None = None):
-    return run([*CLI, "user", *args, *(["--password-stdin"] if password else [])], settings.project_dir,
-               env=server_env(settings), input=f"{password}\n" if password else None)
+    return run(
+        [*CLI, "user", *args, *(["--password-stdin"] if password else [])],
+        settings.project_dir,
+        env=server_env(settings),
+        input=f"{password}\n" if password else None,
+    )
 
 
 def login(url: str, name: str, password: str) -> dict[str, str]:
@@ -127,8 +140,11 @@ def test_the_login_limit_counts_the_address_nginx_saw_whatever_the_client_claims
     statuses = []
     with httpx.Client(base_url=url, verify=context) as api:
         for i in range(8):  # fewer than nginx's own burst of 10: the app's limit must answer
-            response = api.post("/token", data={"username": f"nobody{i}", "password": "wrong-password"},
-                                headers={"X-Forwarded-For": f"10.1.1.{i}"})
+            response = api.post(
+                "/token",
+                data={"username": f"nobody{i}", "password": "wrong-password"},
+                headers={"X-Forwarded-For": f"10.1.1.{i}"},
+            )
             statuses.append(response.status_code)
             if response.status_code == 429:
                 assert "from this address" in response.json()["detail"]  # the app's answer, not nginx's
@@ -222,8 +238,10 @@ def health_times(url: str, stop_event: threading.Event, times: list[float]) -> N
         time.sleep(0.2)
 
 
-BODY_HEAD = (b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-             b"Content-Length: 4000\r\n\r\n")
+BODY_HEAD = (
+    b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+    b"Content-Length: 4000\r\n\r\n"
+)
 PARTIAL_HEAD = b"GET /health HTTP/1.1\r\nHost: x\r\n"
 
 
@@ -319,8 +337,13 @@ commit(load_settings(), upload.accepted, report, upload_key("crash-1", data))
 def test_an_ingest_cut_off_before_its_answer_is_not_added_again_on_retry(settings, tmp_path):
     before = raw_bytes(settings)
     upload = UPLOAD.replace("E10", "S300")
-    crashed = run([sys.executable, "-c", CRASH_AFTER_COMMIT], settings.project_dir, check=False,
-                  env=server_env(settings), input=upload)
+    crashed = run(
+        [sys.executable, "-c", CRASH_AFTER_COMMIT],
+        settings.project_dir,
+        check=False,
+        env=server_env(settings),
+        input=upload,
+    )
     assert crashed.returncode == 17, crashed.stderr
     assert raw_bytes(settings) != before  # the rows are in; the client never heard so
     added = raw_bytes(settings)

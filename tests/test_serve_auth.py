@@ -12,17 +12,23 @@ from pathlib import Path
 import jwt
 import pytest
 
-from conftest import ROOT, run
 from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.devtools.project_copy import copy_project
 from mlops_rakuten.serve.auth import ALGORITHM, ISSUER, create_token
 from mlops_rakuten.serve.settings import load_settings
 from mlops_rakuten.serve.users import User, add_user
 from mlops_rakuten.serve.watch import CHECK_SECONDS
-from mlops_rakuten.devtools.project_copy import copy_project
+
+from conftest import ROOT, run
 from serve_support import PASSWORDS, SECRET, auth, client, make_settings
 
-PROTECTED = [("POST", "/predict"), ("GET", "/info"), ("POST", "/ingest"), ("POST", "/train"),
-             ("GET", "/train/0123456789abcdef")]
+PROTECTED = [
+    ("POST", "/predict"),
+    ("GET", "/info"),
+    ("POST", "/ingest"),
+    ("POST", "/train"),
+    ("GET", "/train/0123456789abcdef"),
+]
 ADMIN_ONLY = [("POST", "/ingest"), ("POST", "/train"), ("GET", "/train/0123456789abcdef")]
 
 
@@ -54,9 +60,11 @@ def test_login_returns_a_bearer_token_that_opens_protected_routes(api, settings)
     assert info.status_code == 200 and info.json()["model"]["ready"] is False
 
 
-@pytest.mark.parametrize("name, password", [("bob", "wrong-password"), ("nobody", "whatever-password"),
-                                            ("carol", PASSWORDS["carol"])],
-                         ids=["wrong-password", "unknown-user", "inactive-user"])
+@pytest.mark.parametrize(
+    "name, password",
+    [("bob", "wrong-password"), ("nobody", "whatever-password"), ("carol", PASSWORDS["carol"])],
+    ids=["wrong-password", "unknown-user", "inactive-user"],
+)
 def test_login_refused(api, name, password):
     response = login(api, name, password)
     assert response.status_code == 401
@@ -92,13 +100,19 @@ def test_tampered_token_is_401(api, settings):
     assert response.status_code == 401 and "invalid token" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("token", [
-    jwt.encode({"sub": "alice", "role": "admin", "iat": 0, "exp": 2**33, "iss": ISSUER}, "another-secret-" * 4),
-    _b64({"alg": "none", "typ": "JWT"}) + "." + _b64({"sub": "alice", "role": "admin", "iat": 0,
-                                                       "exp": 2**33, "iss": ISSUER}) + ".",
-    jwt.encode({"sub": "alice", "role": "admin", "iat": 0, "exp": 2**33}, SECRET),  # no issuer
-    "not-a-jwt",
-], ids=["other-secret", "alg-none", "no-issuer", "garbage"])
+@pytest.mark.parametrize(
+    "token",
+    [
+        jwt.encode({"sub": "alice", "role": "admin", "iat": 0, "exp": 2**33, "iss": ISSUER}, "another-secret-" * 4),
+        _b64({"alg": "none", "typ": "JWT"})
+        + "."
+        + _b64({"sub": "alice", "role": "admin", "iat": 0, "exp": 2**33, "iss": ISSUER})
+        + ".",
+        jwt.encode({"sub": "alice", "role": "admin", "iat": 0, "exp": 2**33}, SECRET),  # no issuer
+        "not-a-jwt",
+    ],
+    ids=["other-secret", "alg-none", "no-issuer", "garbage"],
+)
 def test_foreign_tokens_are_401(api, token):
     response = api.get("/info", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
@@ -158,8 +172,11 @@ def test_a_password_change_or_deactivation_revokes_issued_tokens(api, settings):
     time.sleep(CHECK_SECONDS + 0.2)
     assert api.get("/info", headers=current).status_code == 401
     entry = json.loads(settings.users_file.read_text())["users"]["erin"]
-    settings.users_file.write_text(settings.users_file.read_text().replace(  # reactivated by hand
-        '"active": false', '"active": true'))
+    settings.users_file.write_text(
+        settings.users_file.read_text().replace(  # reactivated by hand
+            '"active": false', '"active": true'
+        )
+    )
     time.sleep(CHECK_SECONDS + 0.2)
     assert entry["token_version"] == 2 and api.get("/info", headers=current).status_code == 401
 
@@ -169,7 +186,11 @@ def test_an_invalid_users_file_keeps_the_last_good_list_and_degrades_health(api,
     bob = login_token(api, "bob", PASSWORDS["bob"])
     alice = login_token(api, "alice", PASSWORDS["alice"])
     try:
-        for bad in ("{not json", '{"users": {"bob": {"role": "user"}}}', '{"users": {"bob": {"hash": "x", "role": "root"}}}'):
+        for bad in (
+            "{not json",
+            '{"users": {"bob": {"role": "user"}}}',
+            '{"users": {"bob": {"hash": "x", "role": "root"}}}',
+        ):
             settings.users_file.write_text(bad)
             time.sleep(CHECK_SECONDS + 0.2)
             health = api.get("/health")
@@ -212,8 +233,13 @@ def test_settings_refuse_a_missing_or_short_secret(settings, secret):
 
 def test_serve_refuses_to_start_without_secret(settings):
     env = {"RAKUTEN_JWT_SECRET": "", "RAKUTEN_PROJECT_DIR": str(settings.project_dir)}
-    result = run([sys.executable, "-m", "mlops_rakuten.cli", "serve", "--port", "1"], settings.project_dir,
-                 check=False, env=env, timeout=60)
+    result = run(
+        [sys.executable, "-m", "mlops_rakuten.cli", "serve", "--port", "1"],
+        settings.project_dir,
+        check=False,
+        env=env,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error: RAKUTEN_JWT_SECRET is not set")
 

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from mlops_rakuten.serve.settings import MODEL_PATH
+
 from serve_support import auth, build_project, free_port, make_settings, start_server, stop, wait_until
 
 UPLOAD = "designation,description,prdtypecode\nRobot piscine Dolphin,,2583\n"
@@ -90,8 +91,10 @@ def test_a_run_that_outlives_its_server_keeps_the_project_until_it_ends(settings
     dvc_yaml = settings.project_dir / "dvc.yaml"
     release = settings.project_dir / "linger.release"
     pipeline = yaml.safe_load(dvc_yaml.read_text())
-    pipeline["stages"]["linger"] = {"cmd": f"for i in $(seq 1500); do [ -f {release.name} ] && break; sleep 0.2; done",
-                                    "deps": [MODEL_PATH]}
+    pipeline["stages"]["linger"] = {
+        "cmd": f"for i in $(seq 1500); do [ -f {release.name} ] && break; sleep 0.2; done",
+        "deps": [MODEL_PATH],
+    }
     dvc_yaml.write_text(yaml.safe_dump(pipeline, sort_keys=False))
     set_param_c(settings, "0.7")
     url, server = servers()
@@ -132,8 +135,15 @@ def test_a_kill_during_evaluate_serves_the_last_evaluated_model_with_its_metrics
     pipeline["stages"]["evaluate"]["cmd"] = "sleep 5 && " + pipeline["stages"]["evaluate"]["cmd"]  # time to kill it
     dvc_yaml.write_text(yaml.safe_dump(pipeline, sort_keys=False))
     set_param_c(settings, "0.4")
-    uncached = [settings.project_dir / path for path in ("metrics/metrics.json", "metrics/classes.json",
-                                                          "plots/confusion_matrix.png", "plots/predictions.csv")]
+    uncached = [
+        settings.project_dir / path
+        for path in (
+            "metrics/metrics.json",
+            "metrics/classes.json",
+            "plots/confusion_matrix.png",
+            "plots/predictions.csv",
+        )
+    ]
     before = {path: path.read_bytes() for path in uncached}
     url, server = servers()
     old = predict_version(url, admin)

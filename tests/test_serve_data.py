@@ -13,16 +13,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import run
 from mlops_rakuten.core.paths import X_FILE, Y_FILE
 from mlops_rakuten.serve.project import project_lock
 from mlops_rakuten.serve.raw_append import StagingCheckFailed, check_staged, check_upload
 from mlops_rakuten.serve.watch import CHECK_SECONDS
+
+from conftest import run
 from serve_support import auth, build_project, client, make_settings
 
 HEADER = "designation,description,prdtypecode\n"
-GOOD = ('Piscine tubulaire Intex 3 m,"<p>Avec pompe, bâche</p>",2583\n'
-        "Carte Pokémon Pikachu holo,,1160\n")
+GOOD = 'Piscine tubulaire Intex 3 m,"<p>Avec pompe, bâche</p>",2583\nCarte Pokémon Pikachu holo,,1160\n'
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +82,9 @@ def test_ingest_appends_valid_rows_and_records_a_new_data_version(api, admin, se
 
 
 def test_ingest_reports_every_bad_row_and_keeps_the_good_ones(api, admin, settings):
-    rows = (GOOD + "Livre ancien,,999\n" + "Jouet,,abc\n" + "<p></p>,texte,10\n" + f"{'x' * 1001},,10\n"
-            + "Livre,,12.5\n")
+    rows = (
+        GOOD + "Livre ancien,,999\n" + "Jouet,,abc\n" + "<p></p>,texte,10\n" + f"{'x' * 1001},,10\n" + "Livre,,12.5\n"
+    )
     body = upload(api, admin, HEADER + rows).json()
     assert body["received"] == 7 and body["accepted"] == 2 and body["rejected"] == 5
     reasons = {r["row"]: " ".join(r["reasons"]) for r in body["rejects"]}
@@ -96,14 +97,18 @@ def test_ingest_reports_every_bad_row_and_keeps_the_good_ones(api, admin, settin
     assert_raw_consistent(settings)
 
 
-@pytest.mark.parametrize("content, words", [
-    ("title,description,prdtypecode\nLivre,,10\n", "missing column 'designation'"),
-    ("designation,description,prdtypecode,price\nLivre,,10,3\n", "unexpected column 'price'"),
-    (HEADER, "no rows"),
-    ("", "not a readable CSV"),
-    (HEADER.encode() + "Livre à lire,,10\n".encode("latin-1"), "not UTF-8"),
-    (HEADER + "Livre,,999\n", "no row passed the checks"),
-], ids=["wrong-column", "extra-column", "header-only", "empty", "latin-1", "all-rejected"])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("title,description,prdtypecode\nLivre,,10\n", "missing column 'designation'"),
+        ("designation,description,prdtypecode,price\nLivre,,10,3\n", "unexpected column 'price'"),
+        (HEADER, "no rows"),
+        ("", "not a readable CSV"),
+        (HEADER.encode() + "Livre à lire,,10\n".encode("latin-1"), "not UTF-8"),
+        (HEADER + "Livre,,999\n", "no row passed the checks"),
+    ],
+    ids=["wrong-column", "extra-column", "header-only", "empty", "latin-1", "all-rejected"],
+)
 def test_ingest_refuses_a_bad_file_and_changes_nothing(api, admin, settings, content, words):
     before, md5 = raw_bytes(settings), raw_md5(settings)
     response = upload(api, admin, content)
@@ -191,8 +196,11 @@ os._exit(17)  # no crash point reached: die right after the append, as before `d
 
 def crash_ingest(settings, target: str, when: int) -> None:
     code = CRASH.format(target=target, when=when)
-    result = run([sys.executable, "-c", code, str(settings.raw_dir), str(settings.raw_staging)],
-                 settings.project_dir, check=False)
+    result = run(
+        [sys.executable, "-c", code, str(settings.raw_dir), str(settings.raw_staging)],
+        settings.project_dir,
+        check=False,
+    )
     assert result.returncode == 17, result.stderr
 
 

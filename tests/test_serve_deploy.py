@@ -11,8 +11,17 @@ import pytest
 import yaml
 
 from conftest import ROOT, needs
-from serve_support import (PASSWORDS, free_port, make_settings, shared_trained_project, start_nginx, start_server, stop,
-                           wait_until)
+from serve_support import (
+    PASSWORDS,
+    free_port,
+    make_settings,
+    shared_trained_project,
+    start_nginx,
+    start_server,
+    stop,
+    wait_until,
+)
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
@@ -77,8 +86,11 @@ def test_metrics_add_up_over_the_workers(server):
 
 
 def test_prometheus_config_is_valid():
-    result = subprocess.run([needs("promtool"), "check", "config", str(ROOT / "deployments/prometheus/prometheus.yml")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [needs("promtool"), "check", "config", str(ROOT / "deployments/prometheus/prometheus.yml")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -92,11 +104,19 @@ def test_prometheus_scrapes_the_running_app(server, tmp_path):
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     port, log = free_port(), tmp_path / "prometheus.out"
     with open(log, "w") as output:
-        process = subprocess.Popen([needs("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
-                                    f"--storage.tsdb.path={tmp_path / 'data'}",
-                                    f"--web.listen-address=127.0.0.1:{port}"], stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [
+                needs("prometheus"),
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     api = f"http://127.0.0.1:{port}/api/v1"
     try:
+
         def target_up():
             response = httpx.get(f"{api}/targets", timeout=2)
             if response.status_code == 503:  # "Service Unavailable" while its storage starts

@@ -14,9 +14,10 @@ import time
 import httpx
 import pytest
 
+from test_registry import NAME, RAKUTEN, make, registry  # noqa: F401 (registry: the fixture, v1.0.0 and v1.1.0)
+
 from conftest import ROOT, run
 from serve_support import auth, free_port, make_settings, server_env, stop, wait_until
-from test_registry import NAME, RAKUTEN, make, registry  # noqa: F401 (registry: the fixture, v1.0.0 and v1.1.0)
 
 FOLLOW_SECONDS = 2
 SWITCH_SECONDS = FOLLOW_SECONDS + 120  # the interval, then `gto show` and `dvc artifacts get` on a busy 2-core machine
@@ -32,13 +33,32 @@ def follower(registry, tmp_path_factory):  # noqa: F811
     settings = make_settings(clone, root / "secrets")
     port, log = free_port(), root / "serve.log"
     with open(log, "w") as output:
-        server = subprocess.Popen([RAKUTEN, "serve", "--port", str(port), "--workers", "2", "--model", f"{NAME}#prod",
-                                   "--follow", str(FOLLOW_SECONDS)], env=server_env(settings), stdout=output,
-                                  stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [
+                RAKUTEN,
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+                "--model",
+                f"{NAME}#prod",
+                "--follow",
+                str(FOLLOW_SECONDS),
+            ],
+            env=server_env(settings),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: httpx.get(f"{url}/health", timeout=2).json()["model_ready"], "the followed model",
-                   timeout=180, process=server, log=log)
+        wait_until(
+            lambda: httpx.get(f"{url}/health", timeout=2).json()["model_ready"],
+            "the followed model",
+            timeout=180,
+            process=server,
+            log=log,
+        )
         yield url, settings, log
     finally:
         stop(server)
@@ -62,8 +82,9 @@ class Load:
             while not self.stopping.is_set():
                 start = time.perf_counter()
                 try:
-                    answer = client.post(f"{self.url}/predict", json={"designation": "Piscine hors sol tubulaire"},
-                                         headers=self.headers)
+                    answer = client.post(
+                        f"{self.url}/predict", json={"designation": "Piscine hors sol tubulaire"}, headers=self.headers
+                    )
                     outcome: tuple[object, object] = (answer.status_code, answer.json().get("model_version"))
                 except httpx.HTTPError as exc:
                     outcome = (type(exc).__name__, None)
@@ -128,12 +149,16 @@ def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(registry, fol
     make(maintainer, "register", "VERSION=v1.2.0")
     make(maintainer, "promote", "VERSION=v1.2.0", "STAGE=prod")
 
-    health = wait_until(lambda: (h := httpx.get(f"{url}/health").json())["status"] == "degraded" and h,
-                        "/health to report the broken version", timeout=SWITCH_SECONDS)
+    health = wait_until(
+        lambda: (h := httpx.get(f"{url}/health").json())["status"] == "degraded" and h,
+        "/health to report the broken version",
+        timeout=SWITCH_SECONDS,
+    )
     # No token, no details: the reason is in the log and in an admin's /info (below).
     assert health == {"status": "degraded", "model_ready": True}
     answer = httpx.post(f"{url}/predict", json={"designation": "Piscine"}, headers=auth(settings, "bob", "user"))
     assert answer.status_code == 200 and answer.json()["model_version"] == good
+
     # The worker that checked says so at once, the other within a second or two (it reads the status file).
     def reported():
         models = [served(url, settings) for _ in range(6)]
@@ -154,16 +179,25 @@ def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(registry, fol
     make(maintainer, "rollback", "VERSION=v1.1.0", "STAGE=prod")  # what the team does next
     reload = httpx.post(f"{url}/reload", headers=auth(settings, "alice", "admin"), timeout=120)
     assert reload.status_code == 200 and reload.json()["version"] == "v1.1.0", reload.text
-    wait_until(lambda: all(httpx.get(f"{url}/health").json()["status"] == "ok" for _ in range(6)),
-               "every worker to see the failure resolved", timeout=10)  # the other worker within a second
+    wait_until(
+        lambda: all(httpx.get(f"{url}/health").json()["status"] == "ok" for _ in range(6)),
+        "every worker to see the failure resolved",
+        timeout=10,
+    )  # the other worker within a second
 
 
 def test_follow_without_a_registry_stage_is_refused(tmp_path):
     import subprocess
 
     settings = make_settings(ROOT, tmp_path / "secrets")
-    result = subprocess.run([RAKUTEN, "serve", "--port", str(free_port()), "--follow"], env=server_env(settings),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [RAKUTEN, "serve", "--port", str(free_port()), "--follow"],
+        env=server_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == ("error: --follow needs a registry stage to follow: "
-                                                      "--model NAME#STAGE (or RAKUTEN_MODEL)")
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --follow needs a registry stage to follow: --model NAME#STAGE (or RAKUTEN_MODEL)"
+    )

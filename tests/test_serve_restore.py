@@ -13,6 +13,7 @@ from mlops_rakuten.serve.model import file_md5
 from mlops_rakuten.serve.project import locked_model_md5
 from mlops_rakuten.serve.restore import cache_dir, cached_file, restore_model
 from mlops_rakuten.serve.settings import MODEL_PATH
+
 from serve_support import auth, build_project, free_port, make_settings, start_server, stop
 
 
@@ -31,8 +32,9 @@ def test_a_server_started_without_the_model_restores_and_serves_it(settings, tmp
     try:
         url = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{url}/health").json()["model_ready"] is True
-        answer = httpx.post(f"{url}/predict", json={"designation": "Piscine hors sol"},
-                            headers=auth(settings, "bob", "user"))
+        answer = httpx.post(
+            f"{url}/predict", json={"designation": "Piscine hors sol"}, headers=auth(settings, "bob", "user")
+        )
         assert answer.status_code == 200 and answer.json()["model_version"] == recorded
     finally:
         stop(server)

@@ -17,8 +17,18 @@ import httpx
 import pytest
 
 from conftest import ROOT, needs, run
-from serve_support import (PASSWORDS, auth, build_project, free_port, make_settings, render, self_signed,
-                           server_env, stop, wait_until)
+from serve_support import (
+    PASSWORDS,
+    auth,
+    build_project,
+    free_port,
+    make_settings,
+    render,
+    self_signed,
+    server_env,
+    stop,
+    wait_until,
+)
 
 RAKUTEN = str(Path(sys.executable).parent / "rakuten")
 
@@ -33,37 +43,70 @@ def stack(tmp_path_factory):
         for name, role in (("writer", "writer"), ("replica-1", "predict"), ("replica-2", "predict")):
             port, log = free_port(), root / f"{name}.log"
             with open(log, "w") as output:
-                processes.append(subprocess.Popen([RAKUTEN, "serve", "--port", str(port), "--role", role],
-                                                  env=server_env(settings), stdout=output, stderr=subprocess.STDOUT))
+                processes.append(
+                    subprocess.Popen(
+                        [RAKUTEN, "serve", "--port", str(port), "--role", role],
+                        env=server_env(settings),
+                        stdout=output,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
             urls[name] = f"http://127.0.0.1:{port}"
-            wait_until(lambda: httpx.get(f"{urls[name]}/health", timeout=2).json()["model_ready"],
-                       f"{name} to serve", process=processes[-1], log=log)
+            wait_until(
+                lambda: httpx.get(f"{urls[name]}/health", timeout=2).json()["model_ready"],
+                f"{name} to serve",
+                process=processes[-1],
+                log=log,
+            )
         prefix = root / "nginx"
         prefix.mkdir()
         cert, key = self_signed(prefix)
         https_port = free_port()
-        (prefix / "nginx.conf").write_text(render((ROOT / "deployments/nginx/nginx.conf").read_text(), {
-            "RAKUTEN_UPSTREAM": urls["replica-1"].removeprefix("http://"),
-            "RAKUTEN_WRITER_UPSTREAM": urls["writer"].removeprefix("http://"),
-            "RAKUTEN_HTTPS_PORT": str(https_port), "RAKUTEN_HTTP_PORT": str(free_port()),
-            "RAKUTEN_TLS_CERT": str(cert), "RAKUTEN_TLS_KEY": str(key)}))
+        (prefix / "nginx.conf").write_text(
+            render(
+                (ROOT / "deployments/nginx/nginx.conf").read_text(),
+                {
+                    "RAKUTEN_UPSTREAM": urls["replica-1"].removeprefix("http://"),
+                    "RAKUTEN_WRITER_UPSTREAM": urls["writer"].removeprefix("http://"),
+                    "RAKUTEN_HTTPS_PORT": str(https_port),
+                    "RAKUTEN_HTTP_PORT": str(free_port()),
+                    "RAKUTEN_TLS_CERT": str(cert),
+                    "RAKUTEN_TLS_KEY": str(key),
+                },
+            )
+        )
         with open(prefix / "nginx.out", "w") as output:
-            processes.append(subprocess.Popen([needs("nginx"), "-p", str(prefix), "-c", "nginx.conf", "-e", "stderr",
-                                               "-g", "daemon off;"], stdout=output, stderr=subprocess.STDOUT))
+            processes.append(
+                subprocess.Popen(
+                    [needs("nginx"), "-p", str(prefix), "-c", "nginx.conf", "-e", "stderr", "-g", "daemon off;"],
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         context = ssl.create_default_context(cafile=str(cert))
         nginx = f"https://127.0.0.1:{https_port}"
-        wait_until(lambda: httpx.get(f"{nginx}/health", verify=context, timeout=2).is_success, "nginx",
-                   process=processes[-1], log=prefix / "nginx.out")
-        yield {"writer": urls["writer"], "replicas": [urls["replica-1"], urls["replica-2"]], "nginx": nginx,
-               "settings": settings, "context": context}
+        wait_until(
+            lambda: httpx.get(f"{nginx}/health", verify=context, timeout=2).is_success,
+            "nginx",
+            process=processes[-1],
+            log=prefix / "nginx.out",
+        )
+        yield {
+            "writer": urls["writer"],
+            "replicas": [urls["replica-1"], urls["replica-2"]],
+            "nginx": nginx,
+            "settings": settings,
+            "context": context,
+        }
     finally:
         for process in processes:
             stop(process)
 
 
 def model_version(url: str, headers: dict, **options) -> str:
-    answer = httpx.post(f"{url}/predict", json={"designation": "Piscine hors sol"}, headers=headers, timeout=10,
-                        **options)
+    answer = httpx.post(
+        f"{url}/predict", json={"designation": "Piscine hors sol"}, headers=headers, timeout=10, **options
+    )
     assert answer.status_code == 200, answer.text
     return answer.json()["model_version"]
 
@@ -89,11 +132,18 @@ def test_a_token_from_one_replica_works_everywhere_and_its_revocation_too(stack)
     run([RAKUTEN, "user", "deactivate", "bob"], stack["settings"].project_dir, env=users)
     try:
         for url in (first, second, stack["writer"]):
-            wait_until(lambda: httpx.get(f"{url}/info", headers=bob).status_code == 401,
-                       f"{url} to refuse the revoked token", timeout=10)
+            wait_until(
+                lambda: httpx.get(f"{url}/info", headers=bob).status_code == 401,
+                f"{url} to refuse the revoked token",
+                timeout=10,
+            )
     finally:
-        run([RAKUTEN, "user", "add", "bob", "--role", "user", "--password-stdin"], stack["settings"].project_dir,
-            env=users, input=PASSWORDS["bob"] + "\n")
+        run(
+            [RAKUTEN, "user", "add", "bob", "--role", "user", "--password-stdin"],
+            stack["settings"].project_dir,
+            env=users,
+            input=PASSWORDS["bob"] + "\n",
+        )
 
 
 def test_a_model_trained_by_the_writer_reaches_every_replica(stack):

@@ -33,8 +33,27 @@ def served(tmp_path_factory):
 def test_every_operation_passes_every_check(served, name, role):
     settings, url, log = served
     st = Path(sys.executable).parent / "st"
-    result = subprocess.run([str(st), "--config-file", str(CONFIG), "run", f"{url}/openapi.json", "--checks", "all", "--max-examples",
-                             str(MAX_EXAMPLES), "--seed", "1", "--request-timeout", "60",
-                             "-H", auth(settings, name, role)["Authorization"].join(["Authorization: ", ""])],
-                            cwd=log.parent, capture_output=True, text=True, timeout=600)  # its cache stays there
+    result = subprocess.run(
+        [
+            str(st),
+            "--config-file",
+            str(CONFIG),
+            "run",
+            f"{url}/openapi.json",
+            "--checks",
+            "all",
+            "--max-examples",
+            str(MAX_EXAMPLES),
+            "--seed",
+            "1",
+            "--request-timeout",
+            "60",
+            "-H",
+            auth(settings, name, role)["Authorization"].join(["Authorization: ", ""]),
+        ],
+        cwd=log.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # its cache stays there
     assert result.returncode == 0, f"{result.stdout[-6000:]}\n{result.stderr[-2000:]}\n{log.read_text()[-3000:]}"

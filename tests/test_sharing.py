@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import run
 from mlops_rakuten.ops.remote import configure_remote
+
+from conftest import run
 from team_remote import TeamRemote, cache_file, git_objects, sha256
 
 VENV = Path(sys.executable).parent.parent
@@ -71,21 +72,39 @@ def sweep(team_remote: TeamRemote, tmp_path_factory) -> dict:
     runners = [team_remote.clone(root / f"runner{i}") for i in (1, 2)]
     # The workflow's plan job, as GitHub runs it (run number 7).
     outputs = root / "github_output"
-    run_script(workflow_script("plan", "Expand the grid"), runners[0], GRID=GRID, MAX_PARALLEL="2",
-               GITHUB_RUN_NUMBER="7", GITHUB_OUTPUT=str(outputs))
+    run_script(
+        workflow_script("plan", "Expand the grid"),
+        runners[0],
+        GRID=GRID,
+        MAX_PARALLEL="2",
+        GITHUB_RUN_NUMBER="7",
+        GITHUB_OUTPUT=str(outputs),
+    )
     written = dict(line.partition("=")[::2] for line in outputs.read_text().splitlines())
     plan = json.loads(written["points"])
-    assert written["max-parallel"] == "2" and plan == [{"name": "sweep-7-C-0.125", "params": "model.C=0.125"},
-                                        {"name": "sweep-7-C-2", "params": "model.C=2"}]
+    assert written["max-parallel"] == "2" and plan == [
+        {"name": "sweep-7-C-0.125", "params": "model.C=0.125"},
+        {"name": "sweep-7-C-2", "params": "model.C=2"},
+    ]
     for runner in runners:
         run(["dvc", "pull", "-q"], runner)  # data and the baseline's outputs: only train + evaluate rerun
 
     first, second = plan
-    sweep_cmd = ["make", "--no-print-directory", "-o", f"{VENV}/.installed", "sweep", f"VENV={VENV}", "PUSH=1",
-                 "JOBS=1", f"SWEEP=-n {first['name']} -S {first['params']}"]
+    sweep_cmd = [
+        "make",
+        "--no-print-directory",
+        "-o",
+        f"{VENV}/.installed",
+        "sweep",
+        f"VENV={VENV}",
+        "PUSH=1",
+        "JOBS=1",
+        f"SWEEP=-n {first['name']} -S {first['params']}",
+    ]
     env = {**os.environ, "PATH": f"{VENV}/bin{os.pathsep}{os.environ['PATH']}"}
-    queued = subprocess.Popen(sweep_cmd, cwd=runners[0], env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    queued = subprocess.Popen(
+        sweep_cmd, cwd=runners[0], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         # Runner 2: the workflow's matrix job step that runs one point.
         run_script(workflow_script("run", "Run the point"), runners[1], NAME=second["name"], PARAMS=second["params"])
@@ -103,9 +122,11 @@ def sweep(team_remote: TeamRemote, tmp_path_factory) -> dict:
     pushed = run(["rakuten", "push-experiments", second["name"]], runners[1])
     new_refs = set(team_remote.refs()) - set(refs_before)
     uploaded = {k: v for k, v in team_remote.object_sizes().items() if k not in keys_before}
-    print(f"exp push of {second['name']}: {len(new_refs)} ref ({sorted(new_refs)}), {objects[0]} git objects "
-          f"({objects[1]} bytes uncompressed); {len(uploaded)} DVC objects ({sum(uploaded.values())} bytes): "
-          f"{sorted(uploaded)}; log: {pushed.stderr.strip()}")
+    print(
+        f"exp push of {second['name']}: {len(new_refs)} ref ({sorted(new_refs)}), {objects[0]} git objects "
+        f"({objects[1]} bytes uncompressed); {len(uploaded)} DVC objects ({sum(uploaded.values())} bytes): "
+        f"{sorted(uploaded)}; log: {pushed.stderr.strip()}"
+    )
     built = {p["name"]: (runner, locked_md5s(runner, exp_ref(runner, p["name"]))) for runner, p in zip(runners, plan)}
     assert new_refs == {ref}
     # Only what the new C changed, and no run-cache (runs/...): the baseline's objects were already there.
@@ -126,8 +147,9 @@ def test_a_teammate_pulls_both_runs_and_applies_one_with_the_runners_exact_bytes
     for name, C in zip(names, (0.125, 2)):
         assert revs[name]["data"]["params"]["params.yaml"]["data"]["model"]["C"] == C
         runner, _ = sweep["built"][name]
-        assert metrics_of(revs[name]) == json.loads(run(["git", "show", f"{exp_ref(runner, name)}:metrics/metrics.json"],
-                                                        runner).stdout)
+        assert metrics_of(revs[name]) == json.loads(
+            run(["git", "show", f"{exp_ref(runner, name)}:metrics/metrics.json"], runner).stdout
+        )
     assert metrics_of(revs[names[0]]) != metrics_of(revs[names[1]])
 
     for name in names:  # the queued run (built in a temp copy) and the workspace run
@@ -140,7 +162,9 @@ def test_a_teammate_pulls_both_runs_and_applies_one_with_the_runners_exact_bytes
         # after it finds its inputs and outputs unchanged.
         repro = run(["dvc", "repro"], teammate).stdout
         assert [line for line in repro.splitlines() if line.startswith("Running stage")] in (
-            [], ["Running stage 'check_params':"]), repro + pulled.stdout
+            [],
+            ["Running stage 'check_params':"],
+        ), repro + pulled.stdout
         assert "Data and pipelines are up to date." in run(["dvc", "status"], teammate).stdout
         for path in MODELS:
             assert sha256(teammate / path) == sha256(cache_file(runner, md5s[path])), (name, path)
@@ -156,7 +180,8 @@ def test_a_push_that_fails_keeps_the_run_and_says_what_to_run(team_remote, sweep
     assert failed.returncode == 1
     assert f"{name}: not pushed (failed to push cache: Forbidden" in failed.stderr
     assert failed.stderr.strip().splitlines()[-1] == (
-        f"error: not pushed, kept locally: {name}; run: dvc exp push origin {name}")
+        f"error: not pushed, kept locally: {name}; run: dvc exp push origin {name}"
+    )
     assert name in exp_revs(runner)
 
     run(["git", "remote", "set-url", "origin", str(team_remote.git_url) + ".moved"], runner)
@@ -180,10 +205,12 @@ def test_sweep_plan_is_every_combination_with_git_safe_names(tmp_path):
         {"name": "s-3-C-1-class_weight-null", "params": "model.C=1 model.class_weight=null"},
         {"name": "s-3-C-1-class_weight-balanced", "params": "model.C=1 model.class_weight=balanced"},
     ]
-    for bad, says in (["model.c=1", "no key 'model.c' (known: model.C, model.class_weight)"],
-                      ["model.C=0.1 0.3", "expected section.key=value"],
-                      ["model.C=1,1", "distinct, non-empty values"],
-                      ["model.C=1,", "distinct, non-empty values"]):
+    for bad, says in (
+        ["model.c=1", "no key 'model.c' (known: model.C, model.class_weight)"],
+        ["model.C=0.1 0.3", "expected section.key=value"],
+        ["model.C=1,1", "distinct, non-empty values"],
+        ["model.C=1,", "distinct, non-empty values"],
+    ):
         with pytest.raises(InputError, match=None) as caught:
             sweep_plan([bad], params)
         assert says in str(caught.value)

@@ -13,8 +13,11 @@ def test_solver_bench_prints_one_timed_and_scored_row_per_solver(tmp_path: Path,
     assert out.startswith("demo data (1,500 rows; no real sample in ")
     rows = [line for line in out.splitlines() if line.startswith("| ") and "CPU s" not in line]
     assert [row.split(" | ")[0] for row in rows] == [
-        "| Newton (this project), `tol` 0.05", "| `LinearSVC(dual=False)`, `tol` 0.05",
-        "| `LinearSVC(dual=False)`, default `tol` (1e-4)", "| `LinearSVC(dual=True)`, default `tol` (1e-4)"]
+        "| Newton (this project), `tol` 0.05",
+        "| `LinearSVC(dual=False)`, `tol` 0.05",
+        "| `LinearSVC(dual=False)`, default `tol` (1e-4)",
+        "| `LinearSVC(dual=True)`, default `tol` (1e-4)",
+    ]
     scores = [float(row.rstrip(" |").rsplit("| ", 1)[1]) for row in rows]
     # The same objective and data: the solvers learn models of the same quality.
     assert max(scores) - min(scores) < 0.05 and min(scores) > 0.5

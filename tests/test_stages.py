@@ -13,12 +13,12 @@ from sklearn.pipeline import Pipeline
 
 from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.core.features import build_vectorizer, make_picklable_stable
+from mlops_rakuten.core.one_vs_rest import fit_linear_svc
 from mlops_rakuten.core.params import read_params
 from mlops_rakuten.stages.evaluate import class_metrics, confusion_figure, headline_metrics, prediction_table
 from mlops_rakuten.stages.ingest import join_challenge, parse_labels, sample_fraction
 from mlops_rakuten.stages.preprocess import preprocess
 from mlops_rakuten.stages.split import split
-from mlops_rakuten.core.one_vs_rest import fit_linear_svc
 from mlops_rakuten.stages.train import fit_holdout_and_shipped
 from mlops_rakuten.text import clean_text, product_texts
 
@@ -153,8 +153,12 @@ def test_confusion_axes_name_each_class_in_code_order_and_the_cells_are_readable
     actual, predicted = np.array([2583, 10, 1140, 40, 2583]), np.array([2583, 40, 1140, 40, 10])
     fig = confusion_figure(actual, predicted)
     ax = fig.axes[0]
-    expected = ["10 Livres d'occasion / anciens", "40 Jeux vidéo (import, neufs)",
-                "1140 Figurines et produits dérivés (pop culture)", "2583 Piscine et spa"]
+    expected = [
+        "10 Livres d'occasion / anciens",
+        "40 Jeux vidéo (import, neufs)",
+        "1140 Figurines et produits dérivés (pop culture)",
+        "2583 Piscine et spa",
+    ]
     assert [t.get_text() for t in ax.get_xticklabels()] == [name.split()[0] for name in expected]  # codes
     assert [t.get_text() for t in ax.get_yticklabels()] == expected
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted class (code)", "actual class")
@@ -164,7 +168,8 @@ def test_confusion_axes_name_each_class_in_code_order_and_the_cells_are_readable
 def test_prediction_table_keeps_codes_and_adds_labels():
     table = prediction_table(np.array([2583, 10]), np.array([10, 10]))
     assert table.to_dict("list") == {
-        "actual": [2583, 10], "predicted": [10, 10],
+        "actual": [2583, 10],
+        "predicted": [10, 10],
         "actual_class": ["2583 Piscine et spa", "10 Livres d'occasion / anciens"],
         "predicted_class": ["10 Livres d'occasion / anciens"] * 2,
     }

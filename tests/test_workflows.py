@@ -68,8 +68,9 @@ def test_ci_runs_the_suite_as_a_clean_clone_does_on_every_push_and_pull_request(
     # One run per branch: a same-repository pull request is already tested by its push.
     assert "github.head_ref || github.ref_name" in workflow["concurrency"]["group"]
     for job in workflow["jobs"].values():
-        assert job["if"] == ("github.event_name == 'push' || "
-                             "github.event.pull_request.head.repo.full_name != github.repository")
+        assert job["if"] == (
+            "github.event_name == 'push' || github.event.pull_request.head.repo.full_name != github.repository"
+        )
     job = workflow["jobs"]["test"]
     assert job["runs-on"] == "ubuntu-latest" and job["container"]["image"].startswith("debian:")
     assert job["timeout-minutes"] <= 90
@@ -94,12 +95,18 @@ def test_sweep_fans_out_one_point_per_runner_and_reports_best_first():
     runner = jobs["run"]
     assert runner["strategy"]["matrix"]["point"] == "${{ fromJSON(needs.plan.outputs.points) }}"
     assert runner["strategy"]["fail-fast"] is False
-    assert "secrets.DAGSHUB_TOKEN" in step(runner, "Get the data (DagsHub, or the demo set without the secret)")[
-        "env"]["DAGSHUB_TOKEN"]
+    assert (
+        "secrets.DAGSHUB_TOKEN"
+        in step(runner, "Get the data (DagsHub, or the demo set without the secret)")["env"]["DAGSHUB_TOKEN"]
+    )
     assert "rakuten push-experiments" in step(runner, "Push it")["run"]
     report = step(jobs["report"], "Pull every point and summarise, best first")["run"]
-    for command in ("dvc exp pull", "dvc exp show --md", "--sort-by f1_weighted --sort-order desc",
-                    "GITHUB_STEP_SUMMARY"):
+    for command in (
+        "dvc exp pull",
+        "dvc exp show --md",
+        "--sort-by f1_weighted --sort-order desc",
+        "GITHUB_STEP_SUMMARY",
+    ):
         assert command in report
 
 
@@ -108,15 +115,26 @@ def workflow_script(name: str, job: str, step_name: str) -> str:
 
 
 def run_script(script: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                          env={"PATH": os.environ["PATH"], **env})
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"], **env},
+    )
 
 
 @pytest.mark.parametrize("value", ["0", "six", "6, 7", "${{ github.token }}", "1000", ""])
 def test_sweep_refuses_a_max_parallel_that_is_not_a_small_whole_number(tmp_path: Path, value: str):
     output = tmp_path / "output"
-    result = run_script(workflow_script("sweep.yml", "plan", "Expand the grid"), tmp_path, GRID="model.C=1",
-                        MAX_PARALLEL=value, GITHUB_RUN_NUMBER="3", GITHUB_OUTPUT=str(output))
+    result = run_script(
+        workflow_script("sweep.yml", "plan", "Expand the grid"),
+        tmp_path,
+        GRID="model.C=1",
+        MAX_PARALLEL=value,
+        GITHUB_RUN_NUMBER="3",
+        GITHUB_OUTPUT=str(output),
+    )
     assert result.returncode == 1
     assert f"max-parallel must be a whole number from 1 to 999, got '{value}'" in result.stdout
     assert not output.exists()
@@ -127,8 +145,13 @@ def test_sweep_refuses_a_max_parallel_that_is_not_a_small_whole_number(tmp_path:
 @pytest.mark.parametrize("attempt, name", [("1", "sweep-7-C-2"), ("2", "sweep-7-C-2-attempt2")])
 def test_a_rerun_sweep_point_gets_a_name_of_its_own(tmp_path: Path, attempt: str, name: str):
     github_env = tmp_path / "env"
-    result = run_script(workflow_script("sweep.yml", "run", "Name the point"), tmp_path, POINT="sweep-7-C-2",
-                        GITHUB_RUN_ATTEMPT=attempt, GITHUB_ENV=str(github_env))
+    result = run_script(
+        workflow_script("sweep.yml", "run", "Name the point"),
+        tmp_path,
+        POINT="sweep-7-C-2",
+        GITHUB_RUN_ATTEMPT=attempt,
+        GITHUB_ENV=str(github_env),
+    )
     assert result.returncode == 0, result.stderr
     assert github_env.read_text() == f"NAME={name}\n"
 
@@ -148,8 +171,9 @@ def test_pr_report_compares_with_the_merge_base_and_posts_from_a_job_without_the
     run(commit + ["main moves on"], tmp_path)
     run(["git", "update-ref", "refs/remotes/origin/main", "main"], tmp_path)
     run(["git", "checkout", "-q", "feature"], tmp_path)
-    base = run(["bash", "-c", script.splitlines()[0] + ' && echo "$base"'], tmp_path,
-               env={"BASE_REF": "main"}).stdout.strip()
+    base = run(
+        ["bash", "-c", script.splitlines()[0] + ' && echo "$base"'], tmp_path, env={"BASE_REF": "main"}
+    ).stdout.strip()
     assert base == fork_point
     comment = jobs["comment"]
     assert comment["needs"] == "report" and comment["permissions"] == {"pull-requests": "write"}

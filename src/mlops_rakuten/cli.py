@@ -74,8 +74,10 @@ def _wait_queue(args: argparse.Namespace) -> None:
         finished = sorted(name for name, status in outcome.items() if status == "Success")
         unpushed = push_experiments(finished, args.push)
         if unpushed:
-            problems.append(f"{len(unpushed)} of {len(finished)} finished experiment(s) not pushed, kept locally; "
-                            f"run: dvc exp push {args.push} {' '.join(f.name for f in unpushed)}")
+            problems.append(
+                f"{len(unpushed)} of {len(finished)} finished experiment(s) not pushed, kept locally; "
+                f"run: dvc exp push {args.push} {' '.join(f.name for f in unpushed)}"
+            )
         else:
             print(f"pushed {len(finished)} experiment(s) to {args.push}: {' '.join(finished)}")
     if problems:
@@ -98,8 +100,10 @@ def _push_experiments(args: argparse.Namespace) -> None:
 
     failures = push_experiments(args.names, args.remote, timeout=args.timeout)
     if failures:
-        raise InputError(f"not pushed, kept locally: {' '.join(f.name for f in failures)}; "
-                         f"run: dvc exp push {args.remote} {' '.join(f.name for f in failures)}")
+        raise InputError(
+            f"not pushed, kept locally: {' '.join(f.name for f in failures)}; "
+            f"run: dvc exp push {args.remote} {' '.join(f.name for f in failures)}"
+        )
     print(f"pushed {' '.join(args.names)} to {args.remote}")
 
 
@@ -107,8 +111,10 @@ def _learning_curve(args: argparse.Namespace) -> None:
     from mlops_rakuten.ops.experiments import learning_curve
 
     for run in learning_curve(args.out):
-        print(f"{run.name}: ingest.fraction={run.params.get('ingest.fraction')} "
-              f"n_train={run.metrics['n_train']} f1_weighted={run.metrics['f1_weighted']}")
+        print(
+            f"{run.name}: ingest.fraction={run.params.get('ingest.fraction')} "
+            f"n_train={run.metrics['n_train']} f1_weighted={run.metrics['f1_weighted']}"
+        )
     print(f"wrote {args.out}")
 
 
@@ -166,59 +172,94 @@ def build_parser() -> argparse.ArgumentParser:
     raw.add_argument("--dvc-file", type=Path, default=Path(paths.RAW_POINTER))
     raw.set_defaults(run=_ensure_raw_data)
 
-    dags = commands.add_parser("dagshub-remote", help="make a DagsHub repo's storage the default DVC remote "
-                                                      "(token from DAGSHUB_TOKEN or a hidden prompt)")
+    dags = commands.add_parser(
+        "dagshub-remote",
+        help="make a DagsHub repo's storage the default DVC remote (token from DAGSHUB_TOKEN or a hidden prompt)",
+    )
     dags.add_argument("--owner", required=True, help="DagsHub user or organisation")
     dags.add_argument("--repo", required=True, help="DagsHub repository name")
     dags.set_defaults(run=_dagshub_remote)
 
-    status = commands.add_parser("data-status", help="workspace vs local cache, then cache vs the default remote "
-                                 "(says so when none is configured or it cannot be reached)")
+    status = commands.add_parser(
+        "data-status",
+        help="workspace vs local cache, then cache vs the default remote "
+        "(says so when none is configured or it cannot be reached)",
+    )
     status.set_defaults(run=_data_status)
 
     # Help text is literal (not imported from predict.py) so building the parser stays free of
     # pandas/scikit-learn imports; tests/test_predict.py checks it matches predict.TEMPERATURE.
     pred = commands.add_parser(
-        "predict", help="top-k product types for one text (JSON) or a CSV file (streamed)",
+        "predict",
+        help="top-k product types for one text (JSON) or a CSV file (streamed)",
         description="Predict prdtypecode with the saved model. score = softmax(decision values / 0.2) "
-                    "over all classes: positive, sums to 1, best class first. It is a confidence "
-                    "indicator (on real text the mean top-1 score matches top-1 accuracy), not a "
-                    "calibrated probability. Rows with no text (after HTML cleanup) get empty cells "
-                    "in --output.",
+        "over all classes: positive, sums to 1, best class first. It is a confidence "
+        "indicator (on real text the mean top-1 score matches top-1 accuracy), not a "
+        "calibrated probability. Rows with no text (after HTML cleanup) get empty cells "
+        "in --output.",
     )
     source = pred.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="one product title (designation); prints JSON records")
     source.add_argument("--input", type=Path, help="CSV with designation and optionally description")
     pred.add_argument("--description", default="", help="description for --text (optional)")
-    pred.add_argument("--output", type=Path, help="CSV to write for --input (index, prdtypecode, category, then top, category and score 1..K)")
-    pred.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
-                      help=f"number of classes per product (default {DEFAULT_TOP_K}, as the API's top_k)")
-    pred.add_argument("--chunk-size", type=int, default=10_000,
-                      help="rows read at a time from --input (default 10000); memory is the model plus one chunk")
-    pred.add_argument("--model", type=Path, default=Path(paths.MODEL),
-                      help=f"saved model (default {paths.MODEL}), or a registry reference such as "
-                           "rakuten-classifier#prod or rakuten-classifier@v1.2.0")
+    pred.add_argument(
+        "--output",
+        type=Path,
+        help="CSV to write for --input (index, prdtypecode, category, then top, category and score 1..K)",
+    )
+    pred.add_argument(
+        "--top-k",
+        type=int,
+        default=DEFAULT_TOP_K,
+        help=f"number of classes per product (default {DEFAULT_TOP_K}, as the API's top_k)",
+    )
+    pred.add_argument(
+        "--chunk-size",
+        type=int,
+        default=10_000,
+        help="rows read at a time from --input (default 10000); memory is the model plus one chunk",
+    )
+    pred.add_argument(
+        "--model",
+        type=Path,
+        default=Path(paths.MODEL),
+        help=f"saved model (default {paths.MODEL}), or a registry reference such as "
+        "rakuten-classifier#prod or rakuten-classifier@v1.2.0",
+    )
     pred.set_defaults(run=_predict)
 
     calib = commands.add_parser("calibration", help="how well predict's score matches accuracy on a labelled table")
-    calib.add_argument("--input", type=Path, default=Path("data/split/test.csv"),
-                       help="product table with prdtypecode (default data/split/test.csv)")
-    calib.add_argument("--model", type=Path, default=Path(paths.HOLDOUT_MODEL),
-                       help=f"saved model that never saw --input (default {paths.HOLDOUT_MODEL}, "
-                            "fitted on the train split only)")
+    calib.add_argument(
+        "--input",
+        type=Path,
+        default=Path("data/split/test.csv"),
+        help="product table with prdtypecode (default data/split/test.csv)",
+    )
+    calib.add_argument(
+        "--model",
+        type=Path,
+        default=Path(paths.HOLDOUT_MODEL),
+        help=f"saved model that never saw --input (default {paths.HOLDOUT_MODEL}, fitted on the train split only)",
+    )
     calib.set_defaults(run=_calibration)
 
     wait = commands.add_parser("wait-queue", help="wait until dvc's experiment queue is done; fail if one failed")
     wait.add_argument("--poll", type=float, default=5.0, help="seconds between checks (default 5)")
     wait.add_argument("--timeout", type=float, default=6 * 3600, help="give up after this many seconds")
-    wait.add_argument("--push", metavar="GIT_REMOTE",
-                      help="then `dvc exp push` every finished run to this git remote (and the DVC remote)")
+    wait.add_argument(
+        "--push",
+        metavar="GIT_REMOTE",
+        help="then `dvc exp push` every finished run to this git remote (and the DVC remote)",
+    )
     wait.set_defaults(run=_wait_queue)
 
-    plan = commands.add_parser("sweep-plan", help="a grid of params as JSON, one point per CI runner",
-                               description="Expand settings like model.C=0.1,0.3,1 into every combination; "
-                                           "print a JSON list of {name, params} (params: space-separated "
-                                           "key=value for `dvc exp run -S`).")
+    plan = commands.add_parser(
+        "sweep-plan",
+        help="a grid of params as JSON, one point per CI runner",
+        description="Expand settings like model.C=0.1,0.3,1 into every combination; "
+        "print a JSON list of {name, params} (params: space-separated "
+        "key=value for `dvc exp run -S`).",
+    )
     plan.add_argument("settings", nargs="+", metavar="KEY=V1,V2", help="a params.yaml key and its values")
     plan.add_argument("--prefix", default="", help="put before every experiment name (e.g. sweep-12-)")
     plan.add_argument("--params", type=Path, default=Path(paths.PARAMS), help="params file the keys must exist in")
@@ -245,23 +286,39 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
     serve.add_argument("--access-log", action="store_true", help="log every request (nginx usually does)")
-    serve.add_argument("--model", metavar="REFERENCE",
-                       help="serve a registry version instead of the workspace model: NAME#STAGE, NAME@vX.Y.Z or "
-                            "NAME@latest, e.g. rakuten-classifier#prod (default: $RAKUTEN_MODEL if set)")
-    serve.add_argument("--follow", type=float, nargs="?", const=30.0, metavar="SECONDS",
-                       help="with --model NAME#STAGE: check the registry every SECONDS (default 30) and serve the "
-                            "version the stage moves to, without a restart (default: $RAKUTEN_FOLLOW_SECONDS, else 0)")
-    serve.add_argument("--role", choices=("all", "predict", "writer"),
-                       help="predict: /token /predict /info (replicable); writer: /ingest /train (one per project); "
-                            "all: both (default: $RAKUTEN_ROLE, else all)")
+    serve.add_argument(
+        "--model",
+        metavar="REFERENCE",
+        help="serve a registry version instead of the workspace model: NAME#STAGE, NAME@vX.Y.Z or "
+        "NAME@latest, e.g. rakuten-classifier#prod (default: $RAKUTEN_MODEL if set)",
+    )
+    serve.add_argument(
+        "--follow",
+        type=float,
+        nargs="?",
+        const=30.0,
+        metavar="SECONDS",
+        help="with --model NAME#STAGE: check the registry every SECONDS (default 30) and serve the "
+        "version the stage moves to, without a restart (default: $RAKUTEN_FOLLOW_SECONDS, else 0)",
+    )
+    serve.add_argument(
+        "--role",
+        choices=("all", "predict", "writer"),
+        help="predict: /token /predict /info (replicable); writer: /ingest /train (one per project); "
+        "all: both (default: $RAKUTEN_ROLE, else all)",
+    )
     serve.set_defaults(run=_serve)
 
-    reg = commands.add_parser("register", help="tag HEAD's model as a registry version (GTO) and push the tag",
-                              description="Refuses when the workspace is not committed, does not match dvc.lock, "
-                                          "or the model or commit are not on the remotes.")
+    reg = commands.add_parser(
+        "register",
+        help="tag HEAD's model as a registry version (GTO) and push the tag",
+        description="Refuses when the workspace is not committed, does not match dvc.lock, "
+        "or the model or commit are not on the remotes.",
+    )
     reg.add_argument("version", help="vMAJOR.MINOR.PATCH, e.g. v1.2.0")
-    reg.add_argument("--name", default="rakuten-classifier", help="artifact name in dvc.yaml (default "
-                                                                  "rakuten-classifier)")
+    reg.add_argument(
+        "--name", default="rakuten-classifier", help="artifact name in dvc.yaml (default rakuten-classifier)"
+    )
     reg.set_defaults(run=_register)
 
     user = commands.add_parser("user", help="manage the API's users file (RAKUTEN_USERS_FILE)")

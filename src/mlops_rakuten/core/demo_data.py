@@ -180,21 +180,41 @@ FAMILIES = """
     notre gamme dans notre boutique. ; Contenance : # ml|Poids : # g|Quantité : #|Marque : B|Format : Q|
     Référence : ~ ; N Q B G C X|B N Q - X Q|N Q C G B|G N B Q X
 """
-WORDS = ("Neuf|Pas Cher|Promo|Top|Qualité|Original|Nouveau|Premium|Grand|Petit|Lot|Pack|Set|Cadeau|Mini|Xl|"
-         "Livraison Gratuite|Garantie|Import|Soldes|France").split("|")
-COLOURS = ("Noir|Blanc|Rouge|Bleu|Vert|Jaune|Rose|Gris|Beige|Marron|Orange|Violet|Argent|Doré|Multicolore|"
-           "Bleu Marine|Anthracite|Turquoise").split("|")
+WORDS = (
+    "Neuf|Pas Cher|Promo|Top|Qualité|Original|Nouveau|Premium|Grand|Petit|Lot|Pack|Set|Cadeau|Mini|Xl|"
+    "Livraison Gratuite|Garantie|Import|Soldes|France"
+).split("|")
+COLOURS = (
+    "Noir|Blanc|Rouge|Bleu|Vert|Jaune|Rose|Gris|Beige|Marron|Orange|Violet|Argent|Doré|Multicolore|"
+    "Bleu Marine|Anthracite|Turquoise"
+).split("|")
 NUMBERS = "2|3|4|5|6|8|10|12|15|16|20|24|25|30|32|40|45|50|60|64|75|80|100|120|150|200|250|300|400|500".split("|")
-OPENINGS = [s.split() for s in (
-    "Découvrez N Q de la marque B.|N Q B, G et X.|Ce N Q C saura vous séduire.|B présente N Q : un article G "
-    "et X.|N Q - B. Article X, coloris C.|Vends N Q B en très bon état.").split("|")]
-CLOSINGS = ("Livraison rapide et soignée.|N'hésitez pas à consulter nos autres annonces.|Paiement sécurisé.|"
-            "Photos non contractuelles.|Article expédié sous 48 h.|Pour toute question, contactez-nous.|"
-            "Satisfaction garantie & retour gratuit sous 30 jours.").split("|")
+OPENINGS = [
+    s.split()
+    for s in (
+        "Découvrez N Q de la marque B.|N Q B, G et X.|Ce N Q C saura vous séduire.|B présente N Q : un article G "
+        "et X.|N Q - B. Article X, coloris C.|Vends N Q B en très bon état."
+    ).split("|")
+]
+CLOSINGS = (
+    "Livraison rapide et soignée.|N'hésitez pas à consulter nos autres annonces.|Paiement sécurisé.|"
+    "Photos non contractuelles.|Article expédié sous 48 h.|Pour toute question, contactez-nous.|"
+    "Satisfaction garantie & retour gratuit sous 30 jours."
+).split("|")
 # Many sellers' tools export descriptions HTML-escaped.
-ENTITIES = str.maketrans({char: f"&{name};" for char, name in zip("&'éèêàâçôîùûëïÉÂÀ°³äöØ", (
-    "amp #39 eacute egrave ecirc agrave acirc ccedil ocirc icirc ugrave ucirc euml iuml Eacute Acirc Agrave deg sup3 "
-    "auml ouml Oslash").split(), strict=True)})
+ENTITIES = str.maketrans(
+    {
+        char: f"&{name};"
+        for char, name in zip(
+            "&'éèêàâçôîùûëïÉÂÀ°³äöØ",
+            (
+                "amp #39 eacute egrave ecirc agrave acirc ccedil ocirc icirc ugrave ucirc euml iuml Eacute Acirc Agrave deg sup3 "
+                "auml ouml Oslash"
+            ).split(),
+            strict=True,
+        )
+    }
+)
 # What each marker becomes (see the table notes above).
 MARKERS: dict[str, Callable[[Callable[[], float]], str]] = {
     "#": lambda rand: _pick(rand, NUMBERS),
@@ -221,9 +241,18 @@ def _pools() -> dict[int, dict[str, list]]:
     pools: dict[int, dict[str, list]] = {}
     for (code,), (nouns, qualifiers, brands) in _table(VOCAB):
         members, (words, sentences, specs, shapes) = families[code]
-        pools[code] = {"N": nouns, "Q": qualifiers, "B": brands, "G": words, "X": WORDS, "C": COLOURS,
-                       "sentences": [s.split() for s in sentences], "specs": [s.split() for s in specs],
-                       "shapes": [s.split() for s in shapes], "peers": [m for m in members if m != code]}
+        pools[code] = {
+            "N": nouns,
+            "Q": qualifiers,
+            "B": brands,
+            "G": words,
+            "X": WORDS,
+            "C": COLOURS,
+            "sentences": [s.split() for s in sentences],
+            "specs": [s.split() for s in specs],
+            "shapes": [s.split() for s in shapes],
+            "peers": [m for m in members if m != code],
+        }
     if sorted(pools) != list(CODES):
         raise AssertionError("every class needs a vocabulary and a family")
     return pools
@@ -251,8 +280,9 @@ def _pick(rand: Callable[[], float], items):
     return items[int(rand() * len(items))]
 
 
-SYLLABLES = ("ka|lo|mi|ra|ven|tor|sel|ix|no|vu|ba|zen|dri|pol|qua|ter|ly|mon|sa|fi|gor|ne|tu|al|vex|"
-             "ri|do|kan|mel|pra").split("|")
+SYLLABLES = (
+    "ka|lo|mi|ra|ven|tor|sel|ix|no|vu|ba|zen|dri|pol|qua|ter|ly|mon|sa|fi|gor|ne|tu|al|vex|ri|do|kan|mel|pra"
+).split("|")
 SHOP_SUFFIXES = ["shop", "store", "deals", "market", "boutik", "discount"]
 
 
@@ -316,11 +346,17 @@ def _description(rand, pools: dict) -> str:
     closing = _pick(rand, CLOSINGS)
     layout = int(rand() * 5)
     if layout == 0:
-        text = (f"<p>{opening} {body}</p><p><b>Caractéristiques :</b></p><ul>"
-                + "".join(f"<li>{spec}</li>" for spec in specs) + f"</ul><p>{closing}</p>")
+        text = (
+            f"<p>{opening} {body}</p><p><b>Caractéristiques :</b></p><ul>"
+            + "".join(f"<li>{spec}</li>" for spec in specs)
+            + f"</ul><p>{closing}</p>"
+        )
     elif layout == 1:
-        text = (f"{opening}<br />{body}<br /><br /><b>Caractéristiques</b><br />"
-                + "<br />".join(f"- {spec}" for spec in specs) + f"<br /><br />{closing}")
+        text = (
+            f"{opening}<br />{body}<br /><br /><b>Caractéristiques</b><br />"
+            + "<br />".join(f"- {spec}" for spec in specs)
+            + f"<br /><br />{closing}"
+        )
     elif layout == 2:
         text = f"<p>{opening}</p><p>{body}</p><p>{' / '.join(specs)}</p><p><i>{closing}</i></p>"
     else:  # plain text, as typed by hand
@@ -356,8 +392,10 @@ def generate(rows: int, seed: int) -> tuple[list[list[str]], list[list[str]]]:
     """The data rows (no header) of the two files, all strings: ``[index, designation, description,
     productid, imageid]`` and ``[index, prdtypecode]``. InputError for too few rows or a bad seed."""
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < MIN_ROWS:
-        raise InputError(f"demo data: rows={rows!r}; expected an integer >= {MIN_ROWS} "
-                         f"({MIN_PER_CLASS} rows for each of the {len(CODES)} classes, for a stratified split)")
+        raise InputError(
+            f"demo data: rows={rows!r}; expected an integer >= {MIN_ROWS} "
+            f"({MIN_PER_CLASS} rows for each of the {len(CODES)} classes, for a stratified split)"
+        )
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"demo data: seed={seed!r}; expected a non-negative integer")
     rand = random.Random(seed).random

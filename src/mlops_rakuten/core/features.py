@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import joblib
-
 import numpy as np
 import pandas as pd
 from scipy import sparse
@@ -63,8 +62,11 @@ def clean_products(extractor: Pipeline, frame: pd.DataFrame) -> pd.DataFrame:
 
 def vectorize_cleaned(extractor: Pipeline, texts: pd.DataFrame) -> sparse.csr_matrix:
     """The features of texts ``clean_products`` returned (a caller that needs them too cleans once)."""
-    blocks = [vectorizer.transform(texts[column])
-              for name, vectorizer, column in extractor.named_steps["tfidf"].transformers_ if name != "remainder"]
+    blocks = [
+        vectorizer.transform(texts[column])
+        for name, vectorizer, column in extractor.named_steps["tfidf"].transformers_
+        if name != "remainder"
+    ]
     return sparse.hstack(blocks, format="csr")
 
 

@@ -21,6 +21,7 @@ float64. There is no randomness: the result depends on the inputs only.
 from __future__ import annotations
 
 import logging
+
 import numpy as np
 from scipy import sparse
 
@@ -55,8 +56,9 @@ def objective(w: np.ndarray, margins: np.ndarray, cost: np.ndarray) -> float:
     return 0.5 * float(w @ w) + float(cost @ (loss * loss))
 
 
-def fit_binary(x: sparse.csr_matrix, positive: np.ndarray, cost: np.ndarray, tol: float,
-               max_iter: int) -> tuple[np.ndarray, float, int]:
+def fit_binary(
+    x: sparse.csr_matrix, positive: np.ndarray, cost: np.ndarray, tol: float, max_iter: int
+) -> tuple[np.ndarray, float, int]:
     """Coefficients, intercept and Newton steps for ``positive`` (bool per row) against the rest.
 
     ``x`` comes from ``prepare``; ``cost`` is cᵢ per row (float64).
@@ -82,8 +84,13 @@ def fit_binary(x: sparse.csr_matrix, positive: np.ndarray, cost: np.ndarray, tol
         if norm <= stop_ratio * first_norm or norm == 0.0:
             break
         if steps == max_iter:
-            log.warning("Newton solver stopped at max_iter=%d with the gradient at %.2g of its first value "
-                        "(tol asks %.2g): raise model.max_iter or model.tol", max_iter, norm / first_norm, stop_ratio)
+            log.warning(
+                "Newton solver stopped at max_iter=%d with the gradient at %.2g of its first value "
+                "(tol asks %.2g): raise model.max_iter or model.tol",
+                max_iter,
+                norm / first_norm,
+                stop_ratio,
+            )
             break
         steps += 1
         direction, moved_in, reached = _newton_direction(x_in, cost_in, gradient, CG_TOLERANCE * norm)
@@ -91,15 +98,25 @@ def fit_binary(x: sparse.csr_matrix, positive: np.ndarray, cost: np.ndarray, tol
         moved = moved_in if x_in is x else x @ direction.astype(np.float32)  # X·direction, for the scores
         step = _line_search(w, scores, sign, cost, direction, moved, float(gradient @ direction))
         if step == 0.0:  # no decrease left at float32 precision: as converged as it gets, short of tol
-            log.warning("Newton solver stopped at step %d: the line search found no decrease in %d halvings, "
-                        "with the gradient at %.2g of its first value (tol asks %.2g)", steps,
-                        LINE_SEARCH_HALVINGS, norm / first_norm, stop_ratio)
+            log.warning(
+                "Newton solver stopped at step %d: the line search found no decrease in %d halvings, "
+                "with the gradient at %.2g of its first value (tol asks %.2g)",
+                steps,
+                LINE_SEARCH_HALVINGS,
+                norm / first_norm,
+                stop_ratio,
+            )
             break
         w += step * direction
         scores += step * moved
     if capped:
-        log.warning("Newton solver: conjugate gradients stopped at their cap of %d steps, short of their target, "
-                    "in %d of %d Newton steps (each of those steps is approximate)", CG_MAX_STEPS, capped, steps)
+        log.warning(
+            "Newton solver: conjugate gradients stopped at their cap of %d steps, short of their target, "
+            "in %d of %d Newton steps (each of those steps is approximate)",
+            CG_MAX_STEPS,
+            capped,
+            steps,
+        )
     return w[:-1], float(w[-1]), steps
 
 
@@ -107,8 +124,9 @@ def _transposed_product(x: sparse.csr_matrix, values: np.ndarray) -> np.ndarray:
     return (x.T @ values.astype(np.float32)).astype(np.float64)
 
 
-def _newton_direction(x_in: sparse.csr_matrix, cost_in: np.ndarray, gradient: np.ndarray,
-                      target: float) -> tuple[np.ndarray, np.ndarray, bool]:
+def _newton_direction(
+    x_in: sparse.csr_matrix, cost_in: np.ndarray, gradient: np.ndarray, target: float
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """Solve (I + 2 Xᵀ diag(c) X) d = −gradient by conjugate gradients, to a residual of ``target``.
 
     Returns d, X·d (summed from the products the iterations make anyway), and whether the residual
@@ -135,8 +153,15 @@ def _newton_direction(x_in: sparse.csr_matrix, cost_in: np.ndarray, gradient: np
     return direction, moved, False
 
 
-def _line_search(w: np.ndarray, scores: np.ndarray, sign: np.ndarray, cost: np.ndarray, direction: np.ndarray,
-                 moved: np.ndarray, slope: float) -> float:
+def _line_search(
+    w: np.ndarray,
+    scores: np.ndarray,
+    sign: np.ndarray,
+    cost: np.ndarray,
+    direction: np.ndarray,
+    moved: np.ndarray,
+    slope: float,
+) -> float:
     """Largest step 1, ½, ¼... with sufficient decrease (Armijo); 0.0 when none is found."""
     start = objective(w, sign * scores, cost)
     step = 1.0

@@ -42,14 +42,27 @@ def _classifier(params: dict[str, Any], class_weight: Any) -> LinearSVC:
     squared-hinge objective and stopping rule as liblinear's primal solver); it uses no seed.
     """
     if params["solver"] == "newton":
-        return LinearSVC(C=params["C"], class_weight=class_weight, dual=False, tol=params["tol"],
-                         max_iter=params["max_iter"], random_state=None)
-    return LinearSVC(C=params["C"], class_weight=class_weight, dual=True, tol=params["tol"],
-                     max_iter=params["max_iter"], random_state=params["seed"])
+        return LinearSVC(
+            C=params["C"],
+            class_weight=class_weight,
+            dual=False,
+            tol=params["tol"],
+            max_iter=params["max_iter"],
+            random_state=None,
+        )
+    return LinearSVC(
+        C=params["C"],
+        class_weight=class_weight,
+        dual=True,
+        tol=params["tol"],
+        max_iter=params["max_iter"],
+        random_state=params["seed"],
+    )
 
 
-def fit_binaries(rows: Any, y: np.ndarray, labels: np.ndarray, weights: np.ndarray,
-                 params: dict[str, Any]) -> BinaryFits:
+def fit_binaries(
+    rows: Any, y: np.ndarray, labels: np.ndarray, weights: np.ndarray, params: dict[str, Any]
+) -> BinaryFits:
     """Fit label-vs-rest for each of ``labels`` on prepared ``rows``.
 
     ``weights`` holds, per label, the class weights of its rows and of the rest.
@@ -63,7 +76,8 @@ def fit_binaries(rows: Any, y: np.ndarray, labels: np.ndarray, weights: np.ndarr
             if params["solver"] == "newton":
                 cost = params["C"] * np.where(positive, float(weight), float(rest_weight))
                 coef[row], intercept[row], iterations[row] = newton_svm.fit_binary(
-                    rows, positive, cost, params["tol"], params["max_iter"])
+                    rows, positive, cost, params["tol"], params["max_iter"]
+                )
             else:
                 binary = _classifier(params, {1: float(weight), 0: float(rest_weight)})
                 binary.fit(rows, positive.astype(np.int8))
@@ -80,8 +94,10 @@ def fit_linear_svc(x: sparse.spmatrix, y: np.ndarray, params: dict[str, Any], n_
     """A fitted multi-class LinearSVC, its one-vs-rest problems solved in ``n_jobs`` processes."""
     classes = np.unique(y)
     if len(classes) < 2:
-        raise InputError(f"all {len(y)} training rows are of class {classes[0] if len(classes) else 'none'}: "
-                         f"a classifier needs rows of at least two classes")
+        raise InputError(
+            f"all {len(y)} training rows are of class {classes[0] if len(classes) else 'none'}: "
+            f"a classifier needs rows of at least two classes"
+        )
     if params["class_weight"] == "balanced":
         class_weights = compute_class_weight("balanced", classes=classes, y=y)
     else:

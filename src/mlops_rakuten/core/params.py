@@ -10,6 +10,7 @@ import yaml
 
 from mlops_rakuten.core.errors import InputError
 
+
 def flatten_params(tree: Any) -> dict[str, Any]:
     """Nested params (or metrics) as dotted keys in the file's own order: ``{"model.C": 0.5, ...}``.
 
@@ -17,7 +18,7 @@ def flatten_params(tree: Any) -> dict[str, Any]:
     not a mapping has no keys.
     """
     flat: dict[str, Any] = {}
-    for key, value in (tree.items() if isinstance(tree, dict) else ()):
+    for key, value in tree.items() if isinstance(tree, dict) else ():
         if isinstance(value, dict):
             flat.update({f"{key}.{name}": leaf for name, leaf in flatten_params(value).items()})
         else:

@@ -48,8 +48,10 @@ def load_model(path: Path) -> Pipeline:
     """The saved model pipeline; InputError naming the file if it is missing or not a model."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: file not found (expected a model from the train stage: `make run` builds it, "
-                         f"or `dvc pull` brings it from your team's remote)")
+        raise InputError(
+            f"{path}: file not found (expected a model from the train stage: `make run` builds it, "
+            f"or `dvc pull` brings it from your team's remote)"
+        )
     try:
         model = joblib.load(path)
     except Exception as exc:  # unpickling fails in many ways (EOF, bad opcode, missing class...)
@@ -159,8 +161,9 @@ def _csv_layout(path: Path) -> bool:
         raise InputError(f"{path}: not a valid CSV ({_first_line(exc)})") from None
     columns = list(header.columns)
     if "designation" not in columns:
-        raise InputError(f"{path}: missing column 'designation' (found {columns}; expected designation "
-                         "and optionally description)")
+        raise InputError(
+            f"{path}: missing column 'designation' (found {columns}; expected designation and optionally description)"
+        )
     return str(columns[0]).startswith("Unnamed: 0")
 
 
@@ -177,8 +180,14 @@ def read_chunks(path: Path, chunk_size: int):
     indexed = _csv_layout(path)
     # All columns are parsed (no usecols): with usecols pandas silently accepts a row with too
     # many fields, the sign of broken quoting that would shift text into the wrong column.
-    reader = pd.read_csv(path, chunksize=chunk_size, encoding="utf-8-sig", dtype=str, keep_default_na=False,
-                         index_col=0 if indexed else None)
+    reader = pd.read_csv(
+        path,
+        chunksize=chunk_size,
+        encoding="utf-8-sig",
+        dtype=str,
+        keep_default_na=False,
+        index_col=0 if indexed else None,
+    )
     try:
         # Decoding and parsing happen lazily, chunk by chunk, so their errors surface here.
         for chunk in reader:
@@ -210,8 +219,11 @@ def predict_frame(model: Pipeline, frame: pd.DataFrame, k: int) -> pd.DataFrame:
         return pd.Series(full_codes[:, i], index=frame.index, dtype="Int64").where(ok)
 
     def name_column(i: int) -> pd.Series:
-        return pd.Series([category_name(int(c)) if has else None for c, has in zip(full_codes[:, i], ok)],
-                         index=frame.index, dtype=object)
+        return pd.Series(
+            [category_name(int(c)) if has else None for c, has in zip(full_codes[:, i], ok)],
+            index=frame.index,
+            dtype=object,
+        )
 
     out = pd.DataFrame({"prdtypecode": code_column(0), "category": name_column(0)}, index=frame.index)
     if k > 1:
@@ -222,8 +234,9 @@ def predict_frame(model: Pipeline, frame: pd.DataFrame, k: int) -> pd.DataFrame:
     return out
 
 
-def predict_csv(model: Pipeline, source: Path, target: Path, k: int,
-                chunk_size: int = DEFAULT_CHUNK_SIZE) -> tuple[int, int]:
+def predict_csv(
+    model: Pipeline, source: Path, target: Path, k: int, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> tuple[int, int]:
     """Predict every row of ``source`` into ``target``; (rows, rows without text).
 
     Chunks go to a temp file renamed over ``target`` only once all succeeded,
@@ -233,8 +246,9 @@ def predict_csv(model: Pipeline, source: Path, target: Path, k: int,
     with atomic_open(target) as handle:
         for chunk in read_chunks(source, chunk_size):
             out = predict_frame(model, chunk, k)
-            out.to_csv(handle, header=rows == 0, index_label=chunk.index.name or "",
-                       float_format="%.6f", lineterminator="\n")
+            out.to_csv(
+                handle, header=rows == 0, index_label=chunk.index.name or "", float_format="%.6f", lineterminator="\n"
+            )
             rows += len(chunk)
             empty += int(out["prdtypecode"].isna().sum())
         if rows == 0:
@@ -257,8 +271,9 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
     return float(total)
 
 
-def calibration(model: Pipeline, frame: pd.DataFrame, labels: np.ndarray,
-                temperatures=CALIBRATION_TEMPERATURES) -> list[dict]:
+def calibration(
+    model: Pipeline, frame: pd.DataFrame, labels: np.ndarray, temperatures=CALIBRATION_TEMPERATURES
+) -> list[dict]:
     """Top-1 accuracy, mean top-1 score, ECE and log-loss of the score at each temperature."""
     decision = decision_values(model, frame)
     classes = np.asarray(model.classes_)
@@ -270,9 +285,15 @@ def calibration(model: Pipeline, frame: pd.DataFrame, labels: np.ndarray,
         scores = softmax_scores(decision, t)
         top1 = scores.max(axis=1)
         true_score = np.where(classes[label_col] == labels, scores[np.arange(len(labels)), label_col], 0.0)
-        rows.append({"temperature": t, "accuracy": float(correct.mean()), "mean_top1_score": float(top1.mean()),
-                     "ece": expected_calibration_error(top1, correct),
-                     "log_loss": float(-np.log(np.maximum(true_score, 1e-12)).mean())})
+        rows.append(
+            {
+                "temperature": t,
+                "accuracy": float(correct.mean()),
+                "mean_top1_score": float(top1.mean()),
+                "ece": expected_calibration_error(top1, correct),
+                "log_loss": float(-np.log(np.maximum(true_score, 1e-12)).mean()),
+            }
+        )
     return rows
 
 
@@ -285,8 +306,10 @@ def calibration_command(args) -> None:
     print(f"{len(products)} products from {args.input}; the default temperature is {TEMPERATURE}")
     print("temperature  top1_accuracy  mean_top1_score    ECE  log_loss")
     for row in calibration(model, products, products["prdtypecode"].to_numpy()):
-        print(f"{row['temperature']:>11}  {row['accuracy']:>13.3f}  {row['mean_top1_score']:>15.3f}  "
-              f"{row['ece']:>5.3f}  {row['log_loss']:>8.3f}")
+        print(
+            f"{row['temperature']:>11}  {row['accuracy']:>13.3f}  {row['mean_top1_score']:>15.3f}  "
+            f"{row['ece']:>5.3f}  {row['log_loss']:>8.3f}"
+        )
 
 
 # --- the `rakuten predict` command ------------------------------------------------------------
@@ -308,8 +331,14 @@ def predict_command(args) -> None:
         return
     start = time.perf_counter()
     rows, empty = predict_csv(model, args.input, args.output, args.top_k, args.chunk_size)
-    log.info("predicted %d rows (%d without text, left empty) from %s to %s in %.1fs",
-             rows, empty, args.input, args.output, time.perf_counter() - start)
+    log.info(
+        "predicted %d rows (%d without text, left empty) from %s to %s in %.1fs",
+        rows,
+        empty,
+        args.input,
+        args.output,
+        time.perf_counter() - start,
+    )
 
 
 def predict_text(model: Pipeline, designation: str, description: str, k: int) -> list[dict]:

@@ -62,8 +62,9 @@ def timed_dvc(args: list[str], cwd: Path) -> Run:
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
     run, cpu_before, start = Run(), _children_cpu(), time.perf_counter()
-    proc = subprocess.Popen(["dvc", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        ["dvc", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     current = ["dvc"]
     seen: dict[int, tuple[str, float]] = {}  # pid -> (stage, CPU seconds last seen)
 
@@ -178,8 +179,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=FULL_SIZE, help="rows per data set (default: the full challenge)")
     parser.add_argument("--data", type=Path, help="only this folder with the two challenge CSVs, as it is")
-    parser.add_argument("--sample", type=Path, default=REAL_SAMPLE,
-                        help="real challenge rows to replicate to --rows (skipped when absent)")
+    parser.add_argument(
+        "--sample",
+        type=Path,
+        default=REAL_SAMPLE,
+        help="real challenge rows to replicate to --rows (skipped when absent)",
+    )
     parser.add_argument("--only", choices=["demo", "real-like"], help="bench one data set only")
     parser.add_argument("--C", type=float, nargs="+", default=[0.1, 2.0], help="model.C of the experiment runs")
     args = parser.parse_args(argv)
@@ -190,8 +195,13 @@ def main(argv: list[str] | None = None) -> None:
         bench("demo data", args.rows, args.C)
     if args.only != "demo":
         if (args.sample / X_FILE).is_file() and (args.sample / Y_FILE).is_file():
-            bench(f"real-like data (the {args.sample} rows replicated)", args.rows, args.C, source=args.sample,
-                  replicate=True)
+            bench(
+                f"real-like data (the {args.sample} rows replicated)",
+                args.rows,
+                args.C,
+                source=args.sample,
+                replicate=True,
+            )
         else:
             print(f"real-like data: skipped, no {X_FILE} and {Y_FILE} in {args.sample}")
 

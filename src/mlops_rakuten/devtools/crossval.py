@@ -32,13 +32,15 @@ from mlops_rakuten.stages.train import fit_holdout_and_shipped
 
 def load_products(folder: Path, preprocess_params: dict[str, Any]) -> pd.DataFrame:
     x_path, y_path = folder / X_FILE, folder / Y_FILE
-    products = join_challenge(read_challenge_csv(x_path, X_COLUMNS), read_challenge_csv(y_path, Y_COLUMNS),
-                              x_path, y_path)
+    products = join_challenge(
+        read_challenge_csv(x_path, X_COLUMNS), read_challenge_csv(y_path, Y_COLUMNS), x_path, y_path
+    )
     return preprocess(products, preprocess_params)[0]
 
 
-def cross_validate(products: pd.DataFrame, params: dict[str, dict[str, Any]], folds: int = 5,
-                   seeds: tuple[int, ...] = (0, 1, 2)) -> dict[str, np.ndarray]:
+def cross_validate(
+    products: pd.DataFrame, params: dict[str, dict[str, Any]], folds: int = 5, seeds: tuple[int, ...] = (0, 1, 2)
+) -> dict[str, np.ndarray]:
     """Weighted F1 of the hold-out and the shipped model on every fold of every repetition.
 
     ``params`` holds the ``split``, ``featurize`` and ``model`` sections.
@@ -76,10 +78,13 @@ def main(argv: list[str] | None = None) -> None:
     products = load_products(args.data, read_params(args.params, "preprocess"))
     params = {section: read_params(args.params, section) for section in ("split", "featurize", "model")}
     scores = cross_validate(products, params, args.folds, tuple(range(args.seeds)))
-    print(f"{len(products)} products from {args.data}, {args.seeds} x stratified {args.folds}-fold CV "
-          f"with {args.params} ({time.perf_counter() - start:.0f} s), weighted F1 on the left-out fold:\n"
-          f"  shipped model (models/model.joblib)          {summary(scores['shipped'])}\n"
-          f"  hold-out model (models/holdout_model.joblib) {summary(scores['holdout'])}")
+    print(
+        f"{len(products)} products from {args.data}, {args.seeds} x stratified {args.folds}-fold CV "
+        f"with {args.params} ({time.perf_counter() - start:.0f} s), weighted F1 on the left-out fold:\n"
+        f"  shipped model (models/model.joblib)          {summary(scores['shipped'])}\n"
+        f"  hold-out model (models/holdout_model.joblib) {summary(scores['holdout'])}"
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -20,8 +20,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from mlops_rakuten.core.errors import InputError, exit_on_input_error
-from mlops_rakuten.monitoring.prediction_log import LogSettings, PredictionLog
 from mlops_rakuten.devtools.serve_bench import sample_texts, serving, wrk_load
+from mlops_rakuten.monitoring.prediction_log import LogSettings, PredictionLog
 from mlops_rakuten.serve.settings import MODEL_PATH
 
 
@@ -63,24 +63,32 @@ def main(argv: list[str] | None = None) -> None:
         raise InputError("wrk is not installed (apt-get install wrk)")
     texts = sample_texts(root)
     queued, written = in_process(texts)
-    print(f"in process: {queued:.1f} us per prediction to queue a record (the request's share), {written:.0f} us "
-          f"of the writer thread per record (clean, JSON, write), against milliseconds per prediction")
+    print(
+        f"in process: {queued:.1f} us per prediction to queue a record (the request's share), {written:.0f} us "
+        f"of the writer thread per record (clean, JSON, write), against milliseconds per prediction"
+    )
     bodies = [json.dumps({"designation": d, "description": s, "top_k": 3}) for d, s in texts]
     results: dict[str, list[dict]] = {"off": [], "text": []}
     for _ in range(args.rounds):
         for mode in results:
             results[mode].append(one_round(root, mode, bodies, args.seconds, args.connections))
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; wrk, {args.connections} "
-          f"connections, {args.rounds} x {args.seconds} s per setting, medians of the rounds")
+    print(
+        f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; wrk, {args.connections} "
+        f"connections, {args.rounds} x {args.seconds} s per setting, medians of the rounds"
+    )
     medians = {}
     for mode, runs in results.items():
         rounds = ", ".join(f"{r['p50']:.2f}" for r in runs)
         medians[mode] = {key: statistics.median(r[key] for r in runs) for key in ("p50", "p99", "rps")}
-        print(f"prediction log {mode:<5}: p50 {medians[mode]['p50']:.2f} ms, p99 {medians[mode]['p99']:.2f} ms, "
-              f"{medians[mode]['rps']:.0f} req/s   (p50 per round: "
-              f"{rounds})")
-    print(f"cost of the log: p50 {medians['text']['p50'] - medians['off']['p50']:+.2f} ms, "
-          f"throughput {100 * (medians['text']['rps'] / medians['off']['rps'] - 1):+.1f} %")
+        print(
+            f"prediction log {mode:<5}: p50 {medians[mode]['p50']:.2f} ms, p99 {medians[mode]['p99']:.2f} ms, "
+            f"{medians[mode]['rps']:.0f} req/s   (p50 per round: "
+            f"{rounds})"
+        )
+    print(
+        f"cost of the log: p50 {medians['text']['p50'] - medians['off']['p50']:+.2f} ms, "
+        f"throughput {100 * (medians['text']['rps'] / medians['off']['rps'] - 1):+.1f} %"
+    )
 
 
 if __name__ == "__main__":

@@ -36,9 +36,12 @@ from mlops_rakuten.core.predict import load_model, predict_top_k
 from mlops_rakuten.serve.settings import MODEL_PATH
 from mlops_rakuten.serve.users import add_user
 
-FALLBACK_TEXTS = [("Piscine hors sol tubulaire Intex 3,66 m", "<p>Livrée avec pompe de filtration</p>"),
-                  ("Carte Pokémon Dracaufeu holo", ""), ("Perceuse visseuse sans fil 18 V Makita", ""),
-                  ("Harry Potter à l'école des sorciers - Broché", "Bon état général.")]
+FALLBACK_TEXTS = [
+    ("Piscine hors sol tubulaire Intex 3,66 m", "<p>Livrée avec pompe de filtration</p>"),
+    ("Carte Pokémon Dracaufeu holo", ""),
+    ("Perceuse visseuse sans fil 18 V Makita", ""),
+    ("Harry Potter à l'école des sorciers - Broché", "Bon état général."),
+]
 
 
 def sample_texts(root: Path, n: int = 200) -> list[tuple[str, str]]:
@@ -92,14 +95,24 @@ def _unit_ms(value: str) -> float:
 
 def wrk_load(url: str, token: str, bodies: list[str], seconds: int, connections: int, folder: Path) -> dict:
     """Requests/s, p50/p99 ms and errors from wrk, posting ``bodies`` in turn."""
-    lua = ["wrk.method = 'POST'", "wrk.headers['Content-Type'] = 'application/json'",
-           f"wrk.headers['Authorization'] = 'Bearer {token}'", "bodies = {"]
+    lua = [
+        "wrk.method = 'POST'",
+        "wrk.headers['Content-Type'] = 'application/json'",
+        f"wrk.headers['Authorization'] = 'Bearer {token}'",
+        "bodies = {",
+    ]
     lua += [f"[==[{body}]==]," for body in bodies if "]==]" not in body]
     lua += ["}", "i = 0", "request = function() i = i % #bodies + 1; return wrk.format(nil, nil, nil, bodies[i]) end"]
     script = folder / "predict.lua"
     script.write_text("\n".join(lua) + "\n")
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-                         capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
+
     def number(pattern: str) -> str:
         match = re.search(pattern, out)
         if match is None:
@@ -107,9 +120,13 @@ def wrk_load(url: str, token: str, bodies: list[str], seconds: int, connections:
         return match.group(1)
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"tool": "wrk", "rps": float(number(r"Requests/sec:\s+([\d.]+)")),
-            "p50": _unit_ms(number(r"\s50%\s+(\S+)")), "p99": _unit_ms(number(r"\s99%\s+(\S+)")),
-            "errors": int(errors.group(1)) if errors else 0}
+    return {
+        "tool": "wrk",
+        "rps": float(number(r"Requests/sec:\s+([\d.]+)")),
+        "p50": _unit_ms(number(r"\s50%\s+(\S+)")),
+        "p99": _unit_ms(number(r"\s99%\s+(\S+)")),
+        "errors": int(errors.group(1)) if errors else 0,
+    }
 
 
 async def _async_load(url: str, token: str, bodies: list[str], seconds: int, connections: int) -> dict:
@@ -138,8 +155,7 @@ async def _async_load(url: str, token: str, bodies: list[str], seconds: int, con
 
 
 @contextlib.contextmanager
-def serving(root: Path, workers: int = 1,
-            open_files: int | None = None) -> Iterator[tuple[str, str, subprocess.Popen]]:
+def serving(root: Path, workers: int = 1, open_files: int | None = None) -> Iterator[tuple[str, str, subprocess.Popen]]:
     """`rakuten serve` on loopback with a throw-away secret and user: its URL, a user token, the process.
 
     ``open_files``: the server's file-descriptor limit, soft and hard (`ulimit -n`).
@@ -149,14 +165,25 @@ def serving(root: Path, workers: int = 1,
         password = secrets.token_hex(16)
         add_user(folder / "users.json", "bench", "user", password)
         port = _free_port()
-        env = {**os.environ, "RAKUTEN_JWT_SECRET": secrets.token_hex(32), "RAKUTEN_PROJECT_DIR": str(root),
-               "RAKUTEN_USERS_FILE": str(folder / "users.json"), "RAKUTEN_STATE_DIR": str(folder / "state")}
+        env = {
+            **os.environ,
+            "RAKUTEN_JWT_SECRET": secrets.token_hex(32),
+            "RAKUTEN_PROJECT_DIR": str(root),
+            "RAKUTEN_USERS_FILE": str(folder / "users.json"),
+            "RAKUTEN_STATE_DIR": str(folder / "state"),
+        }
         rakuten = str(Path(sys.executable).parent / "rakuten")
         with open(folder / "server.log", "w") as log:
-            limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))) if open_files else None
-            server = subprocess.Popen([rakuten, "serve", "--host", "127.0.0.1", "--port", str(port),
-                                       "--workers", str(workers)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                      preexec_fn=limit)
+            limit = (
+                (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))) if open_files else None
+            )
+            server = subprocess.Popen(
+                [rakuten, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=limit,
+            )
         try:
             base = f"http://127.0.0.1:{port}"
             _wait_ready(base, server, folder / "server.log")
@@ -186,8 +213,13 @@ def keepalive_health(root: Path, workers: int, seconds: int = 3) -> dict | None:
     if not shutil.which("wrk"):
         return None
     with serving(root, workers) as (base, _, _server):
-        out = subprocess.run(["wrk", "-t1", "-c1", f"-d{seconds}s", "--latency", f"{base}/health"],
-                             capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
+        out = subprocess.run(
+            ["wrk", "-t1", "-c1", f"-d{seconds}s", "--latency", f"{base}/health"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=seconds + 30,
+        ).stdout
     rps, p50 = re.search(r"Requests/sec:\s+([\d.]+)", out), re.search(r"\s50%\s+(\S+)", out)
     if rps is None or p50 is None:
         raise RuntimeError(f"wrk printed no requests/s or p50:\n{out}")
@@ -231,25 +263,35 @@ def main(argv: list[str] | None = None) -> None:
         raise InputError(f"{root / MODEL_PATH}: no model to serve; run `make run` first")
     texts = sample_texts(root)
     load = os.getloadavg()[0]
-    print(f"machine: {os.cpu_count()} cores, load average {load:.1f} (timings are wall-clock; a load above the "
-          f"core count means other processes share the cores)")
+    print(
+        f"machine: {os.cpu_count()} cores, load average {load:.1f} (timings are wall-clock; a load above the "
+        f"core count means other processes share the cores)"
+    )
     for workers in (1, 2):
         health = keepalive_health(root, workers)
         if health:
-            print(f"GET /health, 1 keep-alive connection, {workers} worker{'s' if workers > 1 else ''}: "
-                  f"{health['rps']:.0f} req/s, p50 {health['p50']:.2f} ms   "
-                  f"[p50 < 5 ms, no Nagle/delayed-ACK stall: {'met' if health['p50'] < 5 else 'MISSED'}]")
+            print(
+                f"GET /health, 1 keep-alive connection, {workers} worker{'s' if workers > 1 else ''}: "
+                f"{health['rps']:.0f} req/s, p50 {health['p50']:.2f} ms   "
+                f"[p50 < 5 ms, no Nagle/delayed-ACK stall: {'met' if health['p50'] < 5 else 'MISSED'}]"
+            )
     p50, p99, cpu = in_process(root, texts)
-    print(f"in-process predict (1 product, top 3): p50 {p50:.2f} ms, p99 {p99:.2f} ms, CPU p50 {cpu:.2f} ms   "
-          f"[target p50 <= 2 ms: {'met' if p50 <= 2 else 'MISSED'}]")
+    print(
+        f"in-process predict (1 product, top 3): p50 {p50:.2f} ms, p99 {p99:.2f} ms, CPU p50 {cpu:.2f} ms   "
+        f"[target p50 <= 2 ms: {'met' if p50 <= 2 else 'MISSED'}]"
+    )
     bodies = [json.dumps({"designation": d, "description": s, "top_k": 3}) for d, s in texts]
     result = http_load(root, bodies, args.workers, args.seconds, args.connections)
     met = result["rps"] >= 300 and result["p99"] <= 50 and result["errors"] == 0
-    print(f"HTTP POST /predict ({result['tool']}, {args.workers} workers, {args.connections} connections, "
-          f"{args.seconds} s): {result['rps']:.0f} req/s, p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, "
-          f"{result['errors']} errors   [target >= 300 req/s, p99 <= 50 ms: {'met' if met else 'MISSED'}]")
-    print(f"server CPU per request {result['cpu_ms']:.2f} ms: at most ~{args.workers * 1000 / result['cpu_ms']:.0f} "
-          f"req/s on {args.workers} idle cores (the load generator shares them here)")
+    print(
+        f"HTTP POST /predict ({result['tool']}, {args.workers} workers, {args.connections} connections, "
+        f"{args.seconds} s): {result['rps']:.0f} req/s, p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, "
+        f"{result['errors']} errors   [target >= 300 req/s, p99 <= 50 ms: {'met' if met else 'MISSED'}]"
+    )
+    print(
+        f"server CPU per request {result['cpu_ms']:.2f} ms: at most ~{args.workers * 1000 / result['cpu_ms']:.0f} "
+        f"req/s on {args.workers} idle cores (the load generator shares them here)"
+    )
 
 
 if __name__ == "__main__":

@@ -38,11 +38,15 @@ def send_huge_body(port: int, size: int) -> tuple[str, float, int]:
     """POST ``size`` bytes to /predict without a token; the status line, seconds, and bytes the server took."""
     start, sent = time.monotonic(), 0
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall((f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                      f"Content-Length: {size}\r\n\r\n").encode())
+        sock.sendall(
+            (
+                f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {size}\r\n\r\n"
+            ).encode()
+        )
         try:
             while sent < size:
-                sent += sock.send(CHUNK[:min(len(CHUNK), size - sent)])
+                sent += sock.send(CHUNK[: min(len(CHUNK), size - sent)])
         except OSError:  # the server answered and closed: the rest is never read
             pass
         try:
@@ -67,12 +71,16 @@ def huge_bodies(base: str, server: psutil.Process, count: int, size: int) -> Non
     cpu = time.process_time()
     for i in range(count):
         status, seconds, sent = send_huge_body(port, size)
-        print(f"  body {i + 1}: {size / 2**30:.0f} GiB announced, {sent / 2**20:.1f} MiB accepted by the socket "
-              f"before the answer, {seconds:.2f} s: {status}")
+        print(
+            f"  body {i + 1}: {size / 2**30:.0f} GiB announced, {sent / 2**20:.1f} MiB accepted by the socket "
+            f"before the answer, {seconds:.2f} s: {status}"
+        )
     done.set()
     sampler.join()
-    print(f"server RSS: {before / 2**20:.0f} MiB before, peak {max(peak) / 2**20:.0f} MiB during {count} "
-          f"x {size / 2**30:.0f} GiB bodies without a token (client CPU {time.process_time() - cpu:.2f} s)")
+    print(
+        f"server RSS: {before / 2**20:.0f} MiB before, peak {max(peak) / 2**20:.0f} MiB during {count} "
+        f"x {size / 2**30:.0f} GiB bodies without a token (client CPU {time.process_time() - cpu:.2f} s)"
+    )
 
 
 def _latencies(url: str, headers: dict, body: dict, count: int) -> list[float]:
@@ -109,9 +117,11 @@ def adversarial_load(base: str, token: str, server: psutil.Process, attackers: i
     for thread in threads:
         thread.join()
     server_cpu = sum(server.cpu_times()[:2]) - cpu
-    print(f"normal /predict p50: {np.median(alone) * 1000:.1f} ms alone, {np.median(attacked) * 1000:.1f} ms while "
-          f"{attackers} clients sent descriptions of 20,000 '<' ({sent[0]} of them; server CPU {server_cpu:.2f} s, "
-          f"{count} normal calls each)")
+    print(
+        f"normal /predict p50: {np.median(alone) * 1000:.1f} ms alone, {np.median(attacked) * 1000:.1f} ms while "
+        f"{attackers} clients sent descriptions of 20,000 '<' ({sent[0]} of them; server CPU {server_cpu:.2f} s, "
+        f"{count} normal calls each)"
+    )
 
 
 def junk_methods(base: str, count: int) -> None:
@@ -120,12 +130,16 @@ def junk_methods(base: str, count: int) -> None:
         before = len(client.get(f"{base}/metrics").text.splitlines())
         statuses = {client.request(f"M{i:04d}X", f"{base}/health").status_code for i in range(count)}
         after = len(client.get(f"{base}/metrics").text.splitlines())
-    print(f"/metrics: {before} lines before, {after} after {count} requests with junk methods "
-          f"(answered {sorted(statuses)})")
+    print(
+        f"/metrics: {before} lines before, {after} after {count} requests with junk methods "
+        f"(answered {sorted(statuses)})"
+    )
 
 
-SLOW_HEAD = (b"POST /token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-             b"Content-Length: 4000\r\n\r\n")
+SLOW_HEAD = (
+    b"POST /token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+    b"Content-Length: 4000\r\n\r\n"
+)
 
 
 def slow_senders(base: str, count: int, seconds: int) -> None:
@@ -175,12 +189,18 @@ def slow_senders(base: str, count: int, seconds: int) -> None:
     for sock in sockets:
         sock.close()
     kept = sorted(closed.values())
-    print(f"slow senders: {count} connections to /token, Content-Length 4000, one byte a second: "
-          f"{len(kept)} closed by the server within {seconds} s, after {kept[0]:.0f} to {kept[-1]:.0f} s "
-          f"(median {np.median(kept):.0f} s), at most {max(open_counts, default=0)} still open at a 1-s check; "
-          f"answers {answers}" if kept else f"slow senders: none of {count} closed within {seconds} s")
-    print(f"/health meanwhile: {len(health)} calls, p50 {np.median(health) * 1000:.1f} ms, "
-          f"max {max(health) * 1000:.0f} ms")
+    print(
+        f"slow senders: {count} connections to /token, Content-Length 4000, one byte a second: "
+        f"{len(kept)} closed by the server within {seconds} s, after {kept[0]:.0f} to {kept[-1]:.0f} s "
+        f"(median {np.median(kept):.0f} s), at most {max(open_counts, default=0)} still open at a 1-s check; "
+        f"answers {answers}"
+        if kept
+        else f"slow senders: none of {count} closed within {seconds} s"
+    )
+    print(
+        f"/health meanwhile: {len(health)} calls, p50 {np.median(health) * 1000:.1f} ms, "
+        f"max {max(health) * 1000:.0f} ms"
+    )
 
 
 @exit_on_input_error

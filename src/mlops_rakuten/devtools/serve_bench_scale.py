@@ -44,7 +44,7 @@ def in_process_rate(root: Path, texts: list[tuple[str, str]], batch: int, second
     model = load_model(root / MODEL_PATH)
     frames = []
     for start in range(0, len(texts), batch):
-        rows = (texts * (1 + batch // len(texts)))[start:start + batch]
+        rows = (texts * (1 + batch // len(texts)))[start : start + batch]
         frames.append(pd.DataFrame({"designation": [d for d, _ in rows], "description": [s for _, s in rows]}))
     done, i = 0, 0
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True), threadpool_limits(1):
@@ -61,8 +61,14 @@ def in_process_rate(root: Path, texts: list[tuple[str, str]], batch: int, second
 
 def render_nginx(template: Path, upstream: str, https_port: int, http_port: int, cert: Path, key: Path) -> str:
     """deployments/nginx/nginx.conf with its placeholders filled, as envsubst would: one server, both roles."""
-    values = {"RAKUTEN_UPSTREAM": upstream, "RAKUTEN_WRITER_UPSTREAM": upstream, "RAKUTEN_HTTPS_PORT": str(https_port),
-              "RAKUTEN_HTTP_PORT": str(http_port), "RAKUTEN_TLS_CERT": str(cert), "RAKUTEN_TLS_KEY": str(key)}
+    values = {
+        "RAKUTEN_UPSTREAM": upstream,
+        "RAKUTEN_WRITER_UPSTREAM": upstream,
+        "RAKUTEN_HTTPS_PORT": str(https_port),
+        "RAKUTEN_HTTP_PORT": str(http_port),
+        "RAKUTEN_TLS_CERT": str(cert),
+        "RAKUTEN_TLS_KEY": str(key),
+    }
     return re.sub(r"\$\{(RAKUTEN_\w+)\}", lambda m: values[m.group(1)], template.read_text())
 
 
@@ -70,8 +76,26 @@ def render_nginx(template: Path, upstream: str, https_port: int, http_port: int,
 def nginx_in_front(root: Path, upstream: str, folder: Path) -> Iterator[str]:
     """Debian's nginx with the project's configuration on loopback, proxying to ``upstream``: its HTTPS URL."""
     cert, key = folder / "server.crt", folder / "server.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     https_port = _free_port()
     folder.chmod(0o755)  # started as root, nginx's workers run as nobody and buffer large bodies in here
     config = render_nginx(root / NGINX_TEMPLATE, upstream, https_port, _free_port(), cert, key)
@@ -112,16 +136,20 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bench-serve scaling: skipped, {' and '.join(missing)} not installed")
         return
     texts = sample_texts(root)
-    (single, single_wall), (batched, batched_wall) = (in_process_rate(root, texts, size)
-                                                      for size in (1, MAX_PREDICT_PRODUCTS))
+    (single, single_wall), (batched, batched_wall) = (
+        in_process_rate(root, texts, size) for size in (1, MAX_PREDICT_PRODUCTS)
+    )
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
-    print(f"in-process limit, 1 idle core (CPU time): {single:,.0f} products/s one at a time "
-          f"({1000 / single:.2f} ms each), {batched:,.0f} products/s in batches of {MAX_PREDICT_PRODUCTS}; "
-          f"by the wall clock here: {single_wall:,.0f} and {batched_wall:,.0f}")
+    print(
+        f"in-process limit, 1 idle core (CPU time): {single:,.0f} products/s one at a time "
+        f"({1000 / single:.2f} ms each), {batched:,.0f} products/s in batches of {MAX_PREDICT_PRODUCTS}; "
+        f"by the wall clock here: {single_wall:,.0f} and {batched_wall:,.0f}"
+    )
     bodies = {1: [json.dumps({"designation": d, "description": s, "top_k": 3}) for d, s in texts]}
     products = [{"designation": d, "description": s, "top_k": 3} for d, s in texts]
-    bodies[MAX_PREDICT_PRODUCTS] = [json.dumps((products * 2)[k:k + MAX_PREDICT_PRODUCTS])
-                                    for k in range(0, len(products), 16)]
+    bodies[MAX_PREDICT_PRODUCTS] = [
+        json.dumps((products * 2)[k : k + MAX_PREDICT_PRODUCTS]) for k in range(0, len(products), 16)
+    ]
     print(f"\nHTTPS through nginx, POST /predict, wrk {args.seconds} s per line:")
     print("| workers | products/request | clients | req/s | products/s | p50 ms | p99 ms | errors |")
     print("|--:|--:|--:|--:|--:|--:|--:|--:|")
@@ -134,14 +162,19 @@ def main(argv: list[str] | None = None) -> None:
                         result = wrk_load(f"{url}/predict", token, payloads, args.seconds, clients, Path(tmp))
                         if size == 1:
                             best[workers] = max(best.get(workers, 0.0), result["rps"])
-                        print(f"| {workers} | {size} | {clients} | {result['rps']:,.0f} | "
-                              f"{result['rps'] * size:,.0f} | {result['p50']:.1f} | {result['p99']:.1f} | "
-                              f"{result['errors']} |", flush=True)
+                        print(
+                            f"| {workers} | {size} | {clients} | {result['rps']:,.0f} | "
+                            f"{result['rps'] * size:,.0f} | {result['p50']:.1f} | {result['p99']:.1f} | "
+                            f"{result['errors']} |",
+                            flush=True,
+                        )
     print()
     for workers, rps in best.items():
-        print(f"{workers} worker{'s' if workers > 1 else ''}: single-product {rps:,.0f} req/s = "
-              f"{rps / batched:.0%} of the batched in-process rate of one core "
-              f"({rps / (batched * workers):.0%} per core used)   [goal >= 25 % per core]")
+        print(
+            f"{workers} worker{'s' if workers > 1 else ''}: single-product {rps:,.0f} req/s = "
+            f"{rps / batched:.0%} of the batched in-process rate of one core "
+            f"({rps / (batched * workers):.0%} per core used)   [goal >= 25 % per core]"
+        )
 
 
 if __name__ == "__main__":

@@ -68,14 +68,23 @@ def main(argv: list[str] | None = None) -> None:
     C, weight, tol = model["C"], model["class_weight"], model["tol"]
     candidates: list[tuple[str, Callable[[], Any]]] = [
         (f"Newton (this project), `tol` {tol}", lambda: fit_linear_svc(x, y, model, n_jobs=1)),
-        (f"`LinearSVC(dual=False)`, `tol` {tol}",
-         lambda: LinearSVC(C=C, class_weight=weight, dual=False, tol=tol).fit(x, y)),
-        ("`LinearSVC(dual=False)`, default `tol` (1e-4)", lambda: LinearSVC(C=C, class_weight=weight, dual=False).fit(x, y)),
-        ("`LinearSVC(dual=True)`, default `tol` (1e-4)",
-         lambda: LinearSVC(C=C, class_weight=weight, dual=True, random_state=model["seed"]).fit(x, y)),
+        (
+            f"`LinearSVC(dual=False)`, `tol` {tol}",
+            lambda: LinearSVC(C=C, class_weight=weight, dual=False, tol=tol).fit(x, y),
+        ),
+        (
+            "`LinearSVC(dual=False)`, default `tol` (1e-4)",
+            lambda: LinearSVC(C=C, class_weight=weight, dual=False).fit(x, y),
+        ),
+        (
+            "`LinearSVC(dual=True)`, default `tol` (1e-4)",
+            lambda: LinearSVC(C=C, class_weight=weight, dual=True, random_state=model["seed"]).fit(x, y),
+        ),
     ]
-    print(f"{label}: {x.shape[0]:,} train rows x {x.shape[1]:,} features, {x.nnz / 1e6:.1f} M non-zeros; "
-          f"C = {C}, class_weight {weight}; one process, one BLAS thread\n")
+    print(
+        f"{label}: {x.shape[0]:,} train rows x {x.shape[1]:,} features, {x.nnz / 1e6:.1f} M non-zeros; "
+        f"C = {C}, class_weight {weight}; one process, one BLAS thread\n"
+    )
     print("| Solver | CPU s | weighted F1 (test split) |")
     print("|---|---:|---:|")
     for name, fit in candidates:

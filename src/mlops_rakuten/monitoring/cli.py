@@ -15,8 +15,11 @@ def _export(args: argparse.Namespace) -> None:
     window = read_window(args.log_dir or default_folder(), since_time(args.since))
     written, skipped = export_for_ingest(window, args.out)
     note = f"; {skipped} logged without text (RAKUTEN_PREDICTION_LOG=features) left out" if skipped else ""
-    print(f"wrote {written} product(s) since {window.since.isoformat(timespec='seconds')} to {args.out} "
-          f"(fill in prdtypecode, then POST it to /ingest){note}", file=sys.stderr)
+    print(
+        f"wrote {written} product(s) since {window.since.isoformat(timespec='seconds')} to {args.out} "
+        f"(fill in prdtypecode, then POST it to /ingest){note}",
+        file=sys.stderr,
+    )
 
 
 def _drift(args: argparse.Namespace) -> None:
@@ -37,9 +40,13 @@ def _monitor(args: argparse.Namespace) -> None:
     from mlops_rakuten.monitoring.service import Monitor, seconds
 
     since_time(args.since)  # a bad value stops the service now, not at its first run
-    Monitor(args.project, args.log_dir or default_folder(), args.since, args.reports,
-            seconds(args.retrain_every) if args.retrain_every else None).serve(args.host, args.port,
-                                                                                seconds(args.interval))
+    Monitor(
+        args.project,
+        args.log_dir or default_folder(),
+        args.since,
+        args.reports,
+        seconds(args.retrain_every) if args.retrain_every else None,
+    ).serve(args.host, args.port, seconds(args.interval))
 
 
 def _retrain(args: argparse.Namespace) -> None:
@@ -48,8 +55,9 @@ def _retrain(args: argparse.Namespace) -> None:
     promote = args.promote or os.environ.get("RAKUTEN_RETRAIN_PROMOTE") == "1"
     # dvc and gto from this Python's environment, also when the venv is not on PATH (a cron job, a service).
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    outcome = retrain(Path.cwd(), args.production, args.reports, args.version, promote, args.f1_margin,
-                      args.class_drop, args.remote)
+    outcome = retrain(
+        Path.cwd(), args.production, args.reports, args.version, promote, args.f1_margin, args.class_drop, args.remote
+    )
     print(outcome.report.read_text(encoding="utf-8").split("\n\n", 2)[1])
     print(f"report: {outcome.report}")
     if not outcome.accepted:
@@ -64,52 +72,81 @@ def add_commands(commands) -> None:
     actions = predictions.add_subparsers(dest="predictions_command", required=True, metavar="ACTION")
     export = actions.add_parser("export", help="logged products as an /ingest CSV with an empty prdtypecode")
     export.add_argument("--since", default="1d", help="30m, 12h, 1d, 2w or an ISO time (default 1d)")
-    export.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV to write "
-                        "(default predictions.csv)")
-    export.add_argument("--log-dir", type=Path, help="the log folder (default: $RAKUTEN_PREDICTION_LOG_DIR, "
-                        "else $RAKUTEN_STATE_DIR/predictions, else .dvc/tmp/serve/predictions)")
+    export.add_argument(
+        "--out", type=Path, default=Path("predictions.csv"), help="CSV to write (default predictions.csv)"
+    )
+    export.add_argument(
+        "--log-dir",
+        type=Path,
+        help="the log folder (default: $RAKUTEN_PREDICTION_LOG_DIR, "
+        "else $RAKUTEN_STATE_DIR/predictions, else .dvc/tmp/serve/predictions)",
+    )
     export.set_defaults(run=_export)
 
     log_dir = {"type": Path, "help": "the prediction log folder (default as for predictions export)"}
-    drift = commands.add_parser("drift", help="logged predictions vs the served model's training split: "
-                                "HTML report and a summary (docs/monitoring.md)")
+    drift = commands.add_parser(
+        "drift",
+        help="logged predictions vs the served model's training split: HTML report and a summary (docs/monitoring.md)",
+    )
     drift.add_argument("--since", default="1d", help="window start: 30m, 12h, 1d, 2w or an ISO time (default 1d)")
-    drift.add_argument("--out", type=Path, default=Path("reports/drift.html"), help="HTML report "
-                       "(default reports/drift.html)")
+    drift.add_argument(
+        "--out", type=Path, default=Path("reports/drift.html"), help="HTML report (default reports/drift.html)"
+    )
     drift.add_argument("--project", type=Path, default=Path("."), help="the DVC project (default: here)")
     drift.add_argument("--log-dir", **log_dir)
     drift.set_defaults(run=_drift)
 
     from mlops_rakuten.monitoring.gate import CLASS_DROP, F1_MARGIN
 
-    retrain = commands.add_parser("retrain", help="build a candidate from data/raw, compare it with production "
-                                  "on the frozen evaluation set, register it only if not worse",
-                                  description="Exit status: 0 registered, 3 refused (kept as a DVC experiment), "
-                                              "4 not worse but not registered, 1 error. docs/monitoring.md")
-    retrain.add_argument("--production", default="rakuten-classifier#prod", help="registry reference of the model "
-                         "to beat (default rakuten-classifier#prod)")
-    retrain.add_argument("--reports", type=Path, default=Path("reports"), help="folder for the report (default reports)")
+    retrain = commands.add_parser(
+        "retrain",
+        help="build a candidate from data/raw, compare it with production "
+        "on the frozen evaluation set, register it only if not worse",
+        description="Exit status: 0 registered, 3 refused (kept as a DVC experiment), "
+        "4 not worse but not registered, 1 error. docs/monitoring.md",
+    )
+    retrain.add_argument(
+        "--production",
+        default="rakuten-classifier#prod",
+        help="registry reference of the model to beat (default rakuten-classifier#prod)",
+    )
+    retrain.add_argument(
+        "--reports", type=Path, default=Path("reports"), help="folder for the report (default reports)"
+    )
     retrain.add_argument("--version", help="version to register (default: the next minor version)")
-    retrain.add_argument("--promote", action="store_true", help="also assign the registered version to prod "
-                         "(default: never; RAKUTEN_RETRAIN_PROMOTE=1 does the same)")
-    retrain.add_argument("--f1-margin", type=float, default=F1_MARGIN, help=f"weighted F1 may fall this much "
-                         f"(default {F1_MARGIN})")
-    retrain.add_argument("--class-drop", type=float, default=CLASS_DROP, help=f"no class F1 may fall more "
-                         f"(default {CLASS_DROP})")
+    retrain.add_argument(
+        "--promote",
+        action="store_true",
+        help="also assign the registered version to prod (default: never; RAKUTEN_RETRAIN_PROMOTE=1 does the same)",
+    )
+    retrain.add_argument(
+        "--f1-margin", type=float, default=F1_MARGIN, help=f"weighted F1 may fall this much (default {F1_MARGIN})"
+    )
+    retrain.add_argument(
+        "--class-drop", type=float, default=CLASS_DROP, help=f"no class F1 may fall more (default {CLASS_DROP})"
+    )
     retrain.add_argument("--remote", default="origin", help="git remote to push to (default origin)")
     retrain.set_defaults(run=_retrain)
 
-    monitor = commands.add_parser("monitor", help="run drift on a schedule and serve its scores to Prometheus",
-                                  description="Defaults come from RAKUTEN_MONITOR_INTERVAL, RAKUTEN_MONITOR_WINDOW and "
-                                              "RAKUTEN_RETRAIN_EVERY when set (the container stack sets them).")
+    monitor = commands.add_parser(
+        "monitor",
+        help="run drift on a schedule and serve its scores to Prometheus",
+        description="Defaults come from RAKUTEN_MONITOR_INTERVAL, RAKUTEN_MONITOR_WINDOW and "
+        "RAKUTEN_RETRAIN_EVERY when set (the container stack sets them).",
+    )
     env = os.environ
-    monitor.add_argument("--interval", default=env.get("RAKUTEN_MONITOR_INTERVAL") or "15m",
-                         help="time between drift runs (default 15m)")
-    monitor.add_argument("--since", default=env.get("RAKUTEN_MONITOR_WINDOW") or "1d",
-                         help="window of each run (default 1d)")
+    monitor.add_argument(
+        "--interval", default=env.get("RAKUTEN_MONITOR_INTERVAL") or "15m", help="time between drift runs (default 15m)"
+    )
+    monitor.add_argument(
+        "--since", default=env.get("RAKUTEN_MONITOR_WINDOW") or "1d", help="window of each run (default 1d)"
+    )
     monitor.add_argument("--reports", type=Path, default=Path("reports"), help="folder for the latest reports")
-    monitor.add_argument("--retrain-every", default=env.get("RAKUTEN_RETRAIN_EVERY") or None,
-                         help="also run the gated retrain this often, e.g. 7d (default: never)")
+    monitor.add_argument(
+        "--retrain-every",
+        default=env.get("RAKUTEN_RETRAIN_EVERY") or None,
+        help="also run the gated retrain this often, e.g. 7d (default: never)",
+    )
     monitor.add_argument("--host", default="127.0.0.1", help="metrics address (default 127.0.0.1)")
     monitor.add_argument("--port", type=int, default=9108, help="metrics port (default 9108)")
     monitor.add_argument("--project", type=Path, default=Path("."), help="the DVC project (default: here)")

@@ -29,10 +29,10 @@ from scipy.spatial.distance import jensenshannon
 from mlops_rakuten.core.categories import CODES
 from mlops_rakuten.core.dataset import read_products
 from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.predict import load_model, predict_top_k
 from mlops_rakuten.monitoring.log_files import Window
 from mlops_rakuten.monitoring.reference import HOLDOUT_MODEL_PATH, MODEL_PATH, TEST_SPLIT, TRAIN_SPLIT, find_build
 from mlops_rakuten.monitoring.signals import token_counts, unknown_share
-from mlops_rakuten.core.predict import load_model, predict_top_k
 from mlops_rakuten.text import product_text
 
 SIGNALS = ("predicted_class", "top1_score", "text_length", "unknown_tokens")
@@ -61,8 +61,14 @@ class Drift:
 
 def signal_frame(pipeline, texts: list[str], codes, scores) -> pd.DataFrame:
     tokens, unknown = token_counts(pipeline, texts)
-    return pd.DataFrame({"prdtypecode": np.asarray(codes, dtype=np.int64), "score": np.asarray(scores, dtype=float),
-                         "text_chars": [len(t) for t in texts], "unknown_share": unknown_share(tokens, unknown)})
+    return pd.DataFrame(
+        {
+            "prdtypecode": np.asarray(codes, dtype=np.int64),
+            "score": np.asarray(scores, dtype=float),
+            "text_chars": [len(t) for t in texts],
+            "unknown_share": unknown_share(tokens, unknown),
+        }
+    )
 
 
 def reference_frame(pipeline, split: Path) -> pd.DataFrame:
@@ -82,7 +88,8 @@ def window_frame(pipeline, rows: list[dict]) -> pd.DataFrame:
     logged = [i for i, row in enumerate(rows) if "unknown_tokens" in row]
     if logged:
         frame.loc[logged, "unknown_share"] = unknown_share(
-            np.array([rows[i]["tokens"] for i in logged]), np.array([rows[i]["unknown_tokens"] for i in logged]))
+            np.array([rows[i]["tokens"] for i in logged]), np.array([rows[i]["unknown_tokens"] for i in logged])
+        )
     frame["text_chars"] = [row.get("text_chars", len(t)) for row, t in zip(rows, texts)]
     return frame
 
@@ -98,9 +105,14 @@ def drift_scores(drift: Drift) -> dict[str, float]:
     def ks(column: str) -> float:
         return float(stats.ks_2samp(window[column], drift.baseline(column)).statistic)
 
-    return {"predicted_class": float(jensenshannon(class_shares(window["prdtypecode"]),
-                                                   class_shares(drift.reference["prdtypecode"]), base=2)),
-            "top1_score": ks("score"), "text_length": ks("text_chars"), "unknown_tokens": ks("unknown_share")}
+    return {
+        "predicted_class": float(
+            jensenshannon(class_shares(window["prdtypecode"]), class_shares(drift.reference["prdtypecode"]), base=2)
+        ),
+        "top1_score": ks("score"),
+        "text_length": ks("text_chars"),
+        "unknown_tokens": ks("unknown_share"),
+    }
 
 
 def measure(project: Path, window: Window) -> Drift:
@@ -115,8 +127,9 @@ def measure(project: Path, window: Window) -> Drift:
     reference = reference_frame(pipeline, built.file(project, TRAIN_SPLIT))
     held_out = reference_frame(load_model(built.file(project, HOLDOUT_MODEL_PATH)), built.file(project, TEST_SPLIT))
     # The holdout model's vocabulary is the served model's: both use the featurize stage's vectorizer.
-    result = Drift(model_md5, built.commit or "workspace", current, reference, held_out,
-                   other_models=len(window.rows) - len(rows))
+    result = Drift(
+        model_md5, built.commit or "workspace", current, reference, held_out, other_models=len(window.rows) - len(rows)
+    )
     if len(rows) >= MIN_WINDOW:
         result.scores = drift_scores(result)
     return result
@@ -125,8 +138,10 @@ def measure(project: Path, window: Window) -> Drift:
 def summary(drift: Drift, report: Path | None = None) -> str:
     """One screen: the window, each signal's score, and the means behind them."""
     window, reference = drift.window, drift.reference
-    lines = [f"model {drift.model_md5} (built at {drift.built_at}); window: {len(window)} products, "
-             f"reference: {len(reference)} products of its training split, {len(drift.held_out)} of its test split"]
+    lines = [
+        f"model {drift.model_md5} (built at {drift.built_at}); window: {len(window)} products, "
+        f"reference: {len(reference)} products of its training split, {len(drift.held_out)} of its test split"
+    ]
     if drift.other_models:
         lines.append(f"  {drift.other_models} product(s) answered by an earlier model left out")
     if not drift.scores:
@@ -134,8 +149,11 @@ def summary(drift: Drift, report: Path | None = None) -> str:
     for signal in SIGNALS:
         if signal in drift.scores:
             lines.append(f"  {signal:<16} {drift.scores[signal]:.3f}")
-    for label, column in (("mean top-1 score", "score"), ("mean text length", "text_chars"),
-                          ("mean unknown-token share", "unknown_share")):
+    for label, column in (
+        ("mean top-1 score", "score"),
+        ("mean text length", "text_chars"),
+        ("mean unknown-token share", "unknown_share"),
+    ):
         now, then = drift.means(column)
         lines.append(f"  {label:<25} window {now:8.3f}   reference {then:8.3f}")
     top = pd.Series(window["prdtypecode"]).value_counts(normalize=True).head(3)

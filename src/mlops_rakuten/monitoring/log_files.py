@@ -29,8 +29,9 @@ def since_time(value: str, now: datetime | None = None) -> datetime:
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise InputError(f"--since {value!r}: expected a span such as 30m, 12h, 1d, 2w or an ISO time "
-                         f"such as 2026-01-31T12:00") from None
+        raise InputError(
+            f"--since {value!r}: expected a span such as 30m, 12h, 1d, 2w or an ISO time such as 2026-01-31T12:00"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
@@ -45,8 +46,10 @@ class Window:
 def read_window(folder: Path, since: datetime) -> Window:
     """Every logged prediction at or after ``since``, oldest first."""
     if not folder.is_dir():
-        raise InputError(f"{folder}: no prediction log here (the server writes it to RAKUTEN_PREDICTION_LOG_DIR, "
-                         f"default STATE_DIR/predictions; is RAKUTEN_PREDICTION_LOG off?)")
+        raise InputError(
+            f"{folder}: no prediction log here (the server writes it to RAKUTEN_PREDICTION_LOG_DIR, "
+            f"default STATE_DIR/predictions; is RAKUTEN_PREDICTION_LOG off?)"
+        )
     rows, bad, files = [], 0, 0
     cutoff = since.timestamp()
     for path in sorted(folder.glob(FILE_GLOB)):

@@ -22,13 +22,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import queue
+import socket
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +61,14 @@ class LogSettings:
         mode = env.get("RAKUTEN_PREDICTION_LOG", "text")
         if mode not in MODES:
             raise InputError(f"RAKUTEN_PREDICTION_LOG = {mode!r}, expected one of {', '.join(MODES)}")
-        return cls(mode=mode, folder=Path(env.get("RAKUTEN_PREDICTION_LOG_DIR") or state_dir / "predictions"),
-                   rotate_bytes=int(_number(env, "RAKUTEN_PREDICTION_LOG_ROTATE_MB", 64) * 2**20),
-                   rotate_seconds=_number(env, "RAKUTEN_PREDICTION_LOG_ROTATE_HOURS", 24) * 3600,
-                   retention_seconds=_number(env, "RAKUTEN_PREDICTION_LOG_RETENTION_DAYS", 30) * 86400,
-                   max_total_bytes=int(_number(env, "RAKUTEN_PREDICTION_LOG_MAX_MB", 1024) * 2**20))
+        return cls(
+            mode=mode,
+            folder=Path(env.get("RAKUTEN_PREDICTION_LOG_DIR") or state_dir / "predictions"),
+            rotate_bytes=int(_number(env, "RAKUTEN_PREDICTION_LOG_ROTATE_MB", 64) * 2**20),
+            rotate_seconds=_number(env, "RAKUTEN_PREDICTION_LOG_ROTATE_HOURS", 24) * 3600,
+            retention_seconds=_number(env, "RAKUTEN_PREDICTION_LOG_RETENTION_DAYS", 30) * 86400,
+            max_total_bytes=int(_number(env, "RAKUTEN_PREDICTION_LOG_MAX_MB", 1024) * 2**20),
+        )
 
 
 def default_folder(environ: dict[str, str] | None = None) -> Path:
@@ -101,10 +104,15 @@ class _Answered:
 class PredictionLog:
     def __init__(self, settings: LogSettings, registry: CollectorRegistry):
         self.settings = settings
-        self.rows = Counter("rakuten_prediction_log_rows_total", "Predictions written to the prediction log",
-                            registry=registry)
-        self.errors = Counter("rakuten_prediction_log_errors_total", "Predictions the log lost (still answered)",
-                              ["reason"], registry=registry)
+        self.rows = Counter(
+            "rakuten_prediction_log_rows_total", "Predictions written to the prediction log", registry=registry
+        )
+        self.errors = Counter(
+            "rakuten_prediction_log_errors_total",
+            "Predictions the log lost (still answered)",
+            ["reason"],
+            registry=registry,
+        )
         for reason in ("write_failed", "queue_full"):
             self.errors.labels(reason)
         self._queue: queue.Queue[_Answered | None] = queue.Queue(QUEUE_SIZE)
@@ -142,8 +150,10 @@ class PredictionLog:
         row: dict[str, Any] = {
             "time": datetime.fromtimestamp(item.when, timezone.utc).isoformat(timespec="milliseconds"),
             "model_version": item.model.md5,
-            "prdtypecode": int(item.codes[0]), "score": round(float(item.scores[0]), 6),
-            "top_k": [[int(c), round(float(s), 6)] for c, s in zip(item.codes, item.scores)]}
+            "prdtypecode": int(item.codes[0]),
+            "score": round(float(item.scores[0]), 6),
+            "top_k": [[int(c), round(float(s), 6)] for c, s in zip(item.codes, item.scores)],
+        }
         designation, description = clean_text(item.designation), clean_text(item.description)
         text = f"{designation} {description}".strip()
         row["text_chars"] = len(text)
@@ -183,8 +193,9 @@ class PredictionLog:
 
     def _file(self):
         now = time.time()
-        if self._handle is not None and (self._handle.tell() >= self.settings.rotate_bytes
-                                         or now - self._opened_at >= self.settings.rotate_seconds):
+        if self._handle is not None and (
+            self._handle.tell() >= self.settings.rotate_bytes or now - self._opened_at >= self.settings.rotate_seconds
+        ):
             self._close_file()
             self._prune(now)
         if self._handle is None:
@@ -233,5 +244,10 @@ class PredictionLog:
         now = time.monotonic()
         if now - self._last_error_log >= ERROR_LOG_SECONDS:
             self._last_error_log = now
-            log.error("prediction log: %d prediction(s) not written to %s (%s: %s); still serving",
-                      count, self.settings.folder, type(exc).__name__, exc)
+            log.error(
+                "prediction log: %d prediction(s) not written to %s (%s: %s); still serving",
+                count,
+                self.settings.folder,
+                type(exc).__name__,
+                exc,
+            )

@@ -40,8 +40,10 @@ class Built:
         cached = project / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
         if cached.is_file():
             return cached
-        raise InputError(f"{path} (md5 {md5}, from dvc.lock{self._where()}) is neither in the workspace nor in "
-                         f"the DVC cache: `dvc pull` at that commit, or `dvc fetch --all-commits`")
+        raise InputError(
+            f"{path} (md5 {md5}, from dvc.lock{self._where()}) is neither in the workspace nor in "
+            f"the DVC cache: `dvc pull` at that commit, or `dvc fetch --all-commits`"
+        )
 
     def _where(self) -> str:
         return f" at {self.commit[:12]}" if self.commit else ""
@@ -49,8 +51,12 @@ class Built:
 
 def lock_outs(lock_text: str) -> dict[str, str]:
     lock = yaml.safe_load(lock_text) or {}
-    return {out["path"]: out["md5"] for stage in (lock.get("stages") or {}).values()
-            for out in stage.get("outs") or [] if "md5" in out}
+    return {
+        out["path"]: out["md5"]
+        for stage in (lock.get("stages") or {}).values()
+        for out in stage.get("outs") or []
+        if "md5" in out
+    }
 
 
 def find_build(project: Path, model_md5: str) -> Built:
@@ -60,13 +66,16 @@ def find_build(project: Path, model_md5: str) -> Built:
         outs = lock_outs(lock.read_text(encoding="utf-8"))
         if outs.get(MODEL_PATH) == model_md5:
             return Built(model_md5, None, outs)
-    commits = subprocess.run(["git", "log", "--all", "--format=%H", "--", "dvc.lock"], cwd=project,
-                             capture_output=True, text=True).stdout.split()
+    commits = subprocess.run(
+        ["git", "log", "--all", "--format=%H", "--", "dvc.lock"], cwd=project, capture_output=True, text=True
+    ).stdout.split()
     for commit in commits:
         shown = subprocess.run(["git", "show", f"{commit}:dvc.lock"], cwd=project, capture_output=True, text=True)
         if shown.returncode == 0:
             outs = lock_outs(shown.stdout)
             if outs.get(MODEL_PATH) == model_md5:
                 return Built(model_md5, commit, outs)
-    raise InputError(f"model {model_md5}: no dvc.lock in {project} or its git history records it as {MODEL_PATH}, "
-                     f"so its training split is unknown")
+    raise InputError(
+        f"model {model_md5}: no dvc.lock in {project} or its git history records it as {MODEL_PATH}, "
+        f"so its training split is unknown"
+    )

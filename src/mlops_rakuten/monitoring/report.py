@@ -20,12 +20,12 @@ from mlops_rakuten.monitoring.drift import MIN_WINDOW, SIGNALS, Drift, class_sha
 # One sentence per signal, the same as docs/monitoring.md gives.
 MEANING = {
     "predicted_class": "Jensen-Shannon distance between the shares of each predicted class in the window and on "
-                       "the training split: 0 same mix, 1 no class in common.",
+    "the training split: 0 same mix, 1 no class in common.",
     "top1_score": "Kolmogorov-Smirnov statistic between top-1 scores: the largest gap between the two cumulative "
-                  "distributions, so a model growing unsure moves it even when accuracy cannot be measured.",
+    "distributions, so a model growing unsure moves it even when accuracy cannot be measured.",
     "text_length": "Kolmogorov-Smirnov statistic between the lengths of the cleaned title + description.",
     "unknown_tokens": "Kolmogorov-Smirnov statistic between per-product shares of word tokens the model's "
-                      "vocabulary lacks: new products, a new language or a broken feed raise it first.",
+    "vocabulary lacks: new products, a new language or a broken feed raise it first.",
 }
 
 
@@ -52,8 +52,10 @@ def _histogram(drift: Drift, column: str, title: str, bins, log_x: bool = False)
     figure, axes = plt.subplots(figsize=(5.2, 3.2))
     if log_x:
         axes.set_xscale("log")
-    for values, label, color in ((drift.baseline(column), "reference", "#9aa5b1"),
-                                 (drift.window[column], "window", "#d9480f")):
+    for values, label, color in (
+        (drift.baseline(column), "reference", "#9aa5b1"),
+        (drift.window[column], "window", "#d9480f"),
+    ):
         axes.hist(values, bins=bins, density=True, alpha=0.6, label=label, color=color)
     axes.set_title(title)
     axes.set_ylabel("density")
@@ -63,16 +65,22 @@ def _histogram(drift: Drift, column: str, title: str, bins, log_x: bool = False)
 
 def write_report(drift: Drift, target: Path, summary: str) -> None:
     longest = max(float(drift.window["text_chars"].max()), float(drift.baseline("text_chars").max()), 1.0)
-    plots = [_classes_plot(drift),
-             _histogram(drift, "score", "Top-1 score (reference: test split, holdout model)", np.linspace(0, 1, 26)),
-             _histogram(drift, "text_chars", "Text length (characters, log scale)",
-                        np.geomspace(1, longest + 1, 30), log_x=True),
-             _histogram(drift, "unknown_share", "Share of unknown word tokens (reference: test split)", np.linspace(0, 1, 26))]
+    plots = [
+        _classes_plot(drift),
+        _histogram(drift, "score", "Top-1 score (reference: test split, holdout model)", np.linspace(0, 1, 26)),
+        _histogram(
+            drift, "text_chars", "Text length (characters, log scale)", np.geomspace(1, longest + 1, 30), log_x=True
+        ),
+        _histogram(
+            drift, "unknown_share", "Share of unknown word tokens (reference: test split)", np.linspace(0, 1, 26)
+        ),
+    ]
     rows = "".join(
         f"<tr><td>{signal}</td><td class=num>{drift.scores[signal]:.3f}</td><td>{html.escape(MEANING[signal])}</td></tr>"
-        if signal in drift.scores else
-        f"<tr><td>{signal}</td><td class=num>-</td><td>fewer than {MIN_WINDOW} products in the window</td></tr>"
-        for signal in SIGNALS)
+        if signal in drift.scores
+        else f"<tr><td>{signal}</td><td class=num>-</td><td>fewer than {MIN_WINDOW} products in the window</td></tr>"
+        for signal in SIGNALS
+    )
     images = "".join(f'<img src="data:image/png;base64,{png}" alt="drift plot">' for png in plots)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Drift report: model {drift.model_md5[:12]}</title>

@@ -28,10 +28,10 @@ import pandas as pd
 
 from mlops_rakuten.core.dataset import read_products
 from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.predict import load_model
 from mlops_rakuten.monitoring.comparison import compare, score, write_report
 from mlops_rakuten.monitoring.gate import CLASS_DROP, F1_MARGIN
 from mlops_rakuten.monitoring.reference import HOLDOUT_MODEL_PATH, TEST_SPLIT, Built, lock_outs
-from mlops_rakuten.core.predict import load_model
 from mlops_rakuten.ops.registry import ARTIFACT, GIT_REMOTE, fetch_tags, register, resolve
 from mlops_rakuten.stages.split import read_frozen_ids
 
@@ -78,8 +78,13 @@ def freeze_if_empty(project: Path, production: Built, label: str) -> set[int]:
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"id": ids}).to_csv(path, index=False, lineterminator="\n")
     _git(project, "add", FROZEN_IDS)
-    _git(project, "commit", "-q", "-m", f"Freeze the evaluation set: the {len(ids)} products of the test split "
-                                        f"of {label}")
+    _git(
+        project,
+        "commit",
+        "-q",
+        "-m",
+        f"Freeze the evaluation set: the {len(ids)} products of the test split of {label}",
+    )
     log.info("froze the evaluation set: %d products of %s's test split, committed", len(ids), label)
     return set(ids)
 
@@ -97,14 +102,18 @@ def run_candidate(project: Path, name: str) -> Built:
 
 def next_version(project: Path, name: str) -> str:
     versions = json.loads(_step(project, ["gto", "show", name, "--json"], "gto show") or "[]")
-    numbers = [tuple(int(p) for p in v["version"][1:].split(".")) for v in versions
-               if re.fullmatch(r"v\d+\.\d+\.\d+", v.get("version", ""))]
+    numbers = [
+        tuple(int(p) for p in v["version"][1:].split("."))
+        for v in versions
+        if re.fullmatch(r"v\d+\.\d+\.\d+", v.get("version", ""))
+    ]
     major, minor, _ = max(numbers, default=(1, -1, 0))
     return f"v{major}.{minor + 1}.0"
 
 
-def publish(project: Path, experiment: str, message: str, name: str, version: str | None, promote: bool,
-            remote: str) -> str:
+def publish(
+    project: Path, experiment: str, message: str, name: str, version: str | None, promote: bool, remote: str
+) -> str:
     """Apply, commit, push and register the accepted candidate; its version."""
     _step(project, ["dvc", "exp", "apply", experiment], "dvc exp apply")
     _git(project, "add", "-A")
@@ -118,13 +127,22 @@ def publish(project: Path, experiment: str, message: str, name: str, version: st
     return version
 
 
-def retrain(project: Path, production_ref: str = f"{ARTIFACT}#prod", reports: Path = Path("reports"),
-            version: str | None = None, promote: bool = False, f1_margin: float = F1_MARGIN,
-            class_drop: float = CLASS_DROP, remote: str = GIT_REMOTE) -> Outcome:
+def retrain(
+    project: Path,
+    production_ref: str = f"{ARTIFACT}#prod",
+    reports: Path = Path("reports"),
+    version: str | None = None,
+    promote: bool = False,
+    f1_margin: float = F1_MARGIN,
+    class_drop: float = CLASS_DROP,
+    remote: str = GIT_REMOTE,
+) -> Outcome:
     project = project.resolve()
     if _git(project, "status", "--porcelain").strip():
-        raise InputError("uncommitted changes: commit them first (the candidate is built from HEAD, and an "
-                         "accepted one is committed on top of it)")
+        raise InputError(
+            "uncommitted changes: commit them first (the candidate is built from HEAD, and an "
+            "accepted one is committed on top of it)"
+        )
     fetch_tags(project, remote)
     name, prod_version, prod_commit, _ = resolve(production_ref, project)
     production = _lock_at(project, prod_commit)
@@ -136,24 +154,34 @@ def retrain(project: Path, production_ref: str = f"{ARTIFACT}#prod", reports: Pa
     products = products[products.index.isin(list(frozen))]
     if products.empty:
         raise InputError(f"none of the {len(frozen)} frozen ids is in the candidate's test split")
-    result = compare(score(f"production {prod_label}", load_model(production.file(project, HOLDOUT_MODEL_PATH)),
-                           products),
-                     score(f"candidate {experiment} (DVC experiment on {_git(project, 'rev-parse', '--short', 'HEAD').strip()})",
-                           load_model(candidate.file(project, HOLDOUT_MODEL_PATH)), products),
-                     products["prdtypecode"].to_numpy(), f1_margin, class_drop)
+    result = compare(
+        score(f"production {prod_label}", load_model(production.file(project, HOLDOUT_MODEL_PATH)), products),
+        score(
+            f"candidate {experiment} (DVC experiment on {_git(project, 'rev-parse', '--short', 'HEAD').strip()})",
+            load_model(candidate.file(project, HOLDOUT_MODEL_PATH)),
+            products,
+        ),
+        products["prdtypecode"].to_numpy(),
+        f1_margin,
+        class_drop,
+    )
     frozen_text = f"{len(products)} frozen products ({FROZEN_IDS}, {len(frozen)} ids)"
     registered = None
     if result.accepted:
-        message = (f"Retrain {experiment}: weighted F1 {result.candidate.metrics['f1_weighted']:.4f} vs production "
-                   f"{result.production.metrics['f1_weighted']:.4f} on {len(products)} frozen products")
+        message = (
+            f"Retrain {experiment}: weighted F1 {result.candidate.metrics['f1_weighted']:.4f} vs production "
+            f"{result.production.metrics['f1_weighted']:.4f} on {len(products)} frozen products"
+        )
         try:
             registered = publish(project, experiment, message, name, version, promote, remote)
-            outcome = (f"registered as {name} {registered}" + (", promoted to prod" if promote else
-                       " (not promoted: `make promote VERSION=... STAGE=prod`, or retrain --promote)"))
+            outcome = f"registered as {name} {registered}" + (
+                ", promoted to prod"
+                if promote
+                else " (not promoted: `make promote VERSION=... STAGE=prod`, or retrain --promote)"
+            )
         except InputError as exc:
             outcome = f"not worse than production, but not registered: {exc}"
     else:
-        outcome = (f"not registered; kept as DVC experiment {experiment} (`dvc exp show`, `dvc exp apply "
-                   f"{experiment}`)")
+        outcome = f"not registered; kept as DVC experiment {experiment} (`dvc exp show`, `dvc exp apply {experiment}`)"
     report = write_report(result, reports, experiment, frozen_text, outcome)
     return Outcome(result.accepted, report, experiment, registered)

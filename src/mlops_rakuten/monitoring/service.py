@@ -41,16 +41,21 @@ class Monitor:
         self.retrain_seconds = retrain_seconds
         self.registry = CollectorRegistry()
         gauge = lambda name, text, labels=(): Gauge(name, text, labels, registry=self.registry)  # noqa: E731
-        self.score = gauge("rakuten_drift_score", "Drift of the window vs the training split (0 = alike, 1 = "
-                           "disjoint); NaN under the minimum window", ["signal"])
+        self.score = gauge(
+            "rakuten_drift_score",
+            "Drift of the window vs the training split (0 = alike, 1 = disjoint); NaN under the minimum window",
+            ["signal"],
+        )
         self.products = gauge("rakuten_drift_window_products", "Logged predictions in the drift window")
         self.top1 = gauge("rakuten_drift_mean_top1_score", "Mean top-1 score", ["data"])
-        self.unknown = gauge("rakuten_drift_unknown_token_share", "Mean share of word tokens unknown to the model",
-                             ["data"])
+        self.unknown = gauge(
+            "rakuten_drift_unknown_token_share", "Mean share of word tokens unknown to the model", ["data"]
+        )
         self.last_success = gauge("rakuten_drift_last_success_timestamp_seconds", "When drift last ran to the end")
         self.runs = Counter("rakuten_drift_runs_total", "Drift runs, by outcome", ["outcome"], registry=self.registry)
-        self.retrains = Counter("rakuten_retrain_runs_total", "Scheduled gated retrains, by outcome", ["outcome"],
-                                registry=self.registry)
+        self.retrains = Counter(
+            "rakuten_retrain_runs_total", "Scheduled gated retrains, by outcome", ["outcome"], registry=self.registry
+        )
         for signal in SIGNALS:
             self.score.labels(signal).set(math.nan)
 
@@ -89,16 +94,19 @@ class Monitor:
         assert self.retrain_seconds is not None  # started only when a retrain interval is set
         while True:
             time.sleep(self.retrain_seconds)
-            done = subprocess.run([sys.executable, "-m", "mlops_rakuten.cli", "retrain", "--reports",
-                                   str(self.reports.resolve())], cwd=self.project)
+            done = subprocess.run(
+                [sys.executable, "-m", "mlops_rakuten.cli", "retrain", "--reports", str(self.reports.resolve())],
+                cwd=self.project,
+            )
             outcome = {0: "registered", 3: "refused", 4: "not_registered"}.get(done.returncode, "failed")
             self.retrains.labels(outcome).inc()
             log.info("scheduled retrain: %s (report in %s)", outcome, self.reports)
 
     def serve(self, host: str, port: int, interval: float) -> None:
         start_http_server(port, host, registry=self.registry)
-        log.info("drift every %.0fs over the last %s; metrics on http://%s:%d/metrics", interval, self.since,
-                 host, port)
+        log.info(
+            "drift every %.0fs over the last %s; metrics on http://%s:%d/metrics", interval, self.since, host, port
+        )
         if self.retrain_seconds:
             threading.Thread(target=self._retrain_forever, name="retrain", daemon=True).start()
         self._drift_forever(interval)

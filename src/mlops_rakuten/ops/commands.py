@@ -15,9 +15,18 @@ from pathlib import Path
 from mlops_rakuten.core.errors import InputError
 
 
-def run(cmd: list[str], cwd: Path | str | None, check: bool = True, *, capture: bool = True,
-        timeout: float | None = None, text: bool = True, env: dict[str, str] | None = None,
-        input: str | bytes | None = None, start_new_session: bool = False) -> subprocess.CompletedProcess:
+def run(
+    cmd: list[str],
+    cwd: Path | str | None,
+    check: bool = True,
+    *,
+    capture: bool = True,
+    timeout: float | None = None,
+    text: bool = True,
+    env: dict[str, str] | None = None,
+    input: str | bytes | None = None,
+    start_new_session: bool = False,
+) -> subprocess.CompletedProcess:
     """Run ``cmd`` and wait for it; with ``check``, raise with its output if it fails.
 
     Output is captured (as text unless ``text=False``), or left on the terminal with
@@ -29,8 +38,16 @@ def run(cmd: list[str], cwd: Path | str | None, check: bool = True, *, capture: 
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}
     pipe = subprocess.PIPE if capture else None
     stdin = subprocess.PIPE if input is not None else None
-    with subprocess.Popen(cmd, cwd=cwd, env=env, stdin=stdin, stdout=pipe, stderr=pipe, text=text,
-                          start_new_session=start_new_session or timeout is not None) as proc:
+    with subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdin=stdin,
+        stdout=pipe,
+        stderr=pipe,
+        text=text,
+        start_new_session=start_new_session or timeout is not None,
+    ) as proc:
         try:
             out, err = proc.communicate(input=input, timeout=timeout)
         except subprocess.TimeoutExpired:

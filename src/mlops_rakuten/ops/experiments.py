@@ -48,8 +48,9 @@ def parse_queue_status(text: str) -> tuple[dict[str, tuple[str, str]], int]:
     return tasks, int(workers.group(1)) if workers else 0
 
 
-def wait_for_queue_outcome(cwd: Path | None = None, poll: float = 5.0, timeout: float = 6 * 3600,
-                           no_worker_grace: float = 120.0) -> dict[str, str]:
+def wait_for_queue_outcome(
+    cwd: Path | None = None, poll: float = 5.0, timeout: float = 6 * 3600, no_worker_grace: float = 120.0
+) -> dict[str, str]:
     """Block until no queued or running experiment is left; return {experiment name: final status}.
 
     Only tasks pending when the wait starts are judged, so a failure left over
@@ -133,8 +134,12 @@ def baseline_and_experiments(show: list[dict]) -> tuple[Run, list[Run]]:
     for entry in show:
         if entry.get("rev") == "workspace":
             continue
-        experiments = [_as_run(rev) for exp in entry.get("experiments") or [] for rev in exp.get("revs") or []
-                       if not rev.get("error")]
+        experiments = [
+            _as_run(rev)
+            for exp in entry.get("experiments") or []
+            for rev in exp.get("revs") or []
+            if not rev.get("error")
+        ]
         return _as_run(entry), [run for run in experiments if run.metrics]
     raise InputError("dvc exp show lists no commit: commit the project first")
 
@@ -166,8 +171,14 @@ def plot_learning_curve(points: list[Run], path: Path, knob: str = "ingest.fract
         if all(key in run.metrics for run in points):
             ax.plot(rows, [run.metrics[key] for run in points], marker="o", label=label)
     for run, n in zip(points, rows):
-        ax.annotate(str(run.params.get(knob)), (n, run.metrics["f1_weighted"]),
-                    textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
+        ax.annotate(
+            str(run.params.get(knob)),
+            (n, run.metrics["f1_weighted"]),
+            textcoords="offset points",
+            xytext=(0, 8),
+            ha="center",
+            fontsize=8,
+        )
     ax.margins(x=0.08, y=0.15)
     ax.set_xlabel(f"training rows (points labelled with {knob})")
     ax.set_ylabel("F1 on the test split")
@@ -185,7 +196,9 @@ def learning_curve(out: Path = Path(LEARNING_CURVE), cwd: Path | None = None) ->
     """Read ``dvc exp show --json``, draw F1 against training rows into ``out``, return the points."""
     points = learning_curve_points(json.loads(dvc("exp", "show", "--json", cwd=cwd)))
     if len(points) < 2:
-        raise InputError(f"a learning curve needs at least 2 finished runs that differ from HEAD only in "
-                         f"ingest.fraction, found {len(points)}: run `make learning-curve`")
+        raise InputError(
+            f"a learning curve needs at least 2 finished runs that differ from HEAD only in "
+            f"ingest.fraction, found {len(points)}: run `make learning-curve`"
+        )
     plot_learning_curve(points, (cwd or Path.cwd()) / out)
     return points

@@ -60,8 +60,12 @@ def _cell(entry: dict, side: str) -> str:
 
 def _change(entry: dict) -> str:
     old, new = entry.get("old"), entry.get("new")
-    if not isinstance(old, (int, float)) or not isinstance(new, (int, float)) or isinstance(old, bool) \
-            or isinstance(new, bool):
+    if (
+        not isinstance(old, (int, float))
+        or not isinstance(new, (int, float))
+        or isinstance(old, bool)
+        or isinstance(new, bool)
+    ):
         return "-"
     change = new - old
     if change == 0:
@@ -85,15 +89,25 @@ def params_section(diff: dict[str, dict], base: str, order: list[str]) -> list[s
     changed = [n for n in names if diff[n].get("old", _MISSING) != diff[n].get("new", _MISSING)]
     lines = []
     if changed:
-        lines += [f"{len(changed)} of {len(names)} params differ from `{base}`:", "",
-                  f"| Param | `{base}` | workspace |", "| --- | --- | --- |"]
+        lines += [
+            f"{len(changed)} of {len(names)} params differ from `{base}`:",
+            "",
+            f"| Param | `{base}` | workspace |",
+            "| --- | --- | --- |",
+        ]
         lines += [f"| **{n}** | {_cell(diff[n], 'old')} | **{_cell(diff[n], 'new')}** |" for n in changed]
     else:
         lines += [f"No param differs from `{base}`."]
-    lines += ["", f"<details><summary>All {len(names)} params (Δ marks a change)</summary>", "",
-              f"| Param | `{base}` | workspace | Δ |", "| --- | --- | --- | --- |"]
-    lines += [f"| {n} | {_cell(diff[n], 'old')} | {_cell(diff[n], 'new')} | {'Δ' if n in changed else ''} |"
-              for n in names]
+    lines += [
+        "",
+        f"<details><summary>All {len(names)} params (Δ marks a change)</summary>",
+        "",
+        f"| Param | `{base}` | workspace | Δ |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {n} | {_cell(diff[n], 'old')} | {_cell(diff[n], 'new')} | {'Δ' if n in changed else ''} |" for n in names
+    ]
     return lines + ["", "</details>"]
 
 
@@ -101,10 +115,13 @@ def metrics_section(diff: dict[str, dict], base: str, order: list[str]) -> list[
     if not diff:
         return [f"_no {METRICS} in either revision_"]
     names = [n for n in order if n in diff] + sorted(set(diff) - set(order))
-    lines = [f"Change = workspace - `{base}`.", "", f"| Metric | `{base}` | workspace | Change |",
-             "| --- | --- | --- | --- |"]
-    return lines + [f"| {n} | {_cell(diff[n], 'old')} | {_cell(diff[n], 'new')} | {_change(diff[n])} |"
-                    for n in names]
+    lines = [
+        f"Change = workspace - `{base}`.",
+        "",
+        f"| Metric | `{base}` | workspace | Change |",
+        "| --- | --- | --- | --- |",
+    ]
+    return lines + [f"| {n} | {_cell(diff[n], 'old')} | {_cell(diff[n], 'new')} | {_change(diff[n])} |" for n in names]
 
 
 def classes_section(diff: dict[str, dict], base: str) -> list[str]:
@@ -112,14 +129,17 @@ def classes_section(diff: dict[str, dict], base: str) -> list[str]:
     codes = sorted({int(key.split(".")[0]) for key in diff if key.split(".")[0].isdigit()})
     if not codes:
         return [f"_no {CLASS_METRICS} in either revision_"]
-    lines = [f"| Class | F1 `{base}` | F1 workspace | Change | precision | recall | support |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"| Class | F1 `{base}` | F1 workspace | Change | precision | recall | support |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for code in codes:
         f1 = diff.get(f"{code}.f1", {})
         name = category_label(code) if code in CLASSES else str(code)
         workspace = [_cell(diff.get(f"{code}.{key}", {}), "new") for key in ("precision", "recall", "support")]
-        lines.append(f"| {name} | {_cell(f1, 'old')} | {_cell(f1, 'new')} | {_change(f1)} | "
-                     + " | ".join(workspace) + " |")
+        lines.append(
+            f"| {name} | {_cell(f1, 'old')} | {_cell(f1, 'new')} | {_change(f1)} | " + " | ".join(workspace) + " |"
+        )
     return lines
 
 

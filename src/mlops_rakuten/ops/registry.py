@@ -28,8 +28,10 @@ log = logging.getLogger("registry")
 
 ARTIFACT = "rakuten-classifier"  # dvc.yaml artifacts: key of the shipped model
 GIT_REMOTE = "origin"
-_REFERENCE = re.compile(r"^(?P<name>[a-z0-9]([a-z0-9-/]*[a-z0-9])?)(?:@(?P<version>latest|v\d+\.\d+\.\d+)"
-                        r"|#(?P<stage>[a-z0-9]([a-z0-9-]*[a-z0-9])?))$")
+_REFERENCE = re.compile(
+    r"^(?P<name>[a-z0-9]([a-z0-9-/]*[a-z0-9])?)(?:@(?P<version>latest|v\d+\.\d+\.\d+)"
+    r"|#(?P<stage>[a-z0-9]([a-z0-9-]*[a-z0-9])?))$"
+)
 _VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
 
 
@@ -55,8 +57,9 @@ def parse_reference(text: str) -> tuple[str, str | None, str | None]:
     """``name#stage`` / ``name@vX.Y.Z`` / ``name@latest`` -> (name, version or "latest" or None, stage or None)."""
     match = _REFERENCE.match(text.strip())
     if not match:
-        raise InputError(f"model reference {text!r}: expected NAME#STAGE, NAME@vX.Y.Z or NAME@latest, "
-                         f"e.g. {ARTIFACT}#prod")
+        raise InputError(
+            f"model reference {text!r}: expected NAME#STAGE, NAME@vX.Y.Z or NAME@latest, e.g. {ARTIFACT}#prod"
+        )
     return match["name"], match["version"], match["stage"]
 
 
@@ -82,8 +85,11 @@ def fetch_tags(root: Path, remote: str = GIT_REMOTE) -> None:
         return
     result = run(["git", "fetch", "--quiet", "--tags", "--force", remote], root, check=False, timeout=120)
     if result.returncode != 0:
-        log.warning("could not fetch tags from %s, using the local ones: %s", remote,
-                    (result.stderr.strip().splitlines() or ["?"])[-1])
+        log.warning(
+            "could not fetch tags from %s, using the local ones: %s",
+            remote,
+            (result.stderr.strip().splitlines() or ["?"])[-1],
+        )
 
 
 def resolve(reference: str, root: Path) -> tuple[str, str, str, list[str]]:
@@ -119,15 +125,34 @@ def fetch_model(reference: str, root: Path, dest_dir: Path) -> ResolvedModel:
     if not (dest.is_file() and file_md5(dest) == md5):
         dest.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(dest) as tmp:
-            output(["dvc", "artifacts", "get", str(root), name, "--rev", version, "-o", str(tmp), "--force"], root,
-                 f"{reference} ({version}, commit {commit[:7]}): model bytes not fetched from the DVC remote")
+            output(
+                ["dvc", "artifacts", "get", str(root), name, "--rev", version, "-o", str(tmp), "--force"],
+                root,
+                f"{reference} ({version}, commit {commit[:7]}): model bytes not fetched from the DVC remote",
+            )
             if file_md5(tmp) != md5:
                 raise InputError(f"{reference}: downloaded model md5 {file_md5(tmp)} differs from dvc.lock's {md5}")
-    log.info("%s is %s %s (commit %s, stages: %s), md5 %s, in %s", reference, name, version, commit[:7],
-             ", ".join(stages) or "none", md5, dest)
-    return ResolvedModel(reference, name, version, stages, commit, md5, str(dest),
-                         _at_commit(root, commit, PARAMS).get("model") or {},
-                         _at_commit(root, commit, METRICS) or None)
+    log.info(
+        "%s is %s %s (commit %s, stages: %s), md5 %s, in %s",
+        reference,
+        name,
+        version,
+        commit[:7],
+        ", ".join(stages) or "none",
+        md5,
+        dest,
+    )
+    return ResolvedModel(
+        reference,
+        name,
+        version,
+        stages,
+        commit,
+        md5,
+        str(dest),
+        _at_commit(root, commit, PARAMS).get("model") or {},
+        _at_commit(root, commit, METRICS) or None,
+    )
 
 
 def _at_commit(root: Path, commit: str, path: str) -> dict:
@@ -149,14 +174,18 @@ def check_registrable(root: Path, name: str = ARTIFACT, remote: str = GIT_REMOTE
     dirty = output(["git", "status", "--porcelain"], root, "git status").strip()
     if dirty:
         first = dirty.splitlines()[0].strip()
-        raise InputError(f"uncommitted changes ({first}{', ...' if len(dirty.splitlines()) > 1 else ''}): "
-                         f"commit them (and `dvc push`, `git push`) before registering")
+        raise InputError(
+            f"uncommitted changes ({first}{', ...' if len(dirty.splitlines()) > 1 else ''}): "
+            f"commit them (and `dvc push`, `git push`) before registering"
+        )
     commit = output(["git", "rev-parse", "HEAD"], root, "git rev-parse").strip()
     path = _artifact_path(root, commit, name)
     stale = json.loads(output(["dvc", "status", "--json"], root, "dvc status") or "{}")
     if stale:
-        raise InputError(f"the workspace does not match dvc.lock (stages: {', '.join(sorted(stale))}): "
-                         f"run `dvc repro` (or `dvc checkout`), commit dvc.lock, then register")
+        raise InputError(
+            f"the workspace does not match dvc.lock (stages: {', '.join(sorted(stale))}): "
+            f"run `dvc repro` (or `dvc checkout`), commit dvc.lock, then register"
+        )
     remote_state = json.loads(output(["dvc", "status", "--cloud", "--json", path], root, "dvc status --cloud") or "{}")
     if remote_state:
         raise InputError(f"{path} is not on the DVC remote ({remote_state.get(path, remote_state)}): run `dvc push`")

@@ -98,8 +98,15 @@ def configure_dagshub(owner: str, repo: str, root: Path = Path(".")) -> str:
 # A reachable host answers in well under a second; without it dvc would spend its retries (~47 s).
 CONNECT_TIMEOUT = 3.0
 # Where DVC sends a remote's requests when its config names no endpoint: scheme -> (host or None, port).
-_DEFAULT_HOSTS = {"s3": ("s3.amazonaws.com", 443), "gs": ("storage.googleapis.com", 443), "http": (None, 80),
-                  "https": (None, 443), "webdav": (None, 80), "webdavs": (None, 443), "ssh": (None, 22)}
+_DEFAULT_HOSTS = {
+    "s3": ("s3.amazonaws.com", 443),
+    "gs": ("storage.googleapis.com", 443),
+    "http": (None, 80),
+    "https": (None, 443),
+    "webdav": (None, 80),
+    "webdavs": (None, 443),
+    "ssh": (None, 22),
+}
 
 
 @dataclass(frozen=True)
@@ -154,10 +161,12 @@ def data_status(root: Path = Path(".")) -> int:
     local = run(["dvc", "data", "status"], root, check=False, capture=False)
     remote = default_remote(root)
     if remote is None:
-        print("No DVC remote is configured, so only the local status is shown (workspace against the local cache).\n"
-              "Add one to share data and models: make dagshub-remote OWNER=<user or org> REPO=<repo> (DagsHub), "
-              "or dvc remote add -d origin <url> (s3://bucket/path, ssh://host/path, a shared folder); "
-              "then dvc push.")
+        print(
+            "No DVC remote is configured, so only the local status is shown (workspace against the local cache).\n"
+            "Add one to share data and models: make dagshub-remote OWNER=<user or org> REPO=<repo> (DagsHub), "
+            "or dvc remote add -d origin <url> (s3://bucket/path, ssh://host/path, a shared folder); "
+            "then dvc push."
+        )
         return local.returncode
     if remote.address is not None and not reachable(remote.address):
         print(f"cannot reach {remote.endpoint}: only the local status is shown (remote '{remote.name}' not compared)")

@@ -52,8 +52,9 @@ def parse_setting(text: str, known: set[str]) -> tuple[str, list[str]]:
     """``model.C=0.1,0.3`` -> ("model.C", ["0.1", "0.3"]); InputError naming the setting otherwise."""
     match = _SETTING.match(text.strip())
     if not match:
-        raise InputError(f"sweep setting {text!r}: expected section.key=value[,value...] with no spaces, "
-                         f"e.g. model.C=0.1,0.3,1")
+        raise InputError(
+            f"sweep setting {text!r}: expected section.key=value[,value...] with no spaces, e.g. model.C=0.1,0.3,1"
+        )
     key, values = match["key"], match["values"].split(",")
     if key not in known:
         section = key.split(".")[0]
@@ -94,8 +95,9 @@ def sweep_plan(settings: list[str], params_file: Path = Path("params.yaml"), pre
         raise InputError(f"sweep plan: {count} points, more than the {MAX_POINTS} jobs one matrix can hold")
     points = []
     for combination in itertools.product(*[[(key, value) for value in values] for key, values in axes]):
-        points.append(Point(point_name(prefix, list(combination)),
-                            tuple(f"{key}={value}" for key, value in combination)))
+        points.append(
+            Point(point_name(prefix, list(combination)), tuple(f"{key}={value}" for key, value in combination))
+        )
     if len({p.name for p in points}) != len(points):
         raise InputError("sweep plan: two points would get the same experiment name; use distinct values")
     return points
@@ -110,8 +112,10 @@ class PushFailure:
     reason: str
 
     def advice(self, git_remote: str) -> str:
-        return (f"{self.name}: not pushed ({self.reason}). The run is intact in this clone (`dvc exp show`); "
-                f"once the remote answers, run: dvc exp push {git_remote} {self.name}")
+        return (
+            f"{self.name}: not pushed ({self.reason}). The run is intact in this clone (`dvc exp show`); "
+            f"once the remote answers, run: dvc exp push {git_remote} {self.name}"
+        )
 
 
 def _error_line(text: str, default: str) -> str:
@@ -121,8 +125,9 @@ def _error_line(text: str, default: str) -> str:
     return (errors or lines or [default])[-1]
 
 
-def push_experiment(name: str, git_remote: str = GIT_REMOTE, cwd: Path | None = None,
-                    timeout: float = PUSH_TIMEOUT) -> PushFailure | None:
+def push_experiment(
+    name: str, git_remote: str = GIT_REMOTE, cwd: Path | None = None, timeout: float = PUSH_TIMEOUT
+) -> PushFailure | None:
     """``dvc exp push`` one experiment (ref, then outputs); None on success, else why it failed.
 
     A push never touches the local experiment, so a failure loses nothing. The
@@ -139,8 +144,9 @@ def push_experiment(name: str, git_remote: str = GIT_REMOTE, cwd: Path | None = 
     return None
 
 
-def push_experiments(names: list[str], git_remote: str = GIT_REMOTE, cwd: Path | None = None,
-                     timeout: float = PUSH_TIMEOUT) -> list[PushFailure]:
+def push_experiments(
+    names: list[str], git_remote: str = GIT_REMOTE, cwd: Path | None = None, timeout: float = PUSH_TIMEOUT
+) -> list[PushFailure]:
     """Push each experiment in turn (one failing does not stop the others); return the failures."""
     failures = []
     for name in names:

@@ -64,8 +64,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     else:
         holder.load()  # a project without a model still serves /health, /info and /train
 
-    app = FastAPI(title="Rakuten product classifier", version="1", lifespan=_lifespan,
-                  description="Classifies Rakuten France products into 27 prdtypecodes with the DVC-built model.")
+    app = FastAPI(
+        title="Rakuten product classifier",
+        version="1",
+        lifespan=_lifespan,
+        description="Classifies Rakuten France products into 27 prdtypecodes with the DVC-built model.",
+    )
     app.state.settings = settings
     app.state.users = UserStore(settings.users_file)
     app.state.login_limits = LoginLimits(settings.login_per_minute, settings.login_failures_per_minute)

@@ -23,8 +23,15 @@ def create_token(settings: Settings, user: User, now: float | None = None) -> tu
     """A signed token for ``user`` and its lifetime in seconds."""
     issued = int(time.time() if now is None else now)
     lifetime = settings.token_minutes * 60
-    claims = {"sub": user.name, "role": user.role, "iat": issued, "exp": issued + lifetime, "iss": ISSUER,
-              "ver": user.token_version, "uid": user.id}
+    claims = {
+        "sub": user.name,
+        "role": user.role,
+        "iat": issued,
+        "exp": issued + lifetime,
+        "iss": ISSUER,
+        "ver": user.token_version,
+        "uid": user.id,
+    }
     return jwt.encode(claims, settings.jwt_secret, algorithm=ALGORITHM), lifetime
 
 
@@ -36,8 +43,13 @@ def decode_token(settings: Settings, token: str) -> dict:
     """The token's claims; 401 when it is expired, tampered with, or not ours."""
     try:
         # Only HS256 is accepted, so a token claiming "none" or an RSA algorithm is refused.
-        return jwt.decode(token, settings.jwt_secret, algorithms=[ALGORITHM], issuer=ISSUER,
-                          options={"require": ["sub", "exp", "iat", "iss"]})
+        return jwt.decode(
+            token,
+            settings.jwt_secret,
+            algorithms=[ALGORITHM],
+            issuer=ISSUER,
+            options={"require": ["sub", "exp", "iat", "iss"]},
+        )
     except jwt.ExpiredSignatureError:
         raise _unauthorized("token expired: log in again at POST /token") from None
     except jwt.InvalidTokenError:
@@ -59,8 +71,9 @@ def current_user(settings: Settings, users: UserStore, token: str | None) -> Use
 
 
 def forbidden(user: User, role: str) -> HTTPException:
-    return HTTPException(status.HTTP_403_FORBIDDEN,
-                         detail=f"this route needs role {role!r}; user {user.name!r} has role {user.role!r}")
+    return HTTPException(
+        status.HTTP_403_FORBIDDEN, detail=f"this route needs role {role!r}; user {user.name!r} has role {user.role!r}"
+    )
 
 
 def require(role: str) -> Callable[..., Awaitable[User]]:

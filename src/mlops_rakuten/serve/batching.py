@@ -41,8 +41,7 @@ def _predict(model: LoadedModel | None, batch: list[_Waiting]) -> tuple[np.ndarr
     """Top-k codes and scores of the batch, and which rows have text (cleaned once, here)."""
     if model is None:  # the routes answer 503 before a model is loaded; this batch's callers get the error
         raise RuntimeError("no model is loaded")
-    frame = pd.DataFrame({"designation": [w.designation for w in batch],
-                          "description": [w.description for w in batch]})
+    frame = pd.DataFrame({"designation": [w.designation for w in batch], "description": [w.description for w in batch]})
     texts = clean_texts(model.pipeline, frame)
     # The fitted pipeline needs no re-validation per call; skipping it saves about a fifth of the time.
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
@@ -60,8 +59,9 @@ class Batcher:
         self._waiting: list[_Waiting] = []
         self._draining = False
 
-    async def predict(self, designation: str, description: str,
-                      top_k: int) -> tuple[np.ndarray, np.ndarray, LoadedModel]:
+    async def predict(
+        self, designation: str, description: str, top_k: int
+    ) -> tuple[np.ndarray, np.ndarray, LoadedModel]:
         """This product's top-k codes and scores, and the model that produced them; NoText if it has none."""
         answer = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(designation, description, top_k, answer))
@@ -87,9 +87,10 @@ class Batcher:
                     if waiting.answer.done():  # its client may have gone away meanwhile
                         continue
                     if has_text[row]:
-                        waiting.answer.set_result((codes[row, :waiting.top_k], scores[row, :waiting.top_k], model))
+                        waiting.answer.set_result((codes[row, : waiting.top_k], scores[row, : waiting.top_k], model))
                     else:
-                        waiting.answer.set_exception(NoText("designation and description hold no text once "
-                                                            "HTML tags are stripped"))
+                        waiting.answer.set_exception(
+                            NoText("designation and description hold no text once HTML tags are stripped")
+                        )
         finally:
             self._draining = False

@@ -76,10 +76,14 @@ class _Dropped:
         now = time.monotonic()
         if now - self.logged_at >= LOG_EVERY_SECONDS:
             self.logged_at = now
-            log.warning("connections closed before their request was in, since the start: %d too slow, %d crowded "
-                        "out by newer ones at the connection limit, %d not accepted for lack of file descriptors "
-                        "(totals; this line repeats at most once a minute)", self.counts["slow"],
-                        self.counts["crowded out"], self.counts["refused"])
+            log.warning(
+                "connections closed before their request was in, since the start: %d too slow, %d crowded "
+                "out by newer ones at the connection limit, %d not accepted for lack of file descriptors "
+                "(totals; this line repeats at most once a minute)",
+                self.counts["slow"],
+                self.counts["crowded out"],
+                self.counts["refused"],
+            )
 
 
 dropped = _Dropped()
@@ -89,13 +93,19 @@ _room_made_at = 0.0
 
 def _make_room(count: int) -> int:
     """Close the ``count`` connections that have waited longest for their requests; how many were closed."""
-    waiting = [c for c in _open if c.conn.their_state in _WAITING and not c.transport.is_closing()
-               and not (c.cycle is not None and c.cycle.response_started and not c.cycle.response_complete)]
+    waiting = [
+        c
+        for c in _open
+        if c.conn.their_state in _WAITING
+        and not c.transport.is_closing()
+        and not (c.cycle is not None and c.cycle.response_started and not c.cycle.response_complete)
+    ]
     waiting.sort(key=lambda c: c._since)
     for connection in waiting[:count]:
         connection._disarm()
-        connection._close(503, "Service Unavailable",
-                          "too many connections waiting for their requests; this one waited longest\n")
+        connection._close(
+            503, "Service Unavailable", "too many connections waiting for their requests; this one waited longest\n"
+        )
     return len(waiting[:count])
 
 
@@ -114,8 +124,10 @@ def on_loop_error(loop, context: dict) -> None:
 
 def _plain_response(status: int, reason: str, message: str) -> bytes:
     body = message.encode("ascii")
-    return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode("ascii") + body
+    return (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode("ascii") + body
 
 
 class DeadlineProtocol(H11Protocol):
@@ -182,9 +194,13 @@ class DeadlineProtocol(H11Protocol):
             self._timer = self.loop.call_later(1.0, self._check)
         elif self.loop.time() >= deadline:
             dropped.add("slow")
-            self._close(408, "Request Timeout", f"request not received in time: its head must arrive within "
-                        f"{HEAD_SECONDS:.0f} s and its body at {BODY_MIN_BYTES_PER_SECOND // 1024} KiB/s at least "
-                        f"after {BODY_GRACE_SECONDS:.0f} s\n")
+            self._close(
+                408,
+                "Request Timeout",
+                f"request not received in time: its head must arrive within "
+                f"{HEAD_SECONDS:.0f} s and its body at {BODY_MIN_BYTES_PER_SECOND // 1024} KiB/s at least "
+                f"after {BODY_GRACE_SECONDS:.0f} s\n",
+            )
         else:
             self._timer = self.loop.call_at(deadline, self._check)
 

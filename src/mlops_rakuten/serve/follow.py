@@ -113,7 +113,9 @@ class RegistryFollower:
         self.metrics = metrics
         self.interval = interval
         self.served: dict[str, Any] = _read_json(self.state_dir / SERVED_FILE) or {
-            **(settings.registry_model or {}), "since": now()}
+            **(settings.registry_model or {}),
+            "since": now(),
+        }
         self.reference = self.served["reference"]
         self.status: dict[str, Any] = _read_json(self.state_dir / STATUS_FILE) or {}
         self._served_watch = FileWatch(self.state_dir / SERVED_FILE)
@@ -159,11 +161,11 @@ class RegistryFollower:
         if not served or (loaded is not None and loaded.md5 == served["md5"]):
             self.served = served or self.served
             return
-        if self.holder.switch(Path(served["path"]), served["version"], served["since"],
-                              expected_md5=served["md5"]):
+        if self.holder.switch(Path(served["path"]), served["version"], served["since"], expected_md5=served["md5"]):
             self.served = served
-            log.info("now serving %s %s (md5 %s) for %s", served["name"], served["version"], served["md5"],
-                     self.reference)
+            log.info(
+                "now serving %s %s (md5 %s) for %s", served["name"], served["version"], served["md5"], self.reference
+            )
 
     @contextlib.contextmanager
     def _checker(self, wait: bool) -> Iterator[bool]:
@@ -199,16 +201,22 @@ class RegistryFollower:
                     if resolved["md5"] != current["md5"]:
                         load_model(Path(resolved["path"]))  # a file that is not a model stops here
                         write_served(self.state_dir, resolved)
-                        log.warning("%s moved: %s -> %s (md5 %s)", self.reference, current["version"],
-                                    resolved["version"], resolved["md5"])
+                        log.warning(
+                            "%s moved: %s -> %s (md5 %s)",
+                            self.reference,
+                            current["version"],
+                            resolved["version"],
+                            resolved["md5"],
+                        )
                     elif resolved["stages"] != current.get("stages"):  # same bytes, other stages: no reload
                         write_served(self.state_dir, resolved, since=current.get("since"))
             except (InputError, OSError, subprocess.SubprocessError) as exc:
                 status["error"] = f"{self.reference}: {exc}; still serving {self.served['version']}"
                 status["tags"] = last.get("tags")
                 self.metrics.registry_failures.inc()
-                log.error("registry check failed, will retry in %ss: %s", self.interval or "(next /reload)",
-                          status["error"])
+                log.error(
+                    "registry check failed, will retry in %ss: %s", self.interval or "(next /reload)", status["error"]
+                )
             with atomic_open(self.state_dir / STATUS_FILE) as handle:
                 json.dump(status, handle)
         self.status = status

@@ -67,15 +67,17 @@ def route_rules(routes: list) -> list[Rule]:
         declared = (route.openapi_extra or {}).get(_LIMIT_KEY)
         methods = route.methods or set()
         if declared is None and methods & _BODY_METHODS:
-            raise RuntimeError(f"route {sorted(methods)} {route.path} declares no body limit: add "
-                               f"openapi_extra=body_limit(N) to it")
+            raise RuntimeError(
+                f"route {sorted(methods)} {route.path} declares no body limit: add openapi_extra=body_limit(N) to it"
+            )
         rules.append(Rule(route.path_regex, frozenset(methods), _role(route), declared or NO_BODY_MAX_BYTES))
     return rules
 
 
 def _too_large(limit: int) -> HTTPException:
-    return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                         detail=f"request body larger than {limit} bytes, the limit of this route")
+    return HTTPException(
+        status.HTTP_413_CONTENT_TOO_LARGE, detail=f"request body larger than {limit} bytes, the limit of this route"
+    )
 
 
 class GuardMiddleware:
@@ -127,8 +129,9 @@ class GuardMiddleware:
         if role is not None:
             authorization = headers.get(b"authorization", "")
             scheme, _, token = authorization.partition(" ")
-            user = current_user(self.state.settings, self.state.users,
-                                token.strip() if scheme.lower() == "bearer" else None)
+            user = current_user(
+                self.state.settings, self.state.users, token.strip() if scheme.lower() == "bearer" else None
+            )
             if not user.can(role):
                 raise forbidden(user, role)
         length = headers.get(b"content-length")

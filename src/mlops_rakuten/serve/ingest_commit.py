@@ -22,10 +22,10 @@ from pathlib import Path
 import pandas as pd
 
 from mlops_rakuten.core.atomic import atomic_open
+from mlops_rakuten.ops.commands import run
 from mlops_rakuten.serve.project import Busy, data_version, project_lock
 from mlops_rakuten.serve.raw_append import append_products, recorded, recover, staged_note
 from mlops_rakuten.serve.settings import RAW_DIR, Settings
-from mlops_rakuten.ops.commands import run
 
 log = logging.getLogger("serve.ingest")
 KEY_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"  # a UUID, a ULID, a client's own counter...
@@ -61,8 +61,12 @@ def _record(settings: Settings) -> None:
     note = staged_note(settings.raw_staging)
     if note and note.get("key"):
         current = data_version(settings.project_dir)
-        answer = {**note["answer"], "first_index": note["first_index"], "last_index": note["last_index"],
-                  "data_md5": current and current["md5"]}
+        answer = {
+            **note["answer"],
+            "first_index": note["first_index"],
+            "last_index": note["last_index"],
+            "data_md5": current and current["md5"],
+        }
         with atomic_open(_key_file(settings, note["key"])) as handle:
             json.dump({"key": note["key"], "digest": note["digest"], "answer": answer}, handle)
     recorded(settings.raw_staging)
@@ -83,9 +87,11 @@ def earlier_answer(settings: Settings, keyed: Keyed) -> dict | None:
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
     if record["digest"] != keyed.digest:
-        raise KeyReused(f"Idempotency-Key {keyed.key!r} was already used for another upload (rows "
-                        f"{record['answer']['first_index']}..{record['answer']['last_index']}); "
-                        "send new rows with a new key")
+        raise KeyReused(
+            f"Idempotency-Key {keyed.key!r} was already used for another upload (rows "
+            f"{record['answer']['first_index']}..{record['answer']['last_index']}); "
+            "send new rows with a new key"
+        )
     return {**record["answer"], "replayed": True}
 
 
@@ -107,11 +113,17 @@ def commit(settings: Settings, products: pd.DataFrame, answer: dict, keyed: Keye
     try:
         _record(settings)
     except NotRecorded as exc:
-        raise NotRecorded(f"rows {first}..{last} were appended to {RAW_DIR} but `dvc add {RAW_DIR}` "
-                          f"failed: {exc}") from None
+        raise NotRecorded(
+            f"rows {first}..{last} were appended to {RAW_DIR} but `dvc add {RAW_DIR}` failed: {exc}"
+        ) from None
     current = data_version(settings.project_dir)
-    return {**answer, "first_index": first, "last_index": last, "data_md5": current and current["md5"],
-            "replayed": False}
+    return {
+        **answer,
+        "first_index": first,
+        "last_index": last,
+        "data_md5": current and current["md5"],
+        "replayed": False,
+    }
 
 
 def finish_interrupted_ingest(settings: Settings) -> None:

@@ -37,8 +37,7 @@ from typing import Any, Callable
 from mlops_rakuten.core.atomic import atomic_open, atomic_path
 from mlops_rakuten.ops.commands import run
 from mlops_rakuten.serve.model import ModelHolder
-from mlops_rakuten.serve.project import (Busy, data_version, is_locked, project_lock, read_metrics,
-                                         uncached_outputs)
+from mlops_rakuten.serve.project import Busy, data_version, is_locked, project_lock, read_metrics, uncached_outputs
 from mlops_rakuten.serve.settings import DVC_LOCK, Settings
 
 log = logging.getLogger("serve.train")
@@ -123,21 +122,32 @@ class TrainJobs:
                         shutil.copyfile(path, tmp)
         restored = run(["dvc", "checkout", "-q"], self.root, check=False)
         if restored.returncode != 0:
-            log.error("could not put the last good outputs back after run %s: %s", job_id,
-                      restored.stderr.strip()[-500:])
+            log.error(
+                "could not put the last good outputs back after run %s: %s", job_id, restored.stderr.strip()[-500:]
+            )
 
     def start(self) -> dict[str, Any]:
         """Start a run and return its record; Busy if the project is already being changed."""
         hold = contextlib.ExitStack()
         lock_fd = hold.enter_context(project_lock(self.state_dir))  # raises Busy before anything is recorded
-        job: dict[str, Any] = {"id": uuid.uuid4().hex[:16], "status": "running", "started_at": _now(), "finished_at": None,
-               "data": data_version(self.root), "model_md5": None, "metrics": None, "log": [], "pid": None}
+        job: dict[str, Any] = {
+            "id": uuid.uuid4().hex[:16],
+            "status": "running",
+            "started_at": _now(),
+            "finished_at": None,
+            "data": data_version(self.root),
+            "model_md5": None,
+            "metrics": None,
+            "log": [],
+            "pid": None,
+        }
         try:
             self._keep_last_good(job["id"])
             self._save(job)
             process = self._spawn(job, lock_fd)
-            threading.Thread(target=self._run, args=(job, hold, process), name=f"train-{job['id']}",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._run, args=(job, hold, process), name=f"train-{job['id']}", daemon=True
+            ).start()
         except BaseException:
             hold.close()
             raise
@@ -147,9 +157,15 @@ class TrainJobs:
         log_path, exit_path = self._files(job["id"])
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         with open(log_path, "wb") as output:
-            process = subprocess.Popen(["sh", "-c", _REPRO, "sh", str(exit_path)], cwd=self.root, env=env,
-                                       stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                       pass_fds=(lock_fd,))
+            process = subprocess.Popen(
+                ["sh", "-c", _REPRO, "sh", str(exit_path)],
+                cwd=self.root,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                pass_fds=(lock_fd,),
+            )
         job["pid"] = process.pid
         self._save(job)
         return process
@@ -182,9 +198,13 @@ class TrainJobs:
         elif after_restart:
             lines = [*lines, "finished while the server was restarting"]
         loaded = self.holder.loaded
-        job.update(status="succeeded" if ok else "interrupted" if status is None else "failed",
-                   finished_at=job.get("finished_at") or _now(), log=lines,
-                   model_md5=loaded.md5 if loaded else None, metrics=read_metrics(self.root) if ok else None)
+        job.update(
+            status="succeeded" if ok else "interrupted" if status is None else "failed",
+            finished_at=job.get("finished_at") or _now(),
+            log=lines,
+            model_md5=loaded.md5 if loaded else None,
+            metrics=read_metrics(self.root) if ok else None,
+        )
         self._save(job)
         shutil.rmtree(self._before(job["id"]), ignore_errors=True)  # settled: nothing left to restore
         if ok or after_restart:

@@ -30,29 +30,51 @@ class Metrics:
         # One registry per app, so tests can build many apps in one process.
         self.registry = CollectorRegistry()
         labels = ["method", "route", "status"]
-        self.requests = Counter("rakuten_http_requests_total", "HTTP requests answered", labels,
-                                registry=self.registry)
-        self.latency = Histogram("rakuten_http_request_duration_seconds", "Time to answer an HTTP request",
-                                 labels, buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.predictions = Counter("rakuten_predictions_total", "Products classified, by top-1 prdtypecode",
-                                   ["prdtypecode"], registry=self.registry)
-        self.batch_size = Histogram("rakuten_predict_batch_size", "Products per model call (micro-batching)",
-                                    buckets=(1, 2, 4, 8, 16, 32), registry=self.registry)
-        self.train_runs = Counter("rakuten_train_runs_total", "Finished training runs, by outcome", ["status"],
-                                  registry=self.registry)
+        self.requests = Counter("rakuten_http_requests_total", "HTTP requests answered", labels, registry=self.registry)
+        self.latency = Histogram(
+            "rakuten_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "rakuten_predictions_total",
+            "Products classified, by top-1 prdtypecode",
+            ["prdtypecode"],
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "rakuten_predict_batch_size",
+            "Products per model call (micro-batching)",
+            buckets=(1, 2, 4, 8, 16, 32),
+            registry=self.registry,
+        )
+        self.train_runs = Counter(
+            "rakuten_train_runs_total", "Finished training runs, by outcome", ["status"], registry=self.registry
+        )
         # An "info" metric as a gauge set to 1: prometheus-client's Info type has no multiprocess mode.
         # version and stage: of the registry model followed (serve/follow.py), empty for the workspace's;
         # since: when the server began to serve that version (one value for all workers).
-        self.model_info = Gauge("rakuten_model_info", "The model being served (value 1)",
-                                ["md5", "path", "version", "stage", "since"], multiprocess_mode="livemax",
-                                registry=self.registry)
+        self.model_info = Gauge(
+            "rakuten_model_info",
+            "The model being served (value 1)",
+            ["md5", "path", "version", "stage", "since"],
+            multiprocess_mode="livemax",
+            registry=self.registry,
+        )
         self.model_stage = ""
-        self.registry_failures = Counter("rakuten_registry_check_failures_total",
-                                         "Registry checks whose version could not be fetched, verified or loaded",
-                                         registry=self.registry)
-        self.registry_failing = Gauge("rakuten_registry_check_failing",
-                                      "1 while the last registry check failed (the previous version serves)",
-                                      multiprocess_mode="livemax", registry=self.registry)
+        self.registry_failures = Counter(
+            "rakuten_registry_check_failures_total",
+            "Registry checks whose version could not be fetched, verified or loaded",
+            registry=self.registry,
+        )
+        self.registry_failing = Gauge(
+            "rakuten_registry_check_failing",
+            "1 while the last registry check failed (the previous version serves)",
+            multiprocess_mode="livemax",
+            registry=self.registry,
+        )
         for code in CODES:  # every class shows up from the start, at 0
             self.predictions.labels(str(code))
 

@@ -47,8 +47,13 @@ class LoadedModel:
 
 
 class ModelHolder:
-    def __init__(self, path: Path, marker: Path, on_change: Callable[[LoadedModel | None, LoadedModel], None],
-                 last_good: Path | None = None):
+    def __init__(
+        self,
+        path: Path,
+        marker: Path,
+        on_change: Callable[[LoadedModel | None, LoadedModel], None],
+        last_good: Path | None = None,
+    ):
         self.path = path
         self.marker = marker
         self.last_good = last_good or marker.with_name("last-good-model.joblib")
@@ -95,8 +100,15 @@ class ModelHolder:
         start = time.perf_counter()
         md5 = file_md5(path) if path.is_file() else ""
         pipeline = load_model(path)
-        return LoadedModel(pipeline, path, md5, datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                           round(time.perf_counter() - start, 3), self.version, self.since)
+        return LoadedModel(
+            pipeline,
+            path,
+            md5,
+            datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            round(time.perf_counter() - start, 3),
+            self.version,
+            self.since,
+        )
 
     def switch(self, path: Path, version: str, since: str, expected_md5: str) -> bool:
         """Serve another file (a registry version) from now on, if it loads and has the expected md5.

@@ -80,8 +80,10 @@ def read_upload(data: bytes, name: str) -> pd.DataFrame:
     unknown = [c for c in frame.columns if c not in REQUIRED + OPTIONAL]
     if missing or unknown:
         problem = f"missing column '{missing[0]}'" if missing else f"unexpected column '{unknown[0]}'"
-        raise InputError(f"{name}: {problem} (found {list(frame.columns)}; expected {list(REQUIRED)} "
-                         f"and optionally {list(OPTIONAL)})")
+        raise InputError(
+            f"{name}: {problem} (found {list(frame.columns)}; expected {list(REQUIRED)} "
+            f"and optionally {list(OPTIONAL)})"
+        )
     if frame.empty:
         raise InputError(f"{name}: no rows (expected at least one product under the header)")
     frame.index = pd.RangeIndex(1, len(frame) + 1)
@@ -172,18 +174,22 @@ def check_staged(staging: Path, first: int, products: pd.DataFrame) -> None:
     else:
         problems = _read_back_differences(x, y, range(first, first + len(products)), products)
     if problems:
-        raise StagingCheckFailed(f"the staged raw files do not read back as written ({'; '.join(problems)}); "
-                                 "data/raw was left unchanged")
+        raise StagingCheckFailed(
+            f"the staged raw files do not read back as written ({'; '.join(problems)}); data/raw was left unchanged"
+        )
 
 
 def _read_back_differences(x: pd.DataFrame, y: pd.DataFrame, new: range, products: pd.DataFrame) -> list[str]:
     if not x.index.equals(y.index):
         return [f"{X_FILE} has {len(x)} rows and {Y_FILE} {len(y)}, or their indices differ"]
-    if list(x.index[-len(new):]) != list(new) or x.index.max() != new[-1]:
+    if list(x.index[-len(new) :]) != list(new) or x.index.max() != new[-1]:
         return [f"the last {len(new)} rows are not indices {new[0]}..{new[-1]}"]
     tail = x.loc[list(new)]
-    problems = [f"column {column!r} of the new rows reads back differently"
-                for column in X_COLUMNS if list(tail[column]) != list(products[column])]
+    problems = [
+        f"column {column!r} of the new rows reads back differently"
+        for column in X_COLUMNS
+        if list(tail[column]) != list(products[column])
+    ]
     if list(y.loc[list(new), "prdtypecode"].astype("int64")) != list(products["prdtypecode"].astype("int64")):
         problems.append("prdtypecode of the new rows reads back differently")
     return problems
@@ -218,8 +224,7 @@ def recorded(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def append_products(raw_dir: Path, staging: Path, products: pd.DataFrame,
-                    note: dict | None = None) -> tuple[int, int]:
+def append_products(raw_dir: Path, staging: Path, products: pd.DataFrame, note: dict | None = None) -> tuple[int, int]:
     """Append ``products`` (as returned by check_upload) with new indices; the first and last index.
 
     ``note`` (with the indices added) is committed with the rows, as ``staging/NOTE``: whoever
@@ -230,8 +235,10 @@ def append_products(raw_dir: Path, staging: Path, products: pd.DataFrame,
     shutil.rmtree(staging, ignore_errors=True)
     first = _next_index(raw_dir)
     indices = range(first, first + len(products))
-    x_rows = [[i, d, s, p, m] for i, d, s, p, m in zip(indices, *(products[c] for c in
-                                                               ("designation", "description", *OPTIONAL)))]
+    x_rows = [
+        [i, d, s, p, m]
+        for i, d, s, p, m in zip(indices, *(products[c] for c in ("designation", "description", *OPTIONAL)))
+    ]
     y_rows = [[i, int(code)] for i, code in zip(indices, products["prdtypecode"])]
     staging.mkdir(parents=True)
     try:

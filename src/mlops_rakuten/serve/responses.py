@@ -19,6 +19,7 @@ class FieldError(BaseModel):
 
 class ValidationErrors(BaseModel):
     """422: where the request is wrong (``loc``) and how (``msg``)."""
+
     detail: list[FieldError]
 
 
@@ -29,6 +30,7 @@ class Reject(BaseModel):
 
 class IngestProblem(BaseModel):
     """Why nothing was added: the file itself (``message`` only) or every row refused (with each reason)."""
+
     message: str
     received: int = 0
     accepted: int = 0
@@ -38,6 +40,7 @@ class IngestProblem(BaseModel):
 
 class IngestRejected(BaseModel):
     """422 of /ingest: a request not following the schema (a list), or an upload with nothing to add."""
+
     detail: list[FieldError] | IngestProblem
 
 
@@ -58,7 +61,8 @@ MEANING = {
 def responses(*codes: int, **overrides: Any) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route: each code with its body model and meaning (``overrides``: {"422": {...}})."""
     documented: dict[int | str, dict[str, Any]] = {
-        code: {"model": MEANING[code][0], "description": MEANING[code][1]} for code in codes}
+        code: {"model": MEANING[code][0], "description": MEANING[code][1]} for code in codes
+    }
     for code, spec in overrides.items():
         documented[int(code.lstrip("_"))] = spec
     return documented

@@ -32,9 +32,15 @@ class RetrainJobs(TrainJobs):
         log_path, exit_path = self._files(job["id"])
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         with open(log_path, "wb") as output:
-            process = subprocess.Popen(["sh", "-c", _RETRAIN, "sh", str(exit_path)], cwd=self.root, env=env,
-                                       stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                       pass_fds=(lock_fd,))
+            process = subprocess.Popen(
+                ["sh", "-c", _RETRAIN, "sh", str(exit_path)],
+                cwd=self.root,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                pass_fds=(lock_fd,),
+            )
         job["pid"] = process.pid
         self._save(job)
         return process

@@ -16,13 +16,24 @@ from mlops_rakuten.serve.connections import DeadlineProtocol, raise_descriptor_l
 from mlops_rakuten.serve.follow import FOLLOW_SECONDS_ENV, follow_seconds, start_serving
 from mlops_rakuten.serve.roles import ROLE_ENV, writes_project
 from mlops_rakuten.serve.settings import (
-    MODEL_REFERENCE_ENV, RESOLVED_MODEL_ENV, TRUSTED_PROXIES_ENV, load_settings, users_file,
+    MODEL_REFERENCE_ENV,
+    RESOLVED_MODEL_ENV,
+    TRUSTED_PROXIES_ENV,
+    load_settings,
+    users_file,
 )
 from mlops_rakuten.serve.users import add_user, deactivate_user, list_users, remove_user
 
 
-def serve(host: str, port: int, workers: int = 1, access_log: bool = False, model: str | None = None,
-          follow: float | None = None, role: str | None = None) -> None:
+def serve(
+    host: str,
+    port: int,
+    workers: int = 1,
+    access_log: bool = False,
+    model: str | None = None,
+    follow: float | None = None,
+    role: str | None = None,
+) -> None:
     """Run uvicorn; InputError (one line, exit 1) when the settings are missing or wrong.
 
     ``model`` (or $RAKUTEN_MODEL), a registry reference such as ``rakuten-classifier#prod``, is
@@ -68,9 +79,18 @@ def serve(host: str, port: int, workers: int = 1, access_log: bool = False, mode
     # X-Forwarded-For, trusted only from the proxy's address.
     trusted = os.environ.get(TRUSTED_PROXIES_ENV, "127.0.0.1")
     # DeadlineProtocol: a request's head and body must arrive in time, so slow clients cannot hold connections.
-    listen.run("mlops_rakuten.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
-               proxy_headers=True, forwarded_allow_ips=trusted, access_log=access_log, log_level="info",
-               http=DeadlineProtocol)
+    listen.run(
+        "mlops_rakuten.serve.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        forwarded_allow_ips=trusted,
+        access_log=access_log,
+        log_level="info",
+        http=DeadlineProtocol,
+    )
 
 
 def _warn_if_no_users() -> None:
@@ -79,8 +99,9 @@ def _warn_if_no_users() -> None:
     except InputError:
         return  # a broken users file is reported by the server itself, on every login
     if not users:
-        logging.getLogger("serve").warning("no users yet, so nobody can log in: add one with "
-                                           "`rakuten user add NAME --role admin` (no restart needed)")
+        logging.getLogger("serve").warning(
+            "no users yet, so nobody can log in: add one with `rakuten user add NAME --role admin` (no restart needed)"
+        )
 
 
 def read_password(from_stdin: bool) -> str:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlops_rakuten.core import paths
@@ -96,9 +96,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     secret = env.get("RAKUTEN_JWT_SECRET", "")
     if len(secret) < MIN_SECRET_CHARS:
         state = "not set" if not secret else f"only {len(secret)} characters"
-        raise InputError(f"RAKUTEN_JWT_SECRET is {state}: the server needs a secret of at least "
-                         f"{MIN_SECRET_CHARS} characters to sign tokens (e.g. `export RAKUTEN_JWT_SECRET="
-                         f"$(openssl rand -hex 32)`)")
+        raise InputError(
+            f"RAKUTEN_JWT_SECRET is {state}: the server needs a secret of at least "
+            f"{MIN_SECRET_CHARS} characters to sign tokens (e.g. `export RAKUTEN_JWT_SECRET="
+            f"$(openssl rand -hex 32)`)"
+        )
     project = project_dir(env)
     if not (project / PIPELINE_FILE).is_file():
         raise InputError(f"{project}: no dvc.yaml (set RAKUTEN_PROJECT_DIR to the project folder)")

@@ -61,7 +61,7 @@ def _read(path: Path) -> dict[str, dict]:
     except (OSError, ValueError, AttributeError) as exc:
         raise InputError(f"{path}: not a users file ({type(exc).__name__}; {shape})") from None
     if not isinstance(users, dict):
-        raise InputError(f"{path}: \"users\" is not an object ({shape})")
+        raise InputError(f'{path}: "users" is not an object ({shape})')
     for name, entry in users.items():
         problem = None
         if not isinstance(entry, dict) or not isinstance(entry.get("hash"), str):
@@ -69,11 +69,11 @@ def _read(path: Path) -> dict[str, dict]:
         elif entry.get("role", "user") not in ROLES:
             problem = f"has role {entry.get('role')!r}, expected one of {list(ROLES)}"
         elif not isinstance(entry.get("active", True), bool):
-            problem = "has an \"active\" that is not true or false"
+            problem = 'has an "active" that is not true or false'
         elif not isinstance(entry.get("token_version", 0), int):
-            problem = "has a \"token_version\" that is not a whole number"
+            problem = 'has a "token_version" that is not a whole number'
         elif not isinstance(entry.get("id", ""), str):
-            problem = "has an \"id\" that is not a string"
+            problem = 'has an "id" that is not a string'
         if problem:
             raise InputError(f"{path}: user {name!r} {problem} ({shape})")
     return users
@@ -103,9 +103,13 @@ def add_user(path: Path, name: str, role: str, password: str, active: bool = Tru
     # Replacing a user revokes the tokens issued to it: a new password must lock out the old sessions.
     # A new name gets a new id, so tokens of a removed user of that name never come back to life.
     previous = users.get(name)
-    users[name] = {"hash": _HASHER.hash(password), "role": role, "active": active,
-                   "token_version": _next_version(previous),
-                   "id": (previous or {}).get("id") or secrets.token_hex(8)}
+    users[name] = {
+        "hash": _HASHER.hash(password),
+        "role": role,
+        "active": active,
+        "token_version": _next_version(previous),
+        "id": (previous or {}).get("id") or secrets.token_hex(8),
+    }
     _write(path, users)
     return replaced
 
@@ -134,8 +138,13 @@ def list_users(path: Path) -> list[User]:
 
 
 def _user(name: str, entry: dict) -> User:
-    return User(name, entry.get("role", "user"), bool(entry.get("active", True)), entry.get("token_version", 0),
-                entry.get("id", ""))
+    return User(
+        name,
+        entry.get("role", "user"),
+        bool(entry.get("active", True)),
+        entry.get("token_version", 0),
+        entry.get("id", ""),
+    )
 
 
 class UserStore:

@@ -47,8 +47,11 @@ def changes_since_commit(params: Path) -> list[str] | None:
         return "(absent)" if value is missing else as_yaml(value)
 
     keys = list(before) + [key for key in now if key not in before]
-    return [f"{key} {shown(before.get(key, missing))} -> {shown(now.get(key, missing))}"
-            for key in keys if before.get(key, missing) != now.get(key, missing)] or ["formatting only"]
+    return [
+        f"{key} {shown(before.get(key, missing))} -> {shown(now.get(key, missing))}"
+        for key in keys
+        if before.get(key, missing) != now.get(key, missing)
+    ] or ["formatting only"]
 
 
 def restore_hint(params: Path) -> str:
@@ -60,8 +63,10 @@ def restore_hint(params: Path) -> str:
     # Not `git checkout`: after `dvc exp run`, git's index can hold the stat of the edited file, and
     # git then skips a same-size edit made within the same second as "unchanged".
     listed = ", ".join(changes[:4]) + (", ..." if len(changes) > 4 else "")
-    return (f"{done}\n{params} differs from the last commit (edited by hand or by `dvc exp run -S`): {listed}.\n"
-            f"Fix the value and run again, or restore the committed file: git show HEAD:{params} > {params}")
+    return (
+        f"{done}\n{params} differs from the last commit (edited by hand or by `dvc exp run -S`): {listed}.\n"
+        f"Fix the value and run again, or restore the committed file: git show HEAD:{params} > {params}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

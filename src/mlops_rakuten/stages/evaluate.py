@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 # The Agg canvas without pyplot: no display, PNG bytes independent of the machine, and 0.3 s less to import.
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -21,7 +22,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 
 from mlops_rakuten.core.atomic import atomic_open, atomic_path, load_pickle
 from mlops_rakuten.core.categories import CODES, category_label
-from mlops_rakuten.core.errors import InputError, exit_skipping_teardown, exit_on_input_error, setup_logging
+from mlops_rakuten.core.errors import InputError, exit_on_input_error, exit_skipping_teardown, setup_logging
 from mlops_rakuten.core.features import load_features
 
 log = logging.getLogger("evaluate")
@@ -39,12 +40,14 @@ def headline_metrics(actual: np.ndarray, predicted: np.ndarray, n_train: int) ->
 
 def class_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, dict[str, float | int]]:
     labels = [c for c in CODES if c in set(actual) | set(predicted)]
-    precision, recall, f1, support = precision_recall_fscore_support(
-        actual, predicted, labels=labels, zero_division=0
-    )
+    precision, recall, f1, support = precision_recall_fscore_support(actual, predicted, labels=labels, zero_division=0)
     return {
-        str(code): {"precision": round(float(p), 6), "recall": round(float(r), 6),
-                    "f1": round(float(f), 6), "support": int(s)}
+        str(code): {
+            "precision": round(float(p), 6),
+            "recall": round(float(r), 6),
+            "f1": round(float(f), 6),
+            "support": int(s),
+        }
         for code, p, r, f, s in zip(labels, precision, recall, f1, support)
     }
 
@@ -68,8 +71,15 @@ def confusion_figure(actual: np.ndarray, predicted: np.ndarray) -> Figure:
     ax.set_ylabel("actual class")
     ax.set_title("Confusion matrix on the test split (each row sums to 1)")
     for i, j in zip(*np.nonzero(share >= 0.005)):
-        ax.text(j, i, f"{share[i, j]:.2f}"[1:] if share[i, j] < 1 else "1", ha="center", va="center",
-                fontsize=9, color="white" if share[i, j] > 0.5 else "black")
+        ax.text(
+            j,
+            i,
+            f"{share[i, j]:.2f}"[1:] if share[i, j] < 1 else "1",
+            ha="center",
+            va="center",
+            fontsize=9,
+            color="white" if share[i, j] > 0.5 else "black",
+        )
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the actual class")
     fig.tight_layout()
     return fig
@@ -83,9 +93,14 @@ def plot_confusion(actual: np.ndarray, predicted: np.ndarray, path: Path) -> Non
 
 def prediction_table(actual: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
     """One row per test product: the codes, then the labels ``dvc plots`` shows on its axes."""
-    return pd.DataFrame({"actual": actual, "predicted": predicted,
-                         "actual_class": [category_label(int(c)) for c in actual],
-                         "predicted_class": [category_label(int(c)) for c in predicted]})
+    return pd.DataFrame(
+        {
+            "actual": actual,
+            "predicted": predicted,
+            "actual_class": [category_label(int(c)) for c in actual],
+            "predicted_class": [category_label(int(c)) for c in predicted],
+        }
+    )
 
 
 def write_json(data: dict, path: Path) -> None:
@@ -103,7 +118,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics", required=True, type=Path, help="headline metrics (JSON)")
     parser.add_argument("--class-metrics", required=True, type=Path, help="per-class metrics (JSON)")
     parser.add_argument("--confusion-plot", required=True, type=Path, help="confusion matrix (PNG)")
-    parser.add_argument("--predictions", required=True, type=Path, help="actual,predicted,actual_class,predicted_class (CSV)")
+    parser.add_argument(
+        "--predictions", required=True, type=Path, help="actual,predicted,actual_class,predicted_class (CSV)"
+    )
     args = parser.parse_args(argv)
     setup_logging()
     if not args.model.is_file():
@@ -118,8 +135,13 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_path(args.predictions) as tmp:
         prediction_table(actual, predicted).to_csv(tmp, index=False, lineterminator="\n")
     plot_confusion(actual, predicted, args.confusion_plot)
-    log.info("test rows %d: accuracy %.4f, weighted F1 %.4f, macro F1 %.4f",
-             metrics["n_test"], metrics["accuracy"], metrics["f1_weighted"], metrics["f1_macro"])
+    log.info(
+        "test rows %d: accuracy %.4f, weighted F1 %.4f, macro F1 %.4f",
+        metrics["n_test"],
+        metrics["accuracy"],
+        metrics["f1_weighted"],
+        metrics["f1_macro"],
+    )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test", required=True, type=Path)
     parser.add_argument("--train-out", required=True, type=Path, help="train matrix and labels (joblib)")
     parser.add_argument("--test-out", required=True, type=Path, help="test matrix and labels (joblib)")
-    parser.add_argument("--vectorizer-out", required=True, type=Path,
-                        help="fitted extractor (a standard pickle: joblib.load reads it)")
+    parser.add_argument(
+        "--vectorizer-out", required=True, type=Path, help="fitted extractor (a standard pickle: joblib.load reads it)"
+    )
     args = parser.parse_args(argv)
     setup_logging()
     params = read_params(args.params, "featurize")
@@ -33,17 +34,24 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     vectorizer = build_vectorizer(params)
     x_train = vectorizer.fit_transform(train)
-    log.info("fitted on %d train rows: %d features in %.1fs", x_train.shape[0], x_train.shape[1],
-             time.perf_counter() - start)
+    log.info(
+        "fitted on %d train rows: %d features in %.1fs", x_train.shape[0], x_train.shape[1], time.perf_counter() - start
+    )
     # Parallel workers help the fit; a served model predicting one product must not spawn them.
     vectorizer.set_params(tfidf__n_jobs=None)
     x_test = vectorizer.transform(test)
     dump_joblib({"X": x_train, "y": train["prdtypecode"].to_numpy()}, args.train_out)
     dump_joblib({"X": x_test, "y": test["prdtypecode"].to_numpy()}, args.test_out)
     dump_pickle(make_picklable_stable(vectorizer), args.vectorizer_out)
-    log.info("%d train + %d test rows -> %d x %d sparse matrices (%d non-zeros) in %.1fs",
-             x_train.shape[0], x_test.shape[0], x_train.shape[0] + x_test.shape[0], x_train.shape[1],
-             x_train.nnz + x_test.nnz, time.perf_counter() - start)
+    log.info(
+        "%d train + %d test rows -> %d x %d sparse matrices (%d non-zeros) in %.1fs",
+        x_train.shape[0],
+        x_test.shape[0],
+        x_train.shape[0] + x_test.shape[0],
+        x_train.shape[1],
+        x_train.nnz + x_test.nnz,
+        time.perf_counter() - start,
+    )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pandas.errors import EmptyDataError, ParserError
 
 from mlops_rakuten.core.categories import CLASSES
 from mlops_rakuten.core.dataset import write_products
-from mlops_rakuten.core.errors import InputError, exit_skipping_teardown, exit_on_input_error, setup_logging
+from mlops_rakuten.core.errors import InputError, exit_on_input_error, exit_skipping_teardown, setup_logging
 from mlops_rakuten.core.params import read_params
 from mlops_rakuten.core.paths import X_FILE, Y_FILE
 
@@ -59,10 +59,16 @@ def label_problems(labels: pd.Series, where: str) -> dict[int, str]:
     numeric = pd.to_numeric(labels, errors="coerce")
     not_integer = ~np.isfinite(numeric.to_numpy(dtype="float64")) | (numeric != numeric.round()).to_numpy()
     unknown = ~not_integer & ~numeric.isin(CLASSES).to_numpy()
-    problems = {row: f"{where}: prdtypecode at index {row} is {value!r}, expected an integer class code"
-                for row, value in zip(labels.index[not_integer], labels[not_integer])}
-    problems.update({row: f"{where}: prdtypecode {int(code)} is not one of the 27 known class codes"
-                     for row, code in zip(labels.index[unknown], numeric[unknown])})
+    problems = {
+        row: f"{where}: prdtypecode at index {row} is {value!r}, expected an integer class code"
+        for row, value in zip(labels.index[not_integer], labels[not_integer])
+    }
+    problems.update(
+        {
+            row: f"{where}: prdtypecode {int(code)} is not one of the 27 known class codes"
+            for row, code in zip(labels.index[unknown], numeric[unknown])
+        }
+    )
     return problems
 
 
@@ -79,8 +85,11 @@ def join_challenge(x: pd.DataFrame, y: pd.DataFrame, x_path: Path, y_path: Path)
     if not x.index.equals(y.index):
         only_x = x.index.difference(y.index)
         only_y = y.index.difference(x.index)
-        detail = f"index {only_x[0]} only in {x_path.name}" if len(only_x) else (
-            f"index {only_y[0]} only in {y_path.name}" if len(only_y) else "same indices in a different order")
+        detail = (
+            f"index {only_x[0]} only in {x_path.name}"
+            if len(only_x)
+            else (f"index {only_y[0]} only in {y_path.name}" if len(only_y) else "same indices in a different order")
+        )
         raise InputError(f"{x_path} and {y_path}: indices do not match ({detail})")
     products = x.copy()
     products["prdtypecode"] = parse_labels(y["prdtypecode"], y_path)
@@ -113,9 +122,15 @@ def main(argv: list[str] | None = None) -> None:
     y = read_challenge_csv(args.y, Y_COLUMNS)
     products = sample_fraction(join_challenge(x, y, args.x, args.y), params["fraction"], params["seed"])
     write_products(products, args.out)
-    log.info("%d rows read, %d kept (fraction %s), %d classes -> %s in %.1fs",
-             len(x), len(products), params["fraction"], products["prdtypecode"].nunique(),
-             args.out, time.perf_counter() - start)
+    log.info(
+        "%d rows read, %d kept (fraction %s), %d classes -> %s in %.1fs",
+        len(x),
+        len(products),
+        params["fraction"],
+        products["prdtypecode"].nunique(),
+        args.out,
+        time.perf_counter() - start,
+    )
 
 
 if __name__ == "__main__":

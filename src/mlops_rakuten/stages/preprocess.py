@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from mlops_rakuten.core.dataset import read_products, write_products
-from mlops_rakuten.core.errors import InputError, exit_skipping_teardown, exit_on_input_error, setup_logging
+from mlops_rakuten.core.errors import InputError, exit_on_input_error, exit_skipping_teardown, setup_logging
 from mlops_rakuten.core.params import read_params
 from mlops_rakuten.text import clean_text
 
@@ -49,8 +49,14 @@ def main(argv: list[str] | None = None) -> None:
         raise InputError(f"{args.input}: no rows left after cleaning (dropped {dropped})")
     write_products(cleaned, args.out)
     reasons = ", ".join(f"{n} {why}" for why, n in dropped.items())
-    log.info("%d rows in, %d out (dropped: %s) -> %s in %.1fs",
-             len(products), len(cleaned), reasons, args.out, time.perf_counter() - start)
+    log.info(
+        "%d rows in, %d out (dropped: %s) -> %s in %.1fs",
+        len(products),
+        len(cleaned),
+        reasons,
+        args.out,
+        time.perf_counter() - start,
+    )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from mlops_rakuten.core.dataset import read_products, write_products
-from mlops_rakuten.core.errors import InputError, exit_skipping_teardown, exit_on_input_error, setup_logging
+from mlops_rakuten.core.errors import InputError, exit_on_input_error, exit_skipping_teardown, setup_logging
 from mlops_rakuten.core.params import read_params
 
 log = logging.getLogger("split")
@@ -54,8 +54,9 @@ def read_frozen_ids(path: Path | None) -> set[int]:
     return set(frozen["id"].astype(int))
 
 
-def split_with_frozen(products: pd.DataFrame, params: dict[str, Any], source: Path,
-                      frozen: set[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_with_frozen(
+    products: pd.DataFrame, params: dict[str, Any], source: Path, frozen: set[int]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``split`` of the products outside ``frozen``; the frozen ones are added to the test split."""
     held = products.index.isin(list(frozen))
     if not held.any():
@@ -80,9 +81,15 @@ def main(argv: list[str] | None = None) -> None:
     train, test = split_with_frozen(products, params, args.input, frozen)
     write_products(train, args.train)
     write_products(test, args.test)
-    log.info("%d rows -> %d train, %d test (test_size %s, %d classes; %d frozen evaluation ids)",
-             len(products), len(train), len(test), params["test_size"], products["prdtypecode"].nunique(),
-             len(frozen))
+    log.info(
+        "%d rows -> %d train, %d test (test_size %s, %d classes; %d frozen evaluation ids)",
+        len(products),
+        len(train),
+        len(test),
+        params["test_size"],
+        products["prdtypecode"].nunique(),
+        len(frozen),
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
 from mlops_rakuten.core.atomic import atomic_path, dump_pickle, load_pickle
-from mlops_rakuten.core.errors import exit_skipping_teardown, exit_on_input_error, setup_logging
+from mlops_rakuten.core.errors import exit_on_input_error, exit_skipping_teardown, setup_logging
 from mlops_rakuten.core.features import load_features, make_picklable_stable
 from mlops_rakuten.core.one_vs_rest import fit_linear_svc
 from mlops_rakuten.core.params import read_params
@@ -82,14 +82,31 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     holdout, shipped = fit_holdout_and_shipped(train, test, params)
     all_rows = train[0].shape[0] + test[0].shape[0]
-    shipped_on = f"refitted on {all_rows} rows" if shipped_is_refitted(all_rows, params) else (
-        f"the hold-out one (no refit above {params['refit_max_rows']} rows)" if params["refit_on_all"]
-        else "the hold-out one (refit_on_all is false)")
+    shipped_on = (
+        f"refitted on {all_rows} rows"
+        if shipped_is_refitted(all_rows, params)
+        else (
+            f"the hold-out one (no refit above {params['refit_max_rows']} rows)"
+            if params["refit_on_all"]
+            else "the hold-out one (refit_on_all is false)"
+        )
+    )
     steps = "Newton steps" if params["solver"] == "newton" else "passes"
-    log.info("LinearSVC(C=%s, solver %s), %d features, %d classes in %d processes, up to %d %s per class "
-             "(limit %d): hold-out model on %d train rows, shipped model %s; %.1fs", params["C"], params["solver"],
-             train[0].shape[1], len(holdout.classes_), params["n_jobs"], max(holdout.n_iter_, shipped.n_iter_),
-             steps, params["max_iter"], train[0].shape[0], shipped_on, time.perf_counter() - start)
+    log.info(
+        "LinearSVC(C=%s, solver %s), %d features, %d classes in %d processes, up to %d %s per class "
+        "(limit %d): hold-out model on %d train rows, shipped model %s; %.1fs",
+        params["C"],
+        params["solver"],
+        train[0].shape[1],
+        len(holdout.classes_),
+        params["n_jobs"],
+        max(holdout.n_iter_, shipped.n_iter_),
+        steps,
+        params["max_iter"],
+        train[0].shape[0],
+        shipped_on,
+        time.perf_counter() - start,
+    )
     save_model(vectorizer, holdout, args.holdout_out)
     if shipped is holdout:  # the same model: the same bytes, without pickling it twice
         with atomic_path(args.out) as tmp:

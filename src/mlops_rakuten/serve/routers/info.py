@@ -7,10 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from mlops_rakuten.serve.auth import require_user
-from mlops_rakuten.serve.project import (data_version, git_commit, is_locked, locked_model_md5, model_params,
-                                         read_metrics)
-from mlops_rakuten.serve.settings import MODEL_PATH
+from mlops_rakuten.serve.project import (
+    data_version,
+    git_commit,
+    is_locked,
+    locked_model_md5,
+    model_params,
+    read_metrics,
+)
 from mlops_rakuten.serve.responses import responses
+from mlops_rakuten.serve.settings import MODEL_PATH
 from mlops_rakuten.serve.users import User
 
 router = APIRouter(tags=["info"])
@@ -29,9 +35,12 @@ def info(request: Request, user: Annotated[User, Depends(require_user)]) -> dict
             "ready": loaded is not None,
             "path": MODEL_PATH if not registry else registry["path"],
             "md5": recorded,  # dvc.lock's word for the train stage's output (at the version's commit)
-            "registry": {**{key: registry.get(key) for key in ("reference", "name", "version", "stages", "commit",
-                                                               "since")}, **follower.describe()}
-            if registry else None,
+            "registry": {
+                **{key: registry.get(key) for key in ("reference", "name", "version", "stages", "commit", "since")},
+                **follower.describe(),
+            }
+            if registry
+            else None,
             "loaded_md5": loaded.md5 if loaded else None,
             # False when the served model is not the recorded one: a run whose train stage succeeded but
             # whose evaluate failed (the old model keeps serving), or a hand-edited workspace.

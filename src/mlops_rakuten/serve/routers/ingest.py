@@ -26,29 +26,56 @@ def _rejected(message: str, report: dict | None = None) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
 
 
-@router.post("/ingest", openapi_extra=body_limit(MAX_UPLOAD_BYTES + MULTIPART_SLACK),
-             responses=responses(400, 401, 403, 409, 413, 500, _422={
-                 "model": IngestRejected, "description": "an unreadable file, no row passed the checks, or an "
-                                                         "Idempotency-Key already used for another file: nothing "
-                                                         "was added"}))
-def ingest(request: Request, _: Annotated[User, Depends(require_admin)],
-           file: Annotated[UploadFile, File(description=f"UTF-8 CSV with columns {', '.join(REQUIRED)} "
-                                                         f"(optionally {', '.join(OPTIONAL)})")],
-           idempotency_key: Annotated[str | None, Header(
-               pattern=KEY_PATTERN, description="any unique string for this upload (a UUID): a retry with the "
-                                                "same key and file gets the first answer, \"replayed\": true, and "
-                                                "adds nothing")] = None) -> dict:
+@router.post(
+    "/ingest",
+    openapi_extra=body_limit(MAX_UPLOAD_BYTES + MULTIPART_SLACK),
+    responses=responses(
+        400,
+        401,
+        403,
+        409,
+        413,
+        500,
+        _422={
+            "model": IngestRejected,
+            "description": "an unreadable file, no row passed the checks, or an "
+            "Idempotency-Key already used for another file: nothing "
+            "was added",
+        },
+    ),
+)
+def ingest(
+    request: Request,
+    _: Annotated[User, Depends(require_admin)],
+    file: Annotated[
+        UploadFile, File(description=f"UTF-8 CSV with columns {', '.join(REQUIRED)} (optionally {', '.join(OPTIONAL)})")
+    ],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            pattern=KEY_PATTERN,
+            description="any unique string for this upload (a UUID): a retry with the "
+            'same key and file gets the first answer, "replayed": true, and '
+            "adds nothing",
+        ),
+    ] = None,
+) -> dict:
     settings = request.app.state.settings
     data = file.file.read(MAX_UPLOAD_BYTES + 1)
     if len(data) > MAX_UPLOAD_BYTES:  # the body cap leaves room for the multipart framing around the file
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                            detail=f"upload larger than {MAX_UPLOAD_BYTES // 2**20} MiB; split it")
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE, detail=f"upload larger than {MAX_UPLOAD_BYTES // 2**20} MiB; split it"
+        )
     try:
         upload = check_upload(data, file.filename or "upload.csv")
     except InputError as exc:
         raise _rejected(str(exc)) from None
-    report = {"received": upload.received, "accepted": len(upload.accepted), "rejected": len(upload.rejects),
-              "rejects": upload.rejects}
+    report = {
+        "received": upload.received,
+        "accepted": len(upload.accepted),
+        "rejected": len(upload.rejects),
+        "rejects": upload.rejects,
+    }
     if upload.accepted.empty:
         raise _rejected("no row passed the checks; nothing was added", report)
     try:

@@ -16,8 +16,12 @@ from mlops_rakuten.serve.auth import require_user
 from mlops_rakuten.serve.batching import NoText
 from mlops_rakuten.serve.guard import body_limit
 from mlops_rakuten.serve.responses import field_error, responses
-from mlops_rakuten.serve.settings import (MAX_DESCRIPTION_CHARS, MAX_DESIGNATION_CHARS, MAX_PREDICT_PRODUCTS,
-                                          PREDICT_MAX_BYTES)
+from mlops_rakuten.serve.settings import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_DESIGNATION_CHARS,
+    MAX_PREDICT_PRODUCTS,
+    PREDICT_MAX_BYTES,
+)
 from mlops_rakuten.serve.users import User
 
 router = APIRouter(tags=["predict"])
@@ -33,9 +37,13 @@ HAS_TEXT = f"[^{PYTHON_WHITESPACE}]"
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt "descripton" is an error, not silently ignored
 
-    designation: str = Field(min_length=1, max_length=MAX_DESIGNATION_CHARS, pattern=HAS_TEXT,
-                             description="product title: some text besides whitespace (and besides HTML "
-                                         "tags, which are stripped: a title of tags alone is refused with 422)")
+    designation: str = Field(
+        min_length=1,
+        max_length=MAX_DESIGNATION_CHARS,
+        pattern=HAS_TEXT,
+        description="product title: some text besides whitespace (and besides HTML "
+        "tags, which are stripped: a title of tags alone is refused with 422)",
+    )
     description: str | None = Field(None, max_length=MAX_DESCRIPTION_CHARS, description="HTML allowed")
     top_k: int = Field(DEFAULT_TOP_K, ge=1, le=len(CODES), description="how many classes to return, best first")
 
@@ -57,12 +65,25 @@ _MANY = TypeAdapter(Annotated[list[PredictRequest], Field(min_length=1, max_leng
 _PRODUCT_SCHEMA = PredictRequest.model_json_schema()
 # The body is parsed here rather than by FastAPI: a union of one product and a list would report every
 # error twice, once per alternative, with the alternative's name inside ``loc``.
-_BODY_DOC = {"requestBody": {"required": True, "description": (
-    f"one product, or a list of 1 to {MAX_PREDICT_PRODUCTS} products answered in the same order; "
-    f"bodies over {PREDICT_MAX_BYTES // 2**20} MiB are refused with 413"),
-    "content": {"application/json": {"schema": {"anyOf": [
-        _PRODUCT_SCHEMA, {"type": "array", "items": _PRODUCT_SCHEMA, "minItems": 1,
-                          "maxItems": MAX_PREDICT_PRODUCTS}]}}}}}
+_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "description": (
+            f"one product, or a list of 1 to {MAX_PREDICT_PRODUCTS} products answered in the same order; "
+            f"bodies over {PREDICT_MAX_BYTES // 2**20} MiB are refused with 413"
+        ),
+        "content": {
+            "application/json": {
+                "schema": {
+                    "anyOf": [
+                        _PRODUCT_SCHEMA,
+                        {"type": "array", "items": _PRODUCT_SCHEMA, "minItems": 1, "maxItems": MAX_PREDICT_PRODUCTS},
+                    ]
+                }
+            }
+        },
+    }
+}
 
 
 async def _products(request: Request) -> tuple[list[PredictRequest], list[list[str | int]], bool]:
@@ -71,38 +92,56 @@ async def _products(request: Request) -> tuple[list[PredictRequest], list[list[s
     try:
         data = json.loads(raw)
     except ValueError as exc:
-        raise RequestValidationError([{"loc": ["body", getattr(exc, "pos", 0)], "msg": "JSON decode error",
-                                       "type": "json_invalid"}]) from None
+        raise RequestValidationError(
+            [{"loc": ["body", getattr(exc, "pos", 0)], "msg": "JSON decode error", "type": "json_invalid"}]
+        ) from None
     except RecursionError:  # arrays or objects nested ~1,000 deep: no product is shaped like that
-        raise RequestValidationError([{"loc": ["body"], "msg": "JSON nested too deeply (a product is an object "
-                                       "of strings and a number)", "type": "json_invalid"}]) from None
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ["body"],
+                    "msg": "JSON nested too deeply (a product is an object of strings and a number)",
+                    "type": "json_invalid",
+                }
+            ]
+        ) from None
     many = isinstance(data, list)
     try:
         products = _MANY.validate_python(data) if many else [_ONE.validate_python(data)]
     except ValidationError as exc:
-        raise RequestValidationError([{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-                                      for e in exc.errors()]) from None
+        raise RequestValidationError(
+            [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        ) from None
     return products, ([["body", i] for i in range(len(products))] if many else [["body"]]), many
 
 
-@router.post("/predict", response_model=PredictResponse | list[PredictResponse],
-             openapi_extra={**_BODY_DOC, **body_limit(PREDICT_MAX_BYTES)},
-             responses=responses(400, 401, 403, 413, 422, 503))
+@router.post(
+    "/predict",
+    response_model=PredictResponse | list[PredictResponse],
+    openapi_extra={**_BODY_DOC, **body_limit(PREDICT_MAX_BYTES)},
+    responses=responses(400, 401, 403, 413, 422, 503),
+)
 async def predict(request: Request, _: Annotated[User, Depends(require_user)]) -> dict | list[dict]:
     """async: the model runs in a thread through the batcher, so the event loop stays free meanwhile."""
     products, where, many = await _products(request)
     state = request.app.state
     model = state.model.current()
     if model is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                            detail=f"no model loaded ({state.model.error}); an admin can POST /train")
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"no model loaded ({state.model.error}); an admin can POST /train",
+        )
     known = len(model.pipeline.classes_)
-    errors = [field_error([*loc, "top_k"], f"top_k must be at most {known}, the number of classes this model knows")
-              for loc, product in zip(where, products) if product.top_k > known]
+    errors = [
+        field_error([*loc, "top_k"], f"top_k must be at most {known}, the number of classes this model knows")
+        for loc, product in zip(where, products)
+        if product.top_k > known
+    ]
     if errors:  # checked here: one bad top_k must not fail a whole batch
         raise RequestValidationError(errors)
-    answers = await asyncio.gather(*(state.batcher.predict(p.designation, p.description or "", p.top_k)
-                                     for p in products), return_exceptions=True)
+    answers = await asyncio.gather(
+        *(state.batcher.predict(p.designation, p.description or "", p.top_k) for p in products), return_exceptions=True
+    )
     errors = [field_error(loc, str(answer)) for loc, answer in zip(where, answers) if isinstance(answer, NoText)]
     if errors:
         raise RequestValidationError(errors)

@@ -15,8 +15,12 @@ from mlops_rakuten.serve.users import User
 router = APIRouter(tags=["train"])
 
 
-@router.post("/retrain", status_code=status.HTTP_202_ACCEPTED, openapi_extra=body_limit(NO_BODY_MAX_BYTES),
-             responses=responses(400, 401, 403, 409, 413))
+@router.post(
+    "/retrain",
+    status_code=status.HTTP_202_ACCEPTED,
+    openapi_extra=body_limit(NO_BODY_MAX_BYTES),
+    responses=responses(400, 401, 403, 409, 413),
+)
 def retrain(request: Request, _: Annotated[User, Depends(require_admin)]) -> dict:
     """Build a candidate from data/raw and compare it with rakuten-classifier#prod on the frozen evaluation
     set (docs/monitoring.md); poll status_url. ``outcome``: registered, refused, not_registered or failed."""

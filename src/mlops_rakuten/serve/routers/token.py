@@ -24,8 +24,9 @@ class Token(BaseModel):
     expires_in: int
 
 
-@router.post("/token", response_model=Token, openapi_extra=body_limit(TOKEN_MAX_BYTES),
-             responses=responses(400, 401, 413, 429))
+@router.post(
+    "/token", response_model=Token, openapi_extra=body_limit(TOKEN_MAX_BYTES), responses=responses(400, 401, 413, 429)
+)
 async def login(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
     """async: the limits are checked on the event loop; argon2 runs in a thread, a bounded number at once."""
     state = request.app.state
@@ -34,8 +35,11 @@ async def login(request: Request, form: Annotated[OAuth2PasswordRequestForm, Dep
     name_key = form.username[:NAME_KEY_CHARS]
     wait = limits.retry_after(address, name_key)
     if wait is not None:
-        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, headers={"Retry-After": str(wait)},
-                            detail=f"too many login attempts from this address or for this user; retry in {wait} s")
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            headers={"Retry-After": str(wait)},
+            detail=f"too many login attempts from this address or for this user; retry in {wait} s",
+        )
     limits.waiting += 1
     try:
         async with limits.hashing:
@@ -45,7 +49,10 @@ async def login(request: Request, form: Annotated[OAuth2PasswordRequestForm, Dep
     if user is None:
         limits.failed(name_key)
         # One answer for a wrong name, a wrong password and an inactive account: no hint to a guesser.
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="wrong user name or password, or inactive user",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="wrong user name or password, or inactive user",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     token, lifetime = create_token(state.settings, user)
     return Token(access_token=token, expires_in=lifetime)

@@ -15,8 +15,12 @@ from mlops_rakuten.serve.users import User
 router = APIRouter(tags=["train"])
 
 
-@router.post("/train", status_code=status.HTTP_202_ACCEPTED, openapi_extra=body_limit(NO_BODY_MAX_BYTES),
-             responses=responses(400, 401, 403, 409, 413))
+@router.post(
+    "/train",
+    status_code=status.HTTP_202_ACCEPTED,
+    openapi_extra=body_limit(NO_BODY_MAX_BYTES),
+    responses=responses(400, 401, 403, 409, 413),
+)
 def train(request: Request, _: Annotated[User, Depends(require_admin)]) -> dict:
     """Start `dvc repro`; poll the returned status_url. On success the new model serves at once."""
     try:
