@@ -78,6 +78,8 @@ def _exit_status(path: Path) -> int | None:
 
 
 class TrainJobs:
+    command = _REPRO  # run by sh with the exit-status file as $1; a subclass runs another command the same way
+
     def __init__(self, settings: Settings, holder: ModelHolder, on_finish: Callable[[str], None]):
         self.root = settings.project_dir
         self.state_dir = settings.state_dir
@@ -158,7 +160,7 @@ class TrainJobs:
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         with open(log_path, "wb") as output:
             process = subprocess.Popen(
-                ["sh", "-c", _REPRO, "sh", str(exit_path)],
+                ["sh", "-c", self.command, "sh", str(exit_path)],
                 cwd=self.root,
                 env=env,
                 stdin=subprocess.DEVNULL,

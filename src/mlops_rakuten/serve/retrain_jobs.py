@@ -7,11 +7,7 @@ the comparison report in the project.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 from mlops_rakuten.serve.jobs import TrainJobs, _exit_status
@@ -24,26 +20,11 @@ _REPORT = re.compile(r"^report: (\S+)$")
 
 
 class RetrainJobs(TrainJobs):
+    command = _RETRAIN
+
     def __init__(self, settings: Settings, holder: ModelHolder):
         super().__init__(settings, holder, on_finish=lambda status: None)
         self.jobs_dir = settings.state_dir / "retrain-jobs"
-
-    def _spawn(self, job: dict[str, Any], lock_fd: int) -> subprocess.Popen:
-        log_path, exit_path = self._files(job["id"])
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-        with open(log_path, "wb") as output:
-            process = subprocess.Popen(
-                ["sh", "-c", _RETRAIN, "sh", str(exit_path)],
-                cwd=self.root,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                pass_fds=(lock_fd,),
-            )
-        job["pid"] = process.pid
-        self._save(job)
-        return process
 
     def _settle(self, job: dict[str, Any], after_restart: bool = False) -> None:
         # A registered candidate was committed into the workspace: the base class loads it, as /train does.
