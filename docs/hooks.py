@@ -5,6 +5,9 @@
 - ``<!-- rakuten-openapi -->`` becomes the API reference, rendered from the OpenAPI document of
   the FastAPI app, which is also published as ``reference/openapi.json``.
 
+- ``exploration.md`` is notebooks/01_exploration.ipynb executed, with its outputs and figures
+  (docs/notebook_page.py).
+
 - A page in ``docs/`` that ``mkdocs.yml`` does not list yet is put under "More" in the navigation,
   so a new page is never hidden (and never breaks the strict build) before it gets its place.
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -50,7 +54,30 @@ def on_config(config):
 
 def on_files(files, config):
     files.append(File.generated(config, "reference/openapi.json", content=json.dumps(openapi(), indent=2) + "\n"))
+    page, images = exploration_page()
+    files.append(File.generated(config, EXPLORATION_PAGE, content=page))
+    for name, data in images.items():
+        files.append(File.generated(config, name, content=data))
     return files
+
+
+# --- the exploration notebook ---------------------------------------------------------------------
+
+EXPLORATION_PAGE = "exploration.md"
+NOTEBOOK = ROOT / "notebooks" / "01_exploration.ipynb"
+_EXPLORATION: dict[float, tuple[str, dict[str, bytes]]] = {}
+
+
+def exploration_page() -> tuple[str, dict[str, bytes]]:
+    """The notebook run once per change (``make docs`` rebuilds on every edit of a page)."""
+    changed = NOTEBOOK.stat().st_mtime
+    if changed not in _EXPLORATION:
+        spec = importlib.util.spec_from_file_location("notebook_page", ROOT / "docs" / "notebook_page.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _EXPLORATION.clear()
+        _EXPLORATION[changed] = module.render(NOTEBOOK, "img/exploration/cell")
+    return _EXPLORATION[changed]
 
 
 def on_page_markdown(markdown, page, config, files):

@@ -23,6 +23,7 @@ PAGES = [
     "getting-started/index.html",
     "pipeline/index.html",
     "experiments/index.html",
+    "exploration/index.html",
     "pull-requests/index.html",
     "sharing/index.html",
     "prediction/index.html",
@@ -76,6 +77,29 @@ def test_pipeline_plots_are_published_as_committed(site):
     assert (site / "img" / "learning_curve.png").stat().st_size > 10_000
 
 
+def test_exploration_page_is_the_notebook_run_with_its_outputs(site):
+    import nbformat
+
+    html = (site / "exploration/index.html").read_text()
+    notebook = nbformat.read(ROOT / "notebooks" / "01_exploration.ipynb", as_version=4)
+    assert not any(cell.get("outputs") for cell in notebook.cells), "the notebook is stored with outputs"
+    headings = [
+        line[3:]
+        for cell in notebook.cells
+        if cell.cell_type == "markdown"
+        for line in cell.source.splitlines()
+        if line.startswith("## ")
+    ]
+    missing = [h for h in headings if h.replace("&", "&amp;") not in html]
+    assert len(headings) >= 5 and not missing, f"notebook sections missing from the page: {missing}"
+    assert "products from" in html, "the first cell's printed output is missing"
+    assert html.count('class="dataframe"') >= 3, "the notebook's tables are missing"
+    figures = sorted((site / "img" / "exploration").glob("*.png"))
+    assert len(figures) >= 2 and all(f.read_bytes().startswith(b"\x89PNG") for f in figures), figures
+    for figure in figures:
+        assert f"img/exploration/{figure.name}" in html, f"{figure.name} is not shown on the page"
+
+
 def test_reference_pages_come_from_the_code(site):
     from mlops_rakuten.cli import build_parser
 
@@ -99,7 +123,7 @@ def test_reference_pages_come_from_the_code(site):
 
 
 def test_a_broken_link_fails_the_strict_build(tmp_path):
-    for name in ("docs", "src", "plots", "metrics"):
+    for name in ("docs", "src", "plots", "metrics", "notebooks"):
         shutil.copytree(ROOT / name, tmp_path / name)
     for name in ("mkdocs.yml", "params.yaml"):
         shutil.copy2(ROOT / name, tmp_path / name)
@@ -124,6 +148,7 @@ def browser(site, tmp_path_factory):
     [
         ("", {"confusion_matrix.png"}),
         ("experiments/", {"confusion_matrix.png", "learning_curve.png"}),
+        ("exploration/", set()),
     ],
 )
 def test_page_renders_in_chromium_without_errors(browser, page, images, tmp_path):
