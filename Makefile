@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run python-version setup data repro test bench lock clean docs docs-build docs-outputs sweep learning-curve pr-report dagshub-remote data-status certs serve bench-serve bench-serve-abuse bench-real register promote rollback \
+.PHONY: run python-version setup data repro test bench lock clean docs docs-build docs-outputs sweep learning-curve plots pr-report dagshub-remote data-status certs serve bench-serve bench-serve-abuse bench-real register promote rollback \
 	base-image docker-refresh docker-config docker-build docker-up docker-ps docker-logs docker-down docker-down-v docker-test
 
 run: setup data repro
@@ -102,6 +102,12 @@ learning-curve: setup
 	dvc queue start --jobs $(JOBS)
 	rakuten wait-queue
 	rakuten learning-curve
+
+# The DVC plots drawn to PNG files with no network (docs/pipeline.md "Plots offline"): the
+# workspace's (`dvc plots show`), or against a revision with REV=main (`dvc plots diff main`),
+# into the git-ignored dvc_plots/images/.
+plots: setup
+	rakuten plots $(if $(REV),--rev $(REV))
 
 # Params, metrics (with changes) and confusion matrices of the workspace against BASE, as Markdown on stdout.
 BASE ?= main

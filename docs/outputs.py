@@ -1,6 +1,7 @@
 """Command output pasted into the docs, refreshed by running the command: `make docs-outputs`.
 
-It also copies the pipeline's plots that pages show (COPIES) into docs/img/.
+It also copies the pipeline's plots that pages show (COPIES) into docs/img/, and the chart DVC
+draws from the test predictions as `make plots` renders it (RENDERED).
 
 A block in README.md or a page of docs/ is marked with the command that produces it:
 
@@ -24,6 +25,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +49,14 @@ def run(command: str, root: Path) -> str:
 NEEDS_MODEL = "rakuten predict"
 # Pipeline plots shown by the pages, copied into docs/ so that they show on the forge too.
 COPIES = {"docs/img/confusion_matrix.png": "plots/confusion_matrix.png"}
+RENDERED = {"docs/img/predictions_chart.png": "predictions.png"}  # from `rakuten plots --out DIR`
+
+
+def rendered(root: Path) -> dict[str, bytes]:
+    """The charts of `dvc plots show` as `make plots` draws them (offline, byte-stable)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        run(f"rakuten plots --out {scratch}", root)
+        return {copy: (Path(scratch) / name).read_bytes() for copy, name in RENDERED.items()}
 
 
 def refreshed(text: str, root: Path, without_model: bool = False) -> str:
@@ -71,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=ROOT, help="the project folder (default: this checkout)")
     args = parser.parse_args(argv)
     stale = []
-    for copy, source in COPIES.items():
-        data = (args.root / source).read_bytes()
+    images = {copy: (args.root / source).read_bytes() for copy, source in COPIES.items()} | rendered(args.root)
+    for copy, data in images.items():
         target = args.root / copy
         if not target.is_file() or target.read_bytes() != data:
             stale.append(copy)

@@ -92,7 +92,57 @@ def test_report_against_the_base_marks_the_changed_param_and_shows_the_f1_change
     assert (branch / base_png).read_bytes() != (branch / PLOT).read_bytes()
     assert f"![confusion matrix of the workspace]({PLOT})" in report
     assert "git show" not in report
+    # The chart DVC draws from plots/predictions.csv, both revisions side by side, drawn offline (make plots).
+    chart = f".pr-report/{main_sha[:12]}/charts/predictions.png"
+    assert f"![predictions of `main` and the workspace]({chart})" in report
+    width, height = png_size(branch / chart)
+    assert width > 1.4 * height  # two matrices side by side
     assert run(["git", "status", "--porcelain"], branch).stdout == ""
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n"), f"{path} is not a PNG"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def make_plots(project: Path, *args: str) -> str:
+    return run(
+        ["make", "--no-print-directory", "-o", f"{VENV}/.installed", "plots", *args, f"VENV={VENV}"], project
+    ).stdout
+
+
+def test_make_plots_draws_the_dvc_plots_to_png_files_without_a_cdn(branch: Path):
+    images = branch / "dvc_plots" / "images"
+    make_plots(branch)
+    assert sorted(p.name for p in images.iterdir()) == ["confusion_matrix.workspace.png", "predictions.png"]
+    assert (images / "confusion_matrix.workspace.png").read_bytes() == (branch / PLOT).read_bytes()
+    alone = (images / "predictions.png").read_bytes()
+    one_width, height = png_size(images / "predictions.png")
+    assert one_width >= 1000 and height >= 1000  # 27 named classes on each axis, at twice the size
+
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(images / "predictions.png")
+    assert pixels.std() > 0.05, "the chart is (nearly) blank"
+
+    printed = make_plots(branch, "REV=main")
+    assert "wrote dvc_plots/images/confusion_matrix.main.png" in printed
+    assert sorted(p.name for p in images.iterdir()) == [
+        "confusion_matrix.main.png",
+        "confusion_matrix.workspace.png",
+        "predictions.png",
+    ]
+    assert (images / "confusion_matrix.main.png").read_bytes() == run_bytes(["git", "show", f"main:{PLOT}"], branch)
+    assert png_size(images / "predictions.png")[0] > 1.4 * one_width  # one matrix per revision
+
+    make_plots(branch)  # the same plots again: the same bytes, and the other revision's file is gone
+    assert (images / "predictions.png").read_bytes() == alone
+    assert not (images / "confusion_matrix.main.png").exists()
+    assert run(["git", "status", "--porcelain"], branch).stdout == ""
+
+    run(["dvc", "plots", "show"], branch)  # DVC's HTML report, written beside them, leaves them alone
+    assert (images / "predictions.png").read_bytes() == alone
 
 
 def run_bytes(cmd: list[str], cwd: Path) -> bytes:

@@ -118,6 +118,13 @@ def _learning_curve(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+def _plots(args: argparse.Namespace) -> None:
+    from mlops_rakuten.ops.plot_images import plot_images
+
+    for path in plot_images(args.rev, args.out):
+        print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+
+
 def _pr_report(args: argparse.Namespace) -> None:
     from mlops_rakuten.ops.pr_report import pr_report
 
@@ -274,6 +281,19 @@ def build_parser() -> argparse.ArgumentParser:
     curve = commands.add_parser("learning-curve", help="plot F1 vs training rows from the ingest.fraction experiments")
     curve.add_argument("--out", type=Path, default=Path(paths.LEARNING_CURVE))
     curve.set_defaults(run=_learning_curve)
+
+    plots = commands.add_parser("plots", help="draw the DVC plots to PNG files, offline (no CDN)")
+    plots.add_argument(
+        "--rev",
+        action="append",
+        metavar="REV",
+        help="compare with this git revision, as `dvc plots diff REV` (repeatable); default: "
+        "the workspace alone, as `dvc plots show`",
+    )
+    plots.add_argument(
+        "--out", type=Path, default=Path(paths.PLOT_IMAGES), help=f"folder for the PNGs (default {paths.PLOT_IMAGES})"
+    )
+    plots.set_defaults(run=_plots)
 
     report = commands.add_parser("pr-report", help="Markdown: params, metrics and plots of the workspace vs a base")
     report.add_argument("--base", default="main", help="git revision to compare with (default main)")

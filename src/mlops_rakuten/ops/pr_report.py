@@ -19,6 +19,7 @@ from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.core.params import flatten_params
 from mlops_rakuten.core.paths import CLASS_METRICS, CONFUSION_PLOT, METRICS, PARAMS
 from mlops_rakuten.ops.commands import dvc, git, run
+from mlops_rakuten.ops.plot_images import plot_images
 
 # The one hidden line the PR workflow looks for to update its comment instead of adding another.
 MARKER = "<!-- rakuten-pr-report -->"
@@ -169,6 +170,19 @@ def _workspace_plot(head: str, image_url: str | None, cwd: Path | None) -> str:
     return f"_differs from the plot committed in `{head[:7]}`: commit `dvc repro`'s outputs to show it here_"
 
 
+def charts_section(base: str, sha: str, image_url: str | None, cwd: Path | None) -> list[str]:
+    """The charts of ``dvc plots diff BASE``, one column per revision, drawn offline (``make plots``)."""
+    command = f"make plots REV={sha[:7]}"
+    if image_url:  # a comment can only show committed files: say how to see them
+        return [f"_`{command}` draws them (`dvc plots diff {sha[:7]}` as PNG files, no CDN needed)._"]
+    try:
+        charts = plot_images([sha], BASE_PLOTS / sha[:12] / "charts", cwd, images=False)
+    except InputError as error:
+        return [f"_not drawn: {error}_"]
+    root = cwd or Path.cwd()
+    return [f"![{chart.stem} of `{base}` and the workspace]({chart.relative_to(root).as_posix()})" for chart in charts]
+
+
 def pr_report(base: str, image_url: str | None = None, note: str | None = None, cwd: Path | None = None) -> str:
     """Markdown comparing the workspace with ``base``.
 
@@ -204,5 +218,9 @@ def pr_report(base: str, image_url: str | None = None, note: str | None = None, 
         f"| `{base}` (`{sha[:7]}`) | workspace |",
         "| --- | --- |",
         f"| {_base_plot(base, sha, image_url, cwd)} | {_workspace_plot(head, image_url, cwd)} |",
+        "",
+        "### Test predictions (`dvc plots diff`)",
+        "",
+        *charts_section(base, sha, image_url, cwd),
     ]
     return "\n".join(lines) + "\n"
