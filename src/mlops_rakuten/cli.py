@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mlops_rakuten.core import paths
 from mlops_rakuten.core.errors import exit_on_input_error, setup_logging
+from mlops_rakuten.ops.plot_images import PLOT_IMAGES
 
 
 def _demo_data(args: argparse.Namespace) -> None:
@@ -291,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the workspace alone, as `dvc plots show`",
     )
     plots.add_argument(
-        "--out", type=Path, default=Path(paths.PLOT_IMAGES), help=f"folder for the PNGs (default {paths.PLOT_IMAGES})"
+        "--out", type=Path, default=Path(PLOT_IMAGES), help=f"folder for the PNGs (default {PLOT_IMAGES})"
     )
     plots.set_defaults(run=_plots)
 

@@ -22,5 +22,3 @@ METRICS = "metrics/metrics.json"
 CLASS_METRICS = "metrics/classes.json"
 CONFUSION_PLOT = "plots/confusion_matrix.png"
 LEARNING_CURVE = "plots/learning_curve.png"
-# `make plots`: the DVC plots drawn to PNG offline (git-ignored, beside dvc_plots/index.html)
-PLOT_IMAGES = "dvc_plots/images"

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from mlops_rakuten.core.atomic import atomic_path
 from mlops_rakuten.core.errors import InputError
-from mlops_rakuten.core.paths import PLOT_IMAGES
 from mlops_rakuten.ops.commands import dvc
 
+# Git-ignored, beside the HTML report `dvc plots show` writes into dvc_plots/.
+PLOT_IMAGES = "dvc_plots/images"
 SCALE = 2  # pixels per Vega-Lite unit: the 27 class names stay readable when zoomed
 
 
