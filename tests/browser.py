@@ -58,6 +58,8 @@ class PageVisit:
     errors: list[str] = field(default_factory=list)
     images: list[dict] = field(default_factory=list)
     heading: str = ""
+    # code blocks whose text is wider than their box (cut off, or behind a hidden scrollbar)
+    cut_code: list[str] = field(default_factory=list)
 
 
 class Chromium:
@@ -162,13 +164,16 @@ class Chromium:
                     "expression": """JSON.stringify({
                 heading: (document.querySelector('h1') || {}).textContent || '',
                 images: [...document.images].map(i => ({src: i.currentSrc || i.src,
-                    loaded: i.complete && i.naturalWidth > 0, width: i.naturalWidth}))})""",
+                    loaded: i.complete && i.naturalWidth > 0, width: i.naturalWidth})),
+                cut_code: [...document.querySelectorAll('pre > code')]
+                    .filter(c => c.scrollWidth > c.clientWidth + 1)
+                    .map(c => c.textContent.split('\\n').reduce((a, b) => (b.length > a.length ? b : a)))})""",
                 },
                 session=session,
                 events=events,
             )
             page = json.loads(report["result"]["value"])
-            visit.heading, visit.images = page["heading"].strip(), page["images"]
+            visit.heading, visit.images, visit.cut_code = page["heading"].strip(), page["images"], page["cut_code"]
             # The whole page down to MAX_SHOT_HEIGHT, so the images below the fold are in the picture.
             size = self.send("Page.getLayoutMetrics", session=session, events=events)["cssContentSize"]
             clip = {

@@ -149,6 +149,7 @@ def browser(site, tmp_path_factory):
         ("", {"confusion_matrix.png"}),
         ("experiments/", {"confusion_matrix.png", "learning_curve.png"}),
         ("exploration/", set()),
+        ("serving/", set()),  # the widest commands and JSON of the site
     ],
 )
 def test_page_renders_in_chromium_without_errors(browser, page, images, tmp_path):
@@ -161,6 +162,7 @@ def test_page_renders_in_chromium_without_errors(browser, page, images, tmp_path
 
     assert not seen.errors, f"{page or 'home page'}: console or network errors: {seen.errors}"
     assert seen.heading, f"{page or 'home page'}: no <h1> rendered"
+    assert not seen.cut_code, f"{page or 'home page'}: code blocks wider than the page, cut off: {seen.cut_code}"
     broken = [img["src"] for img in seen.images if not img["loaded"]]
     assert not broken, f"images that did not load: {broken}"
     loaded = {img["src"].rsplit("/", 1)[-1] for img in seen.images if img["loaded"]}
