@@ -71,7 +71,7 @@ docs-outputs: setup
 # Re-pin every dependency to the newest release (then commit requirements.lock).
 lock:
 	rm -rf /tmp/mlops-rakuten-lock && $(PYTHON) -m venv /tmp/mlops-rakuten-lock
-	/tmp/mlops-rakuten-lock/bin/pip install --quiet --upgrade setuptools -e '.[serve,test,docs]'
+	/tmp/mlops-rakuten-lock/bin/pip install --quiet --upgrade setuptools -e '.[serve,test,docs,plots]'
 	( echo '# Exact versions of every dependency (make installs these). Regenerate: make lock'; \
 	  /tmp/mlops-rakuten-lock/bin/pip freeze --all --exclude-editable | grep -v -e '^mlops' -e '^pip==' ) > requirements.lock
 

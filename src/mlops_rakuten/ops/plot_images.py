@@ -35,7 +35,11 @@ def plot_images(
     """Draw the plots of ``dvc plots diff REVISIONS`` (the workspace's, ``dvc plots show``, without
     revisions) into ``out``; returns the files written. Earlier PNGs in ``out`` are removed.
     ``images=False`` leaves out the image plots (only the charts DVC draws from data)."""
-    import vl_convert
+    try:
+        import vl_convert
+    except ImportError:
+        raise InputError("drawing plots needs vl-convert-python, in the plots extra: make setup installs it "
+                         "(or pip install -e '.[plots]')") from None
 
     folder = (cwd or Path.cwd()) / out
     written: list[Path] = []
