@@ -38,8 +38,10 @@ def plot_images(
     try:
         import vl_convert
     except ImportError:
-        raise InputError("drawing plots needs vl-convert-python, in the plots extra: make setup installs it "
-                         "(or pip install -e '.[plots]')") from None
+        raise InputError(
+            "drawing plots needs vl-convert-python, in the plots extra: make setup installs it "
+            "(or pip install -e '.[plots]')"
+        ) from None
 
     folder = (cwd or Path.cwd()) / out
     written: list[Path] = []
