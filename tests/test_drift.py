@@ -119,7 +119,8 @@ def test_scores_separate_a_window_like_training_from_shifted_ones(logged, tmp_pa
     assert abs(same_means["unknown-token share"][0] - same_means["unknown-token share"][1]) < 0.05
     assert same_means["top-1 score"][1] - same_means["top-1 score"][0] < 0.1
     two, _ = result["two_classes"]
-    assert two["predicted_class"] > 0.6 and two["predicted_class"] > 4 * same["predicted_class"], two
+    # Above the drift alert's threshold (0.3, deployments/prometheus/drift-alerts.yml), the same window below it.
+    assert two["predicted_class"] > 0.4 and two["predicted_class"] > 2 * same["predicted_class"], (two, same)
     english, english_means = result["english"]
     assert english["unknown_tokens"] > 0.5, english
     assert english_means["unknown-token share"][0] - english_means["unknown-token share"][1] > 0.3

@@ -47,7 +47,8 @@ def test_open_lower_bounds_reject_zero_and_accept_just_above(tmp_path: Path, sec
 )
 @pytest.mark.parametrize("flag", [True, False])
 def test_booleans_are_not_numbers(tmp_path: Path, section: str, key: str, flag: bool):
-    with pytest.raises(InputError, match=rf"{section}\.{key} = {flag}, expected "):
+    # Values are shown as YAML writes them (true, false), as in params.yaml.
+    with pytest.raises(InputError, match=rf"{section}\.{key} = {str(flag).lower()}, expected "):
         _read_with(tmp_path, section, key, flag)
 
 

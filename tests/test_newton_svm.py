@@ -54,7 +54,10 @@ def solve_both(x, positive, C: float, tol: float = 1e-3, caplog=None):
 def test_c_at_both_extremes_reaches_liblinears_objective_without_warnings(features, C, caplog):
     x, y = features
     positive = y == 2583
-    (w, b), reference, ours, theirs = solve_both(x, positive, C, caplog=caplog)
+    # Near a hard margin on noisy labels the problem is ill-conditioned: at tol 1e-3 both solvers stop
+    # a few percent above the optimum, each at its own place, so the comparison is made closer to it.
+    tol = 1e-5 if C >= 1e4 else 1e-3
+    (w, b), reference, ours, theirs = solve_both(x, positive, C, tol=tol, caplog=caplog)
     assert ours <= theirs * (1 + 1e-2), (ours, theirs)  # the same stopping rule: as close to the optimum
     assert caplog.text == ""
     scores = x @ w + b

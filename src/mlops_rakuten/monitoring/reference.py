@@ -8,13 +8,13 @@ split it was fitted on, read from the workspace when it matches, else from the D
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.ops.commands import run
 from mlops_rakuten.ops.dvcfiles import file_md5
 
 MODEL_PATH = "models/model.joblib"
@@ -66,11 +66,9 @@ def find_build(project: Path, model_md5: str) -> Built:
         outs = lock_outs(lock.read_text(encoding="utf-8"))
         if outs.get(MODEL_PATH) == model_md5:
             return Built(model_md5, None, outs)
-    commits = subprocess.run(
-        ["git", "log", "--all", "--format=%H", "--", "dvc.lock"], cwd=project, capture_output=True, text=True
-    ).stdout.split()
+    commits = run(["git", "log", "--all", "--format=%H", "--", "dvc.lock"], project, check=False).stdout.split()
     for commit in commits:
-        shown = subprocess.run(["git", "show", f"{commit}:dvc.lock"], cwd=project, capture_output=True, text=True)
+        shown = run(["git", "show", f"{commit}:dvc.lock"], project, check=False)
         if shown.returncode == 0:
             outs = lock_outs(shown.stdout)
             if outs.get(MODEL_PATH) == model_md5:

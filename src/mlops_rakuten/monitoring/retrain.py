@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +31,7 @@ from mlops_rakuten.core.predict import load_model
 from mlops_rakuten.monitoring.comparison import compare, score, write_report
 from mlops_rakuten.monitoring.gate import CLASS_DROP, F1_MARGIN
 from mlops_rakuten.monitoring.reference import HOLDOUT_MODEL_PATH, TEST_SPLIT, Built, lock_outs
+from mlops_rakuten.ops.commands import run
 from mlops_rakuten.ops.registry import ARTIFACT, GIT_REMOTE, fetch_tags, register, resolve
 from mlops_rakuten.stages.split import read_frozen_ids
 
@@ -50,14 +50,14 @@ class Outcome:
 
 
 def _git(project: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=project, capture_output=True, text=True)
+    done = run(["git", *args], project, check=False)
     if done.returncode != 0:
         raise InputError(f"git {' '.join(args)}: {(done.stderr.strip().splitlines() or ['failed'])[-1]}")
     return done.stdout
 
 
 def _step(project: Path, cmd: list[str], what: str) -> str:
-    done = subprocess.run(cmd, cwd=project, capture_output=True, text=True)
+    done = run(cmd, project, check=False)
     if done.returncode != 0:
         tail = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()][-3:]
         raise InputError(f"{what} failed: {' | '.join(tail) or f'exit code {done.returncode}'}")

@@ -33,6 +33,7 @@ from typing import Any, Iterator
 
 from mlops_rakuten.core.atomic import atomic_open
 from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.ops.commands import run
 from mlops_rakuten.serve.model import ModelHolder
 from mlops_rakuten.serve.settings import Settings
 from mlops_rakuten.serve.watch import FileWatch
@@ -62,11 +63,11 @@ def follow_seconds(env: dict[str, str] | None = None) -> float:
 
 def registry_tags(root: Path, remote: str = "origin") -> str:
     """A digest of the remote's tags (this clone's own without a remote): it changes when any tag moves."""
-    if subprocess.run(["git", "remote", "get-url", remote], cwd=root, capture_output=True).returncode != 0:
+    if run(["git", "remote", "get-url", remote], root, check=False).returncode != 0:
         command = ["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/tags"]
     else:
         command = ["git", "ls-remote", "--tags", remote]
-    result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=60)
+    result = run(command, root, check=False, timeout=60)
     if result.returncode != 0:
         raise InputError(f"{' '.join(command[:2])} {remote}: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
     return hashlib.sha256(result.stdout.encode()).hexdigest()

@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 from mlops_rakuten.core.atomic import atomic_path
+from mlops_rakuten.ops.commands import run
 from mlops_rakuten.ops.dvcfiles import file_md5
 from mlops_rakuten.serve.project import Busy, locked_model_md5, project_lock
 from mlops_rakuten.serve.settings import MODEL_PATH
@@ -25,7 +26,7 @@ log = logging.getLogger("serve.restore")
 def cache_dir(root: Path) -> Path:
     """Where this project's DVC cache is (`dvc cache dir`: .dvc/cache unless configured elsewhere)."""
     try:
-        result = subprocess.run(["dvc", "cache", "dir"], cwd=root, capture_output=True, text=True, timeout=60)
+        result = run(["dvc", "cache", "dir"], root, check=False, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return root / ".dvc" / "cache"
     if result.returncode == 0 and result.stdout.strip():
