@@ -6,6 +6,7 @@ tests/test_sharing.py runs the sweep workflow's own plan and run scripts on a lo
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -77,13 +78,112 @@ def test_ci_runs_the_suite_as_a_clean_clone_does_on_every_push_and_pull_request(
     scripts = [s.get("run", "") for s in job["steps"]]
     assert scripts[-1] == "bash .ci/run"  # which apt-installs tests/system_packages.txt, then make test
     # ... and leaves the container stack to a job on the runner itself, where Docker runs it.
-    assert job["env"]["RAKUTEN_CONTAINER_STACK_ELSEWHERE"] == "1" and "options" not in job["container"]
+    assert job["env"]["RAKUTEN_CONTAINER_STACK_ELSEWHERE"] == "1"
+    # What `unshare --mount` and `mount -t tmpfs` need under Docker (tests/test_prediction_log.py),
+    # and no more: not --privileged, which podman-in-the-container would want.
+    assert job["container"]["options"].split() == ["--cap-add", "SYS_ADMIN", "--security-opt", "apparmor=unconfined"]
     stack = workflow["jobs"]["containers"]
     assert "container" not in stack and stack["runs-on"] == "ubuntu-latest"
     assert stack["steps"][-1]["run"] == "make docker-test" and stack["steps"][-1]["env"]["NO_CACHE"] == "1"
     assert stack["env"]["COMPOSE"] == "docker compose"
     cache = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/cache@"))
     assert cache["with"]["path"] == "${{ env.PIP_CACHE_DIR }}" and "requirements.lock" in cache["with"]["key"]
+
+
+def runs_on_push(push: dict | None, ref: str) -> bool:
+    """Whether a push to ``ref`` starts the workflow, by GitHub's filter rules for the patterns used
+    here ("**" only): a kind of ref (branch or tag) with no filter of its own runs only when neither
+    kind has one."""
+    push = push or {}  # a bare `push:`
+    kind = "tags" if ref.startswith("refs/tags/") else "branches"
+    filters = {key for key in push if key in ("branches", "branches-ignore", "tags", "tags-ignore")}
+    assert all(push[key] == ["**"] for key in filters), "only '**' is modelled here"
+    if kind in filters:
+        return True
+    if f"{kind}-ignore" in filters:
+        return False
+    return not filters
+
+
+def test_ci_runs_on_branches_and_pull_requests_not_on_registry_tags():
+    on = load("ci.yml")["on"]
+    assert set(on) == {"push", "pull_request"}
+    for branch in ("refs/heads/main", "refs/heads/feature/x", "refs/heads/dependabot/pip/dvc-3.60"):
+        assert runs_on_push(on["push"], branch), branch
+    # GTO's version and stage tags (make register, gto assign, rakuten retrain).
+    for tag in ("refs/tags/rakuten-classifier@v1.1.0", "refs/tags/rakuten-classifier#prod#2", "refs/tags/v1"):
+        assert not runs_on_push(on["push"], tag), tag
+    assert not runs_on_push({"branches": ["**"]}, "refs/tags/v1") and runs_on_push(None, "refs/tags/v1")
+
+
+def test_ci_reproduces_the_same_dvc_lock_on_every_supported_python():
+    job = load("ci.yml")["jobs"]["reproduce"]
+    assert job["strategy"]["matrix"]["python"] == ["3.11", "3.12", "3.13"]
+    assert job["strategy"]["fail-fast"] is False and job["timeout-minutes"] <= 60
+    setup = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-python@"))
+    assert setup["with"] == {
+        "python-version": "${{ matrix.python }}",
+        "cache": "pip",
+        "cache-dependency-path": "requirements.lock",
+    }
+    assert step(job, "The pipeline on the demo data")["run"] == "make run PYTHON=python"
+    check = step(job, "Same dvc.lock, nothing else changed")["run"]
+    assert "git diff --exit-code dvc.lock" in check and "git status --porcelain" in check
+
+
+def test_same_dvc_lock_check_fails_on_a_changed_lock_or_a_stray_file(tmp_path: Path):
+    script = workflow_script("ci.yml", "reproduce", "Same dvc.lock, nothing else changed")
+    run(["git", "init", "-q", str(tmp_path)], tmp_path)
+    (tmp_path / "dvc.lock").write_text("md5: 1\n")
+    run(["git", "add", "dvc.lock"], tmp_path)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-m", "lock"], tmp_path)
+    assert run_script(script, tmp_path).returncode == 0
+    (tmp_path / "stray.csv").write_text("x\n")
+    result = run_script(script, tmp_path)
+    assert result.returncode == 1 and "stray.csv" in result.stdout
+    (tmp_path / "stray.csv").unlink()
+    (tmp_path / "dvc.lock").write_text("md5: 2\n")
+    result = run_script(script, tmp_path)
+    assert result.returncode == 1 and "+md5: 2" in result.stdout
+
+
+USES = re.compile(r"^\s*(?:- )?uses: (?P<action>[\w.-]+/[\w./-]+)@(?P<ref>\S+)(?P<comment>.*)$")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_action_is_pinned_to_a_commit_with_its_version_beside_it(name: str):
+    text = (WORKFLOWS / name).read_text()
+    lines = [line for line in text.splitlines() if re.match(r"^\s*(?:- )?uses:", line)]
+    used = [s["uses"] for job in load(name)["jobs"].values() for s in job["steps"] if "uses" in s]
+    assert len(lines) == len(used) > 0  # every `uses:` is on a line of its own form
+    for line in lines:
+        match = USES.match(line)
+        assert match, line
+        # A tag can be moved to other code; a commit cannot. Dependabot updates both together.
+        assert re.fullmatch(r"[0-9a-f]{40}", match["ref"]), line
+        assert re.fullmatch(r" # v\d+(\.\d+){0,2}", match["comment"]), line
+
+
+def test_dependabot_updates_the_actions_and_the_python_dependencies_weekly():
+    config = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text())
+    assert config["version"] == 2
+    updates = {u["package-ecosystem"]: u for u in config["updates"]}
+    assert set(updates) == {"github-actions", "pip"}
+    for update in updates.values():
+        assert update["directory"] == "/" and update["schedule"]["interval"] == "weekly"
+
+
+def test_the_dagshub_token_is_read_only_in_jobs_of_the_dagshub_environment():
+    seen = []
+    for name in ALL:
+        for job_name, job in load(name)["jobs"].items():
+            if "secrets." in yaml.safe_dump(job):
+                # An environment secret: no other job, and no fork, is handed it.
+                assert job.get("environment") == "dagshub", (name, job_name)
+                seen.append((name, job_name))
+    assert seen == [("sweep.yml", "run"), ("pr-report.yml", "report")]
+    # The job that posts the comment, which can write to the pull request, gets no secret.
+    assert "environment" not in load("pr-report.yml")["jobs"]["comment"]
 
 
 def test_sweep_fans_out_one_point_per_runner_and_reports_best_first():
