@@ -232,7 +232,7 @@ def test_queued_sweep_runs_in_temp_copies_leaves_the_workspace_and_draws_the_lea
     # The curve's points are those two runs, fewest training rows first.
     points = [line for line in out.splitlines() if " n_train=" in line]
     assert len(points) == 2
-    for fraction, line in zip((0.5, 1.0), points):
+    for fraction, line in zip((0.5, 1.0), points, strict=True):
         assert f"ingest.fraction={fraction} n_train={metrics_of(swept[fraction])['n_train']} " in line
 
 

@@ -50,9 +50,9 @@ def append_raw(project: Path, rows: int, seed: int, shift_labels: bool = False) 
         start = sum(1 for _ in handle) - 1
     x_rows, y_rows = generate(rows, seed)
     if shift_labels:  # a broken export: every label one row off
-        y_rows = [[y[0], previous[1]] for y, previous in zip(y_rows, y_rows[-1:] + y_rows[:-1])]
+        y_rows = [[y[0], previous[1]] for y, previous in zip(y_rows, y_rows[-1:] + y_rows[:-1], strict=True)]
     with open(raw / X_FILE, "a", newline="", encoding="utf-8") as xs, open(raw / Y_FILE, "a", newline="") as ys:
-        for x, y in zip(x_rows, y_rows):
+        for x, y in zip(x_rows, y_rows, strict=True):
             index = str(start + int(x[0]))
             csv.writer(xs, lineterminator="\n").writerow([index, *x[1:]])
             csv.writer(ys, lineterminator="\n").writerow([index, y[1]])
@@ -153,7 +153,10 @@ def test_frozen_ids_stay_in_the_test_split_whatever_is_added(tmp_path):
     params = {"test_size": 0.1, "seed": 42}
     first = frame.iloc[:600]
     assert all(
-        a.equals(b) for a, b in zip(split_with_frozen(first, params, Path("x"), set()), split(first, params, Path("x")))
+        a.equals(b)
+        for a, b in zip(
+            split_with_frozen(first, params, Path("x"), set()), split(first, params, Path("x")), strict=True
+        )
     )  # an empty list changes nothing
     frozen = set(split(first, params, Path("x"))[1].index)
     train, test = split_with_frozen(frame, params, Path("x"), frozen)  # 400 products added

@@ -64,7 +64,7 @@ def test_predict_agrees_with_the_library(api, user, settings):
     model = load_model(settings.model_path)
     texts = pd.read_csv(settings.project_dir / "data/split/test.csv", index_col=0, keep_default_na=False).head(20)
     codes, _ = predict_top_k(model, texts[["designation", "description"]], 2)
-    for (designation, description), expected in zip(texts[["designation", "description"]].values, codes):
+    for (designation, description), expected in zip(texts[["designation", "description"]].values, codes, strict=True):
         body = {"designation": designation, "description": description, "top_k": 2}
         got = api.post("/predict", json=body, headers=user).json()["predictions"]
         assert [p["prdtypecode"] for p in got] == list(expected)
@@ -86,7 +86,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(user, sett
             return await asyncio.gather(*(api.post("/predict", json=body) for body in bodies))
 
     responses = asyncio.run(send_all())
-    for body, response in zip(bodies, responses):
+    for body, response in zip(bodies, responses, strict=True):
         assert response.status_code == 200, response.text
         codes, _ = predict_top_k(model, pd.DataFrame([body])[["designation", "description"]], body["top_k"])
         assert [p["prdtypecode"] for p in response.json()["predictions"]] == list(codes[0])

@@ -53,7 +53,7 @@ def stack(tmp_path_factory):
                 )
             urls[name] = f"http://127.0.0.1:{port}"
             wait_until(
-                lambda: httpx.get(f"{urls[name]}/health", timeout=2).json()["model_ready"],
+                lambda name=name: httpx.get(f"{urls[name]}/health", timeout=2).json()["model_ready"],
                 f"{name} to serve",
                 process=processes[-1],
                 log=log,
@@ -133,7 +133,7 @@ def test_a_token_from_one_replica_works_everywhere_and_its_revocation_too(stack)
     try:
         for url in (first, second, stack["writer"]):
             wait_until(
-                lambda: httpx.get(f"{url}/info", headers=bob).status_code == 401,
+                lambda url=url: httpx.get(f"{url}/info", headers=bob).status_code == 401,
                 f"{url} to refuse the revoked token",
                 timeout=10,
             )
@@ -164,5 +164,5 @@ def test_a_model_trained_by_the_writer_reaches_every_replica(stack):
     new = state["model_md5"]
     assert {new} != old
     for url in stack["replicas"]:
-        wait_until(lambda: model_version(url, admin) == new, f"{url} to serve the new model", timeout=10)
+        wait_until(lambda url=url: model_version(url, admin) == new, f"{url} to serve the new model", timeout=10)
     assert model_version(stack["nginx"], admin, verify=stack["context"]) == new

@@ -127,7 +127,10 @@ def sweep(team_remote: TeamRemote, tmp_path_factory) -> dict:
         f"({objects[1]} bytes uncompressed); {len(uploaded)} DVC objects ({sum(uploaded.values())} bytes): "
         f"{sorted(uploaded)}; log: {pushed.stderr.strip()}"
     )
-    built = {p["name"]: (runner, locked_md5s(runner, exp_ref(runner, p["name"]))) for runner, p in zip(runners, plan)}
+    built = {
+        p["name"]: (runner, locked_md5s(runner, exp_ref(runner, p["name"])))
+        for runner, p in zip(runners, plan, strict=True)
+    }
     assert new_refs == {ref}
     # Only what the new C changed, and no run-cache (runs/...): the baseline's objects were already there.
     assert set(uploaded) == {f"files/md5/{md5[:2]}/{md5[2:]}" for md5 in built[second["name"]][1].values()}
@@ -144,7 +147,7 @@ def test_a_teammate_pulls_both_runs_and_applies_one_with_the_runners_exact_bytes
     run(["dvc", "exp", "pull", "origin", *names], teammate)
 
     revs = exp_revs(teammate)
-    for name, C in zip(names, (0.125, 2)):
+    for name, C in zip(names, (0.125, 2), strict=True):
         assert revs[name]["data"]["params"]["params.yaml"]["data"]["model"]["C"] == C
         runner, _ = sweep["built"][name]
         assert metrics_of(revs[name]) == json.loads(

@@ -56,5 +56,5 @@ def product_texts(frame: pd.DataFrame, head_chars: int) -> pd.DataFrame:
     one text look like the same product given as two fields.
     """
     description = frame["description"] if "description" in frame else [""] * len(frame)
-    texts = [product_text(d, s) for d, s in zip(frame["designation"], description)]
+    texts = [product_text(d, s) for d, s in zip(frame["designation"], description, strict=True)]
     return pd.DataFrame({"text": texts, "head": [t[:head_chars] for t in texts]}, index=frame.index)

@@ -71,7 +71,7 @@ def fit_binaries(
     coef = np.empty((len(labels), n_features))
     intercept, iterations = np.empty(len(labels)), np.empty(len(labels), dtype=np.int64)
     with threadpool_limits(limits=1):  # BLAS sums in a fixed order, whatever the machine
-        for row, (label, (weight, rest_weight)) in enumerate(zip(labels, weights)):
+        for row, (label, (weight, rest_weight)) in enumerate(zip(labels, weights, strict=True)):
             positive = y == label
             if params["solver"] == "newton":
                 cost = params["C"] * np.where(positive, float(weight), float(rest_weight))

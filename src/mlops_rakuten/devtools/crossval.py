@@ -57,7 +57,7 @@ def cross_validate(
                 params["model"],
             )
             x_left_out = vectorizer.transform(products.iloc[left_out])
-            for name, classifier in zip(scores, fitted):
+            for name, classifier in zip(scores, fitted, strict=True):
                 scores[name].append(f1_score(labels[left_out], classifier.predict(x_left_out), average="weighted"))
     return {name: np.array(values) for name, values in scores.items()}
 

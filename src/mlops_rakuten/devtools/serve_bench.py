@@ -50,7 +50,7 @@ def sample_texts(root: Path, n: int = 200) -> list[tuple[str, str]]:
     if not test.is_file():
         return FALLBACK_TEXTS
     frame = pd.read_csv(test, index_col=0, keep_default_na=False, nrows=n)
-    return list(zip(frame["designation"], frame["description"]))
+    return list(zip(frame["designation"], frame["description"], strict=True))
 
 
 def in_process(root: Path, texts: list[tuple[str, str]], runs: int = 2000) -> tuple[float, float, float]:

@@ -116,7 +116,7 @@ def check_upload(data: bytes, name: str) -> Upload:
     reasons: dict[int, list[str]] = {}
     for row, problem in label_problems(frame["prdtypecode"], name).items():
         reasons.setdefault(row, []).append(problem)
-    for row, designation, description in zip(frame.index, frame["designation"], frame["description"]):
+    for row, designation, description in zip(frame.index, frame["designation"], frame["description"], strict=True):
         text_problem = _text_problem(designation, description)
         if text_problem:
             reasons.setdefault(row, []).append(text_problem)
@@ -237,9 +237,11 @@ def append_products(raw_dir: Path, staging: Path, products: pd.DataFrame, note: 
     indices = range(first, first + len(products))
     x_rows = [
         [i, d, s, p, m]
-        for i, d, s, p, m in zip(indices, *(products[c] for c in ("designation", "description", *OPTIONAL)))
+        for i, d, s, p, m in zip(
+            indices, *(products[c] for c in ("designation", "description", *OPTIONAL)), strict=True
+        )
     ]
-    y_rows = [[i, int(code)] for i, code in zip(indices, products["prdtypecode"])]
+    y_rows = [[i, int(code)] for i, code in zip(indices, products["prdtypecode"], strict=True)]
     staging.mkdir(parents=True)
     try:
         _stage_file(raw_dir / X_FILE, staging / X_FILE, x_rows)

@@ -48,7 +48,7 @@ def class_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, dict[s
             "f1": round(float(f), 6),
             "support": int(s),
         }
-        for code, p, r, f, s in zip(labels, precision, recall, f1, support)
+        for code, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
     }
 
 
@@ -70,7 +70,7 @@ def confusion_figure(actual: np.ndarray, predicted: np.ndarray) -> Figure:
     ax.set_xlabel("predicted class (code)")
     ax.set_ylabel("actual class")
     ax.set_title("Confusion matrix on the test split (each row sums to 1)")
-    for i, j in zip(*np.nonzero(share >= 0.005)):
+    for i, j in zip(*np.nonzero(share >= 0.005), strict=True):
         ax.text(
             j,
             i,

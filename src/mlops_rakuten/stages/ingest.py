@@ -61,12 +61,12 @@ def label_problems(labels: pd.Series, where: str) -> dict[int, str]:
     unknown = ~not_integer & ~numeric.isin(CLASSES).to_numpy()
     problems = {
         row: f"{where}: prdtypecode at index {row} is {value!r}, expected an integer class code"
-        for row, value in zip(labels.index[not_integer], labels[not_integer])
+        for row, value in zip(labels.index[not_integer], labels[not_integer], strict=True)
     }
     problems.update(
         {
             row: f"{where}: prdtypecode {int(code)} is not one of the 27 known class codes"
-            for row, code in zip(labels.index[unknown], numeric[unknown])
+            for row, code in zip(labels.index[unknown], numeric[unknown], strict=True)
         }
     )
     return problems

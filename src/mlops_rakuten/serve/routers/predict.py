@@ -134,7 +134,7 @@ async def predict(request: Request, _: Annotated[User, Depends(require_user)]) -
     known = len(model.pipeline.classes_)
     errors = [
         field_error([*loc, "top_k"], f"top_k must be at most {known}, the number of classes this model knows")
-        for loc, product in zip(where, products)
+        for loc, product in zip(where, products, strict=True)
         if product.top_k > known
     ]
     if errors:  # checked here: one bad top_k must not fail a whole batch
@@ -142,14 +142,16 @@ async def predict(request: Request, _: Annotated[User, Depends(require_user)]) -
     answers = await asyncio.gather(
         *(state.batcher.predict(p.designation, p.description or "", p.top_k) for p in products), return_exceptions=True
     )
-    errors = [field_error(loc, str(answer)) for loc, answer in zip(where, answers) if isinstance(answer, NoText)]
+    errors = [
+        field_error(loc, str(answer)) for loc, answer in zip(where, answers, strict=True) if isinstance(answer, NoText)
+    ]
     if errors:
         raise RequestValidationError(errors)
     for answer in answers:
         if isinstance(answer, BaseException):
             raise answer
     results = []
-    for product, answer in zip(products, answers):
+    for product, answer in zip(products, answers, strict=True):
         codes, scores, used = answer  # type: ignore[misc]  # exceptions were raised above
         state.metrics.predictions.labels(str(codes[0])).inc()
         state.prediction_log.append(product.designation, product.description or "", codes, scores, used)
