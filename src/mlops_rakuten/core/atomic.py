@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+PICKLE_PROTOCOL = 4  # the same bytes on every supported Python (dump_pickle says why)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, mode: int = 0o644) -> Iterator[Path]:
@@ -45,14 +47,19 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", file_mode: int = 0o644
 
 
 def dump_pickle(obj: object, path: str | os.PathLike) -> None:
-    """A standard pickle (protocol 5), atomically: for fitted extractors and models.
+    """A standard pickle (protocol 4), atomically: for fitted extractors and models.
 
+    Protocol 4, not 5: under 5 numpy pickles an array's order as the one-letter string 'C', which
+    Python 3.12+ interns as the same object as LinearSVC's attribute name 'C', so the pickler writes
+    a back-reference there and every later memo index shifts: the model's bytes would differ from
+    3.11's. Under 4 numpy writes the order as a boolean, and 3.11, 3.12 and 3.13 write the same bytes
+    (tests/test_python_version.py). Protocol 5's only gain, out-of-band buffers, is unused here.
     joblib.dump pickles with Python's pure-Python pickler, four times slower on a
     fitted vocabulary (0.5 s against 0.12 s per model at full size); joblib.load
     reads these files too, so every reader of a ``.joblib`` model still works.
     """
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        pickle.dump(obj, handle, protocol=5)
+        pickle.dump(obj, handle, protocol=PICKLE_PROTOCOL)
 
 
 def load_pickle(path: str | os.PathLike) -> Any:
