@@ -73,10 +73,30 @@ def test_repro_is_byte_for_byte_reproducible(project: Path):
 def test_changing_model_params_reruns_only_train_and_evaluate(project: Path):
     run(["dvc", "repro"], project)
     params = project / "params.yaml"
+    # n_jobs only splits the work (the outputs are byte-identical, tests/test_one_vs_rest.py and
+    # test_stages.py): dvc.yaml lists params per key without them, so nothing but check_params reruns.
+    params.write_text(re.sub(r"(?m)^  n_jobs: .*$", "  n_jobs: 1", params.read_text()))
+    status = json.loads(run(["dvc", "status", "--json"], project).stdout)
+    assert list(status) == ["check_params"], status
+    out = run(["dvc", "repro"], project).stdout
+    assert [s for s in STAGES if f"Running stage '{s}'" in out] == ["check_params"]
     params.write_text(re.sub(r"(?m)^  C: .*$", "  C: 0.123", params.read_text()))
     out = run(["dvc", "repro"], project).stdout
     # check_params reads every section; its output is unchanged, so ingest .. featurize skip.
     assert [s for s in STAGES if f"Running stage '{s}'" in out] == ["check_params", "train", "evaluate"]
+
+
+def test_each_param_is_listed_by_the_stage_of_its_section_and_only_n_jobs_by_none():
+    """Params per key: a key added to params.yaml but not to its stage in dvc.yaml would change nothing."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    listed = {key: stage for stage, entry in stages.items() for key in entry.get("params", []) if isinstance(key, str)}
+    section_stage = {"model": "train"}
+    for key, stage in listed.items():
+        assert key.split(".")[0] in params and stage == section_stage.get(key.split(".")[0], key.split(".")[0]), key
+    every = {f"{section}.{key}" for section, keys in params.items() for key in keys}
+    assert every - set(listed) == {"featurize.n_jobs", "model.n_jobs"}
+    assert set(listed) <= every, f"dvc.yaml lists params that params.yaml lacks: {set(listed) - every}"
 
 
 def test_committed_dvc_lock_matches_the_code_it_was_built_from():
