@@ -14,9 +14,6 @@ confidence indicator, not a per-class calibrated probability.
 
 from __future__ import annotations
 
-import json
-import logging
-import time
 from pathlib import Path
 
 import joblib
@@ -29,8 +26,6 @@ from mlops_rakuten.core.categories import category_name
 from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.core.features import clean_products, vectorize_cleaned
 from mlops_rakuten.text import product_text
-
-log = logging.getLogger("predict")
 
 # Top decision values of a LinearSVC sit around [-0.6, 1.4]: at temperature 1 the softmax is
 # nearly flat over 27 classes. On the real-text sample the out-of-fold log-loss is lowest near
@@ -64,7 +59,9 @@ def load_model(path: Path) -> Pipeline:
 def has_text(frame: pd.DataFrame) -> np.ndarray:
     """Boolean mask of the rows with some text once cleaned (the others cannot be classified)."""
     description = frame["description"] if "description" in frame else [""] * len(frame)
-    return np.array([product_text(d, s) != "" for d, s in zip(frame["designation"], description)], dtype=bool)
+    return np.array(
+        [product_text(d, s) != "" for d, s in zip(frame["designation"], description, strict=True)], dtype=bool
+    )
 
 
 def softmax_scores(decision: np.ndarray, temperature: float = TEMPERATURE) -> np.ndarray:
@@ -137,7 +134,7 @@ def as_records(codes_row, scores_row) -> list[dict]:
     """One product's top-k as JSON-ready records: prdtypecode, French category name, score."""
     return [
         {"prdtypecode": int(code), "category": category_name(int(code)), "score": float(score)}
-        for code, score in zip(codes_row, scores_row)
+        for code, score in zip(codes_row, scores_row, strict=True)
     ]
 
 
@@ -220,7 +217,7 @@ def predict_frame(model: Pipeline, frame: pd.DataFrame, k: int) -> pd.DataFrame:
 
     def name_column(i: int) -> pd.Series:
         return pd.Series(
-            [category_name(int(c)) if has else None for c, has in zip(full_codes[:, i], ok)],
+            [category_name(int(c)) if has else None for c, has in zip(full_codes[:, i], ok, strict=True)],
             index=frame.index,
             dtype=object,
         )
@@ -295,50 +292,6 @@ def calibration(
             }
         )
     return rows
-
-
-def calibration_command(args) -> None:
-    """``rakuten calibration``: the table above for a labelled product table (e.g. the test split)."""
-    from mlops_rakuten.core.dataset import read_products
-
-    model = load_model(args.model)
-    products = read_products(args.input)
-    print(f"{len(products)} products from {args.input}; the default temperature is {TEMPERATURE}")
-    print("temperature  top1_accuracy  mean_top1_score    ECE  log_loss")
-    for row in calibration(model, products, products["prdtypecode"].to_numpy()):
-        print(
-            f"{row['temperature']:>11}  {row['accuracy']:>13.3f}  {row['mean_top1_score']:>15.3f}  "
-            f"{row['ece']:>5.3f}  {row['log_loss']:>8.3f}"
-        )
-
-
-# --- the `rakuten predict` command ------------------------------------------------------------
-
-
-def predict_command(args) -> None:
-    """``rakuten predict``: --text prints JSON records, --input streams a CSV into --output."""
-    if args.chunk_size < 1:
-        raise InputError(f"--chunk-size must be at least 1, got {args.chunk_size}")
-    if args.input is not None and args.output is None:
-        raise InputError("--output is required with --input")
-    if args.input is None and args.output is not None:
-        raise InputError("--output only applies with --input")
-    if args.input is not None and args.description:
-        raise InputError("--description only applies with --text (for --input it is a column of the CSV)")
-    model = load_model(args.model)
-    if args.text is not None:
-        print(json.dumps(predict_text(model, args.text, args.description, args.top_k), ensure_ascii=False, indent=2))
-        return
-    start = time.perf_counter()
-    rows, empty = predict_csv(model, args.input, args.output, args.top_k, args.chunk_size)
-    log.info(
-        "predicted %d rows (%d without text, left empty) from %s to %s in %.1fs",
-        rows,
-        empty,
-        args.input,
-        args.output,
-        time.perf_counter() - start,
-    )
 
 
 def predict_text(model: Pipeline, designation: str, description: str, k: int) -> list[dict]:

@@ -1,6 +1,6 @@
 """Follow a registry stage: serve whatever version ``NAME#STAGE`` points to now, switching without a restart.
 
-Every ``interval`` seconds (RAKUTEN_FOLLOW_SECONDS, 30 by default) one worker of
+Every ``interval`` seconds (RAKUTEN_FOLLOW_SECONDS, or `rakuten serve --follow [SECONDS]`) one worker of
 the server - whichever holds ``registry.lock`` - asks the git remote for the
 registry's tags (`git ls-remote`, a few hundred bytes). When they moved (a
 promotion or a rollback with `gto assign`), or the last attempt failed, it
@@ -41,7 +41,6 @@ from mlops_rakuten.serve.watch import FileWatch
 log = logging.getLogger("serve.follow")
 
 FOLLOW_SECONDS_ENV = "RAKUTEN_FOLLOW_SECONDS"  # 0 or unset: the version resolved at start, until /reload
-DEFAULT_FOLLOW_SECONDS = 30
 SERVED_FILE = "registry-served.json"  # the version every worker serves (written by the checking worker)
 STATUS_FILE = "registry-status.json"  # the last check: when, and why it failed
 

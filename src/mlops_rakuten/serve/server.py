@@ -1,13 +1,11 @@
-"""`rakuten serve` and `rakuten user add|list|remove|deactivate`: the command-line side of the server."""
+"""Starting the API for `rakuten serve` (its options: serve/cli.py): settings and model checked once, then uvicorn."""
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import os
 import shutil
-import sys
 from pathlib import Path
 
 from mlops_rakuten.core.errors import InputError
@@ -22,7 +20,7 @@ from mlops_rakuten.serve.settings import (
     load_settings,
     users_file,
 )
-from mlops_rakuten.serve.users import add_user, deactivate_user, list_users, remove_user
+from mlops_rakuten.serve.users import list_users
 
 
 def serve(
@@ -102,43 +100,3 @@ def _warn_if_no_users() -> None:
         logging.getLogger("serve").warning(
             "no users yet, so nobody can log in: add one with `rakuten user add NAME --role admin` (no restart needed)"
         )
-
-
-def read_password(from_stdin: bool) -> str:
-    if from_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
-    first = getpass.getpass("password: ")
-    if getpass.getpass("again: ") != first:
-        raise InputError("the two passwords differ")
-    return first
-
-
-def user_add(name: str, role: str, from_stdin: bool, active: bool = True) -> str:
-    path = users_file(dict(os.environ))
-    replaced = add_user(path, name, role, read_password(from_stdin), active=active)
-    state = "" if active else " (inactive)"
-    return f"{'replaced' if replaced else 'added'} {role} {name!r}{state} in {path}"
-
-
-def user_list() -> str:
-    path = users_file(dict(os.environ))
-    users = list_users(path)
-    if not users:
-        return f"no users in {path} (add one: rakuten user add NAME --role admin)"
-    rows = [("NAME", "ROLE", "ACTIVE", "TOKEN_VERSION")]
-    rows += [(u.name, u.role, "yes" if u.active else "no", str(u.token_version)) for u in users]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join([*lines, f"({len(users)} users in {path})"])
-
-
-def user_remove(name: str) -> str:
-    path = users_file(dict(os.environ))
-    remove_user(path, name)
-    return f"removed {name!r} from {path}; its tokens no longer work"
-
-
-def user_deactivate(name: str) -> str:
-    path = users_file(dict(os.environ))
-    deactivate_user(path, name)
-    return f"deactivated {name!r} in {path}; its tokens no longer work (reactivate: rakuten user add {name})"
