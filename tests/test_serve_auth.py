@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -256,6 +258,28 @@ def test_user_add_cli_stores_an_argon2_hash_privately(tmp_path: Path):
     assert stat.S_IMODE(users.stat().st_mode) == 0o600
     short = run([*cli, "frank", "--password-stdin"], tmp_path, check=False, env=env, input="short\n")
     assert short.returncode == 1 and "shorter than 8" in short.stderr
+
+
+def test_user_add_with_no_terminal_and_no_password_stdin_names_the_option(tmp_path: Path):
+    users = tmp_path / "secrets" / "users.json"
+    rakuten = [str(Path(sys.executable).parent / "rakuten"), "user", "add", "ivan"]
+    env = {**os.environ, "RAKUTEN_USERS_FILE": str(users)}
+    # A new session has no controlling terminal, so getpass could not prompt on one either.
+    piped = subprocess.run(
+        rakuten, input="ivan-password\n", env=env, capture_output=True, text=True, start_new_session=True, timeout=60
+    )
+    with open(os.devnull) as nothing:
+        empty = subprocess.run(
+            rakuten, stdin=nothing, env=env, capture_output=True, text=True, start_new_session=True, timeout=60
+        )
+    for done in (piped, empty):
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.strip().splitlines() == [
+            "error: standard input is not a terminal, so there is no prompt for the password: "
+            "pass it on standard input with --password-stdin"
+        ]
+        assert done.stdout == ""
+    assert not users.parent.exists()
 
 
 def test_users_file_with_bad_json_is_reported(tmp_path: Path):

@@ -25,8 +25,18 @@ def read_password(from_stdin: bool) -> str:
     """The password from stdin's first line, or typed twice at a hidden prompt."""
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
-    first = getpass.getpass("password: ")
-    again = getpass.getpass("again: ")
+    # getpass would fall back to reading a pipe with a warning, then end in EOFError; or, with a
+    # terminal at hand, prompt there and ignore what was piped in.
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise InputError(
+            "standard input is not a terminal, so there is no prompt for the password: "
+            "pass it on standard input with --password-stdin"
+        )
+    try:
+        first = getpass.getpass("password: ")
+        again = getpass.getpass("again: ")
+    except EOFError:
+        raise InputError("no password typed (end of input at the prompt)") from None
     if again != first:
         raise InputError("the two passwords differ")
     return first
