@@ -178,7 +178,7 @@ def test_a_full_disk_never_fails_a_prediction(settings, tmp_path):
     if refusal is not None:
         unavailable(
             f"unshare is installed but this machine refuses a tmpfs in a private mount namespace ({refusal}); "
-            "in a container that takes --cap-add SYS_ADMIN --security-opt apparmor=unconfined, as CI's test job has"
+            "a container needs --cap-add SYS_ADMIN --security-opt apparmor=unconfined for it (CI's test job has them)"
         )
     port = free_port()
     # The server alone sees a 64 KiB tmpfs over the log folder, filled before it starts.
