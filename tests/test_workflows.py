@@ -171,6 +171,7 @@ def test_dependabot_updates_the_actions_and_the_python_dependencies_weekly():
     assert set(updates) == {"github-actions", "pip"}
     for update in updates.values():
         assert update["directory"] == "/" and update["schedule"]["interval"] == "weekly"
+        assert update["cooldown"]["default-days"] >= 7  # a release a week old, not one out an hour ago
 
 
 def test_the_dagshub_token_is_read_only_in_jobs_of_the_dagshub_environment():
