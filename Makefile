@@ -62,11 +62,12 @@ repro: setup ## dvc repro: every stage whose inputs changed
 # lint and format, types, the GitHub workflows. The inner loop: well under a minute.
 LINTED := src tests docs notebooks
 .PHONY: check
-check: setup ## layers, lint, format, types, workflows: the static checks, in under a minute
+check: setup ## layers, lint, format, types, workflow security: the static checks, in under a minute
 	lint-imports
 	ruff check $(LINTED)
 	ruff format --check $(LINTED)
 	mypy
+	zizmor --offline --quiet .github
 
 # Test tiers (pyproject.toml's markers): `server`, `container` and `browser` tests start real
 # servers, containers or Chromium; test-fast runs everything else.
