@@ -138,7 +138,7 @@ def test_default_demo_model_gets_hand_written_titles_right(demo_models):
     codes, _ = predict_top_k(demo_models["shipped"], frame, 1)
     wrong = [
         f"{title!r} -> {code} {category_name(code)} (expected {expected} {category_name(expected)})"
-        for (title, expected), code in zip(HAND_WRITTEN, codes[:, 0])
+        for (title, expected), code in zip(HAND_WRITTEN, codes[:, 0], strict=True)
         if code != expected
     ]
     right = 1 - len(wrong) / len(HAND_WRITTEN)
@@ -148,7 +148,7 @@ def test_default_demo_model_gets_hand_written_titles_right(demo_models):
 def test_default_demo_model_gets_bare_product_words_right(demo_models):
     frame = pd.DataFrame({"designation": [words for words, _ in BARE_WORDS], "description": ""})
     codes, _ = predict_top_k(demo_models["shipped"], frame, 1)
-    assert {words: int(code) for (words, _), code in zip(BARE_WORDS, codes[:, 0])} == dict(BARE_WORDS)
+    assert {words: int(code) for (words, _), code in zip(BARE_WORDS, codes[:, 0], strict=True)} == dict(BARE_WORDS)
 
 
 def test_default_demo_model_scores_well_but_not_perfectly(demo_models):
@@ -161,10 +161,11 @@ def test_model_c_moves_weighted_f1_with_an_interior_best(demo_models):
     """The tour's experiment shows something: C from 0.05 to 5 moves the hold-out weighted F1 by 0.02
     or more, and the middle value beats both ends (too small misses rare names, too large fits noise)."""
     params = read_params(PARAMS, "model")
+    x_train, y_train = demo_models["labelled_train"]
     x_test, y_test = demo_models["labelled_test"]
     f1 = {}
     for c in (0.05, 0.5, 5.0):
-        model = fit_linear_svc(*demo_models["labelled_train"], {**params, "C": c}, n_jobs=params["n_jobs"])
+        model = fit_linear_svc(x_train, y_train, {**params, "C": c}, n_jobs=params["n_jobs"])
         f1[c] = f1_score(y_test, model.predict(x_test), average="weighted")
     assert max(f1.values()) - min(f1.values()) >= 0.02, f1
     assert f1[0.5] > f1[0.05] and f1[0.5] > f1[5.0], f1
@@ -178,7 +179,7 @@ def test_committed_metrics_are_in_the_same_range():
 def test_shopper_words_point_to_their_classes():
     x_rows, y_rows = generate(DEMO_ROWS, DEMO_SEED)
     classes: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    for (_, title, *_), (_, code) in zip(x_rows, y_rows):
+    for (_, title, *_), (_, code) in zip(x_rows, y_rows, strict=True):
         for word in set(re.findall(r"\w+", title.lower())) & set(SHOPPER_WORDS):
             classes[word][int(code)] += 1
     astray = {}

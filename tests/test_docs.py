@@ -16,6 +16,8 @@ import pytest
 from browser import Chromium, serve_directory
 from conftest import needs
 
+pytestmark = pytest.mark.browser
+
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_ENV = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
 PAGES = [
@@ -105,6 +107,7 @@ def test_reference_pages_come_from_the_code(site):
 
     cli = (site / "reference/cli/index.html").read_text()
     commands = [a for a in build_parser()._actions if a.dest == "command"][0].choices
+    assert commands is not None  # the subcommands
     for name in commands:
         assert f"rakuten {name} --help" in cli, f"`rakuten {name}` missing from the CLI reference"
     assert "--chunk-size" in cli and "--top-k" in cli

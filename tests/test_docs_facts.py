@@ -128,7 +128,9 @@ def test_serving_page_shows_the_committed_model_data_and_metrics():
     model, data = committed_model_md5(), yaml.safe_load(text(ROOT / "data" / "raw.dvc"))["outs"][0]
     assert f'"model_version": "{model}"' in page and f'"loaded_md5": "{model}"' in page
     assert f'"md5": "{data["md5"]}", "size": {data["size"]}' in page
-    metrics = json.loads(re.search(r'"metrics": (\{[^}]*\})', page).group(1))
+    shown = re.search(r'"metrics": (\{[^}]*\})', page)
+    assert shown, "serving.md shows no metrics"
+    metrics = json.loads(shown.group(1))
     assert metrics == json.loads(text(ROOT / "metrics" / "metrics.json"))
 
 

@@ -55,7 +55,11 @@ def windows() -> dict[str, list[dict]]:
     rand = random.Random(3)
     x_rows, y_rows = generate(2_000, seed=7)
     like_training = [{"designation": x[1], "description": x[2]} for x in rand.sample(x_rows, WINDOW)]
-    two = [{"designation": x[1], "description": x[2]} for x, y in zip(x_rows, y_rows) if y[1] in ("2583", "1160")]
+    two = [
+        {"designation": x[1], "description": x[2]}
+        for x, y in zip(x_rows, y_rows, strict=True)
+        if y[1] in ("2583", "1160")
+    ]
     english = [
         {
             "designation": f"{rand.choice(ENGLISH[0])} {rand.choice(ENGLISH[1])}",
@@ -87,7 +91,7 @@ def logged(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
             for start in range(0, WINDOW, 64):
                 answer = httpx.post(f"{base}/predict", json=products[start : start + 64], headers=headers, timeout=60)
                 assert answer.status_code == 200, answer.text
-            wait_until(lambda: len(logged_rows(folders[name])) == WINDOW, f"{WINDOW} logged rows")
+            wait_until(lambda name=name: len(logged_rows(folders[name])) == WINDOW, f"{WINDOW} logged rows")
         finally:
             stop(process)
     return settings.project_dir, folders
@@ -111,6 +115,7 @@ def drift(project: Path, folder: Path, report: Path) -> tuple[dict[str, float], 
     return scores, means
 
 
+@pytest.mark.server
 def test_scores_separate_a_window_like_training_from_shifted_ones(logged, tmp_path):
     project, folders = logged
     result = {name: drift(project, folder, tmp_path / f"{name}.html") for name, folder in folders.items()}
@@ -175,12 +180,18 @@ def monitored(project: Path, folder: Path, reports: Path) -> dict[str, float]:
         stop(process)
 
 
+@pytest.mark.server
 def test_monitor_gauges_fire_the_alerts_on_shifted_windows_only(logged, tmp_path):
     promtool = needs("promtool")
     project, folders = logged
     gauges = {name: monitored(project, folder, tmp_path / name) for name, folder in folders.items()}
     assert (tmp_path / "same" / "drift.html").is_file()
-    series, expected = [], {"RakutenInputDrift": [], "RakutenUnknownTokensRising": [], "RakutenTop1ScoreFalling": []}
+    series: list[str] = []
+    expected: dict[str, list[str]] = {
+        "RakutenInputDrift": [],
+        "RakutenUnknownTokensRising": [],
+        "RakutenTop1ScoreFalling": [],
+    }
     for name, values in gauges.items():
         where = f'job="rakuten-monitor", instance="{name}"'
         for key, value in values.items():

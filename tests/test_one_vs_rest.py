@@ -115,7 +115,8 @@ def test_newton_stops_at_max_iter_with_a_warning(demo_features, caplog):
     ids=["newton", "liblinear"],
 )
 def test_the_fitted_model_says_how_it_was_fitted(demo_features, params, dual, random_state):
-    model = fit_linear_svc(*demo_features, params)
+    x, y = demo_features
+    model = fit_linear_svc(x, y, params)
     assert model.get_params() | {"dual": dual, "random_state": random_state} == model.get_params()
     assert model.get_params()["C"] == params["C"] and model.get_params()["tol"] == params["tol"]
     # An unfitted copy with these params solves the same problem: the primal one for newton.

@@ -28,6 +28,8 @@ from mlops_rakuten.text import clean_text
 
 from serve_support import PASSWORDS, auth, client, free_port, make_settings, shared_trained_project, start_server, stop
 
+pytestmark = pytest.mark.server
+
 GIB = 2**30
 
 
@@ -206,9 +208,14 @@ def test_cleaning_keeps_its_results():
 
 
 def test_predict_cleans_each_product_once(api, settings, monkeypatch):
-    calls = []
+    calls: list[str] = []
     real = text_module.clean_text
-    monkeypatch.setattr(text_module, "clean_text", lambda value: calls.append(value) or real(value))
+
+    def counting(value: str) -> str:
+        calls.append(value)
+        return real(value)
+
+    monkeypatch.setattr(text_module, "clean_text", counting)
     body = {"designation": "Piscine hors sol", "description": "<p>avec pompe</p>"}
     assert api.post("/predict", json=body, headers=auth(settings, "bob", "user")).status_code == 200
     assert sorted(calls) == sorted(body.values())

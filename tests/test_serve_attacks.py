@@ -249,7 +249,8 @@ PARTIAL_HEAD = b"GET /health HTTP/1.1\r\nHost: x\r\n"
 def test_slow_clients_are_cut_off_and_health_stays_fast(server, head, trickle):
     url, log = server
     port = int(url.rsplit(":", 1)[1])
-    stop_event, times = threading.Event(), []
+    stop_event = threading.Event()
+    times: list[float] = []  # /health response seconds, filled by the watcher
     watcher = threading.Thread(target=health_times, args=(url, stop_event, times))
     watcher.start()
     try:
@@ -258,8 +259,9 @@ def test_slow_clients_are_cut_off_and_health_stays_fast(server, head, trickle):
         stop_event.set()
         watcher.join()
     limit = HEAD_SECONDS if head is PARTIAL_HEAD else BODY_GRACE_SECONDS
-    assert None not in kept, f"{kept.count(None)} of 100 slow connections still open after 40 s"
-    assert max(kept) < limit + 4, sorted(kept)[-5:]
+    closed = [seconds for seconds in kept if seconds is not None]
+    assert len(closed) == len(kept), f"{kept.count(None)} of 100 slow connections still open after 40 s"
+    assert max(closed) < limit + 4, sorted(closed)[-5:]
     assert times and max(times) < 2, f"/health took up to {max(times):.1f} s"
     assert "Traceback" not in log.read_text()
 
@@ -268,7 +270,8 @@ def test_slow_clients_beyond_the_descriptor_limit_neither_block_health_nor_flood
     log, port = tmp_path / "server.log", free_port()
     process = start_server(settings, port, log, open_files=128)
     url = f"http://127.0.0.1:{port}"
-    stop_event, times = threading.Event(), []
+    stop_event = threading.Event()
+    times: list[float] = []  # /health response seconds, filled by the watcher
     watcher = threading.Thread(target=health_times, args=(url, stop_event, times))
     try:
         watcher.start()
@@ -277,7 +280,8 @@ def test_slow_clients_beyond_the_descriptor_limit_neither_block_health_nor_flood
         stop_event.set()
         watcher.join()
         stop(process)
-    assert None not in kept and max(kept) < BODY_GRACE_SECONDS + 4
+    closed = [seconds for seconds in kept if seconds is not None]
+    assert len(closed) == len(kept) and max(closed) < BODY_GRACE_SECONDS + 4
     assert times and statistics.median(times) < 0.5 and max(times) < 5, sorted(times)[-5:]
     text = log.read_text()
     assert "Traceback" not in text and len(text) < 20_000, text[-2000:]
@@ -324,6 +328,8 @@ from mlops_rakuten.serve.raw_append import check_upload
 from mlops_rakuten.serve.ingest_commit import commit, upload_key
 from mlops_rakuten.serve.settings import load_settings
 import mlops_rakuten.serve.ingest_commit as ingest_commit
+
+pytestmark = pytest.mark.server
 data = sys.stdin.buffer.read()
 upload = check_upload(data, "new.csv")
 def die(*args, **kwargs):

@@ -15,7 +15,7 @@ import yaml
 
 from mlops_rakuten.core.paths import X_FILE, Y_FILE
 from mlops_rakuten.serve.project import project_lock
-from mlops_rakuten.serve.raw_append import StagingCheckFailed, check_staged, check_upload
+from mlops_rakuten.serve.raw_append import StagingCheckFailed, Upload, check_staged, check_upload
 from mlops_rakuten.serve.watch import CHECK_SECONDS
 
 from conftest import run
@@ -122,7 +122,7 @@ def test_one_bad_label_in_a_large_upload_is_found_in_bulk():
     clean = (HEADER + rows).encode()
     one_bad = (HEADER + rows.replace("Produit numéro 50000,,2583", "Produit numéro 50000,,25x3")).encode()
 
-    def best_seconds(data: bytes) -> tuple[float, object]:
+    def best_seconds(data: bytes) -> tuple[float, Upload]:
         times = []
         for _ in range(2):
             started = time.perf_counter()

@@ -16,6 +16,8 @@ from mlops_rakuten.serve.settings import MODEL_PATH
 
 from serve_support import auth, build_project, free_port, make_settings, start_server, stop
 
+pytestmark = pytest.mark.server
+
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory):
@@ -46,6 +48,7 @@ def test_a_damaged_cache_entry_is_not_restored(settings):
     root = settings.project_dir
     model = root / MODEL_PATH
     recorded = locked_model_md5(root)
+    assert recorded is not None  # the fixture's project has run the pipeline
     cached = cached_file(cache_dir(root), recorded)
     good = cached.read_bytes()
     model.unlink()

@@ -162,7 +162,7 @@ def test_confusion_axes_name_each_class_in_code_order_and_the_cells_are_readable
     assert [t.get_text() for t in ax.get_xticklabels()] == [name.split()[0] for name in expected]  # codes
     assert [t.get_text() for t in ax.get_yticklabels()] == expected
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted class (code)", "actual class")
-    assert min(text.get_fontsize() for text in ax.texts) >= 9  # the shares in the cells
+    assert min(float(text.get_fontsize()) for text in ax.texts) >= 9  # the shares in the cells
 
 
 def test_prediction_table_keeps_codes_and_adds_labels():

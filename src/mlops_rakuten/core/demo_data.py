@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import csv
 import random
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable
+from typing import TypeVar
 
 from mlops_rakuten.core.atomic import atomic_open
 from mlops_rakuten.core.categories import CLASSES, CODES
 from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.core.paths import X_FILE, Y_FILE
+
+Draw = Callable[[], float]  # a Random(seed).random: every draw goes through it
+T = TypeVar("T")
 
 X_HEADER, Y_HEADER = ["", "designation", "description", "productid", "imageid"], ["", "prdtypecode"]
 MIN_PER_CLASS = 2  # a stratified split needs two rows of every class
@@ -216,7 +220,7 @@ ENTITIES = str.maketrans(
     }
 )
 # What each marker becomes (see the table notes above).
-MARKERS: dict[str, Callable[[Callable[[], float]], str]] = {
+MARKERS: dict[str, Callable[[Draw], str]] = {
     "#": lambda rand: _pick(rand, NUMBERS),
     "^": lambda rand: str(1 + int(rand() * 16)),
     "@": lambda rand: str(1890 + int(rand() * 125)),
@@ -276,7 +280,7 @@ def class_counts(rows: int) -> dict[int, int]:
     return counts
 
 
-def _pick(rand: Callable[[], float], items):
+def _pick(rand: Draw, items: Sequence[T]) -> T:
     return items[int(rand() * len(items))]
 
 
@@ -286,7 +290,7 @@ SYLLABLES = (
 SHOP_SUFFIXES = ["shop", "store", "deals", "market", "boutik", "discount"]
 
 
-def _invented_word(rand) -> str:
+def _invented_word(rand: Draw) -> str:
     return "".join(_pick(rand, SYLLABLES) for _ in range(2 + int(rand() * 2))).capitalize()
 
 
@@ -318,7 +322,7 @@ PRODUCT_LINES = {code: _product_lines(code) for code in CODES}
 SHOPS = _shops()
 
 
-def _fill(rand, tokens: list[str], pools: dict) -> str:
+def _fill(rand: Draw, tokens: list[str], pools: dict[str, list]) -> str:
     """Expand the slot letters of a shape or sentence, then the markers inside the chosen words."""
     out = []
     for token in tokens:
@@ -333,13 +337,13 @@ def _fill(rand, tokens: list[str], pools: dict) -> str:
     return text
 
 
-def _some(rand, items: list, low: int) -> list:
+def _some(rand: Draw, items: list[T], low: int) -> list[T]:
     """A run of ``low`` or more consecutive items from a random start, so none repeats."""
     start, count = int(rand() * len(items)), low + int(rand() * (len(items) - low + 1))
     return [items[(start + i) % len(items)] for i in range(count)]
 
 
-def _description(rand, pools: dict) -> str:
+def _description(rand: Draw, pools: dict[str, list]) -> str:
     opening = _fill(rand, _pick(rand, OPENINGS), pools)
     body = " ".join(_fill(rand, tokens, pools) for tokens in _some(rand, pools["sentences"], 1))
     specs = [_fill(rand, tokens, pools) for tokens in _some(rand, pools["specs"], 2)]
@@ -364,7 +368,7 @@ def _description(rand, pools: dict) -> str:
     return text.translate(ENTITIES) if rand() < 0.5 else text
 
 
-def _listing(rand, code: int, labels: list[int]) -> tuple[str, str]:
+def _listing(rand: Draw, code: int, labels: list[int]) -> tuple[str, str]:
     terse = rand() < TERSE
     if rand() < MISFILED:  # filed under the wrong class: the text is that of another listing's class
         code = _pick(rand, labels)

@@ -6,7 +6,7 @@ import functools
 import logging
 import os
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 
 class InputError(Exception):
@@ -17,7 +17,7 @@ def exit_on_input_error(main: Callable[..., None]) -> Callable[..., None]:
     """Run a command's ``main``; turn an InputError into ``error: ...`` on stderr and exit 1."""
 
     @functools.wraps(main)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
             return main(*args, **kwargs)
         except InputError as exc:

@@ -6,6 +6,7 @@ cleaning and vocabulary that training used.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,7 @@ def make_picklable_stable(estimator: Any) -> Any:
     return estimator
 
 
-def _walk(estimator: Any):
+def _walk(estimator: Any) -> Iterator[Any]:
     yield estimator
     children = []
     if isinstance(estimator, Pipeline):

@@ -30,8 +30,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter
 
 from mlops_rakuten.core.errors import InputError
@@ -116,7 +117,7 @@ class PredictionLog:
         for reason in ("write_failed", "queue_full"):
             self.errors.labels(reason)
         self._queue: queue.Queue[_Answered | None] = queue.Queue(QUEUE_SIZE)
-        self._handle = None
+        self._handle: BinaryIO | None = None
         self._opened_at = 0.0
         self._files_opened = 0
         self._last_error_log = 0.0
@@ -125,7 +126,9 @@ class PredictionLog:
             self._thread = threading.Thread(target=self._write_forever, name="prediction-log", daemon=True)
             self._thread.start()
 
-    def append(self, designation: str, description: str, codes, scores, model) -> None:
+    def append(
+        self, designation: str, description: str, codes: npt.ArrayLike, scores: npt.ArrayLike, model: Any
+    ) -> None:
         """Queue one answered product; never blocks and never raises."""
         if self._thread is None:
             return
@@ -152,7 +155,7 @@ class PredictionLog:
             "model_version": item.model.md5,
             "prdtypecode": int(item.codes[0]),
             "score": round(float(item.scores[0]), 6),
-            "top_k": [[int(c), round(float(s), 6)] for c, s in zip(item.codes, item.scores)],
+            "top_k": [[int(c), round(float(s), 6)] for c, s in zip(item.codes, item.scores, strict=True)],
         }
         designation, description = clean_text(item.designation), clean_text(item.description)
         text = f"{designation} {description}".strip()
@@ -191,7 +194,7 @@ class PredictionLog:
         handle.flush()
         self.rows.inc(len(rows))
 
-    def _file(self):
+    def _file(self) -> BinaryIO:
         now = time.time()
         if self._handle is not None and (
             self._handle.tell() >= self.settings.rotate_bytes or now - self._opened_at >= self.settings.rotate_seconds
@@ -200,6 +203,7 @@ class PredictionLog:
             self._prune(now)
         if self._handle is None:
             folder = self.settings.folder
+            assert folder is not None  # set by from_env
             folder.mkdir(parents=True, exist_ok=True)
             stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%dT%H%M%S")
             self._files_opened += 1  # several files may open within one second

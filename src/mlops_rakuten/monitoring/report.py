@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from mlops_rakuten.core.atomic import atomic_open  # noqa: E402
 from mlops_rakuten.core.categories import CODES, category_label  # noqa: E402
@@ -29,7 +31,7 @@ MEANING = {
 }
 
 
-def _png(figure) -> str:
+def _png(figure: Figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(figure)
@@ -48,7 +50,7 @@ def _classes_plot(drift: Drift) -> str:
     return _png(figure)
 
 
-def _histogram(drift: Drift, column: str, title: str, bins, log_x: bool = False) -> str:
+def _histogram(drift: Drift, column: str, title: str, bins: Sequence[float], log_x: bool = False) -> str:
     figure, axes = plt.subplots(figsize=(5.2, 3.2))
     if log_x:
         axes.set_xscale("log")
@@ -67,12 +69,21 @@ def write_report(drift: Drift, target: Path, summary: str) -> None:
     longest = max(float(drift.window["text_chars"].max()), float(drift.baseline("text_chars").max()), 1.0)
     plots = [
         _classes_plot(drift),
-        _histogram(drift, "score", "Top-1 score (reference: test split, holdout model)", np.linspace(0, 1, 26)),
         _histogram(
-            drift, "text_chars", "Text length (characters, log scale)", np.geomspace(1, longest + 1, 30), log_x=True
+            drift, "score", "Top-1 score (reference: test split, holdout model)", np.linspace(0, 1, 26).tolist()
         ),
         _histogram(
-            drift, "unknown_share", "Share of unknown word tokens (reference: test split)", np.linspace(0, 1, 26)
+            drift,
+            "text_chars",
+            "Text length (characters, log scale)",
+            np.geomspace(1, longest + 1, 30).tolist(),
+            log_x=True,
+        ),
+        _histogram(
+            drift,
+            "unknown_share",
+            "Share of unknown word tokens (reference: test split)",
+            np.linspace(0, 1, 26).tolist(),
         ),
     ]
     rows = "".join(

@@ -6,17 +6,20 @@ word tokens the model's vectorizer has never seen.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline
 
 
-def word_vectorizer(pipeline: Pipeline):
+def word_vectorizer(pipeline: Pipeline) -> TfidfVectorizer:
     """The fitted word TF-IDF vectorizer inside a saved model (features -> tfidf -> "word")."""
     tfidf = pipeline.named_steps["features"].named_steps["tfidf"]
     return dict((name, vectorizer) for name, vectorizer, _ in tfidf.transformers_)["word"]
 
 
-def token_counts(pipeline: Pipeline, texts) -> tuple[np.ndarray, np.ndarray]:
+def token_counts(pipeline: Pipeline, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Per text: word tokens, and how many of them are not in the model's vocabulary."""
     vectorizer = word_vectorizer(pipeline)
     analyze, vocabulary = vectorizer.build_analyzer(), vectorizer.vocabulary_

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -39,7 +40,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 @contextlib.asynccontextmanager
-async def _lifespan(app: FastAPI):
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     asyncio.get_running_loop().set_exception_handler(on_loop_error)  # no traceback per refused connection
     yield
     app.state.prediction_log.close()  # what is queued reaches the disk before the worker exits

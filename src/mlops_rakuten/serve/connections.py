@@ -109,7 +109,7 @@ def _make_room(count: int) -> int:
     return len(waiting[:count])
 
 
-def on_loop_error(loop, context: dict) -> None:
+def on_loop_error(loop: asyncio.AbstractEventLoop, context: dict) -> None:
     """The event loop's exception handler: out of descriptors on accept, make room (and no traceback)."""
     global _room_made_at
     if context.get("message") != "socket.accept() out of system resource":
@@ -133,7 +133,8 @@ def _plain_response(status: int, reason: str, message: str) -> bytes:
 class DeadlineProtocol(H11Protocol):
     """uvicorn's h11 protocol, with a deadline on receiving each request (see the module's docstring)."""
 
-    def connection_made(self, transport) -> None:
+    # A stream transport, as uvicorn's own override narrows it.
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._since = self.loop.time()  # when the current wait for the client began
         self._body_bytes = 0

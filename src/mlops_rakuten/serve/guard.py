@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from fastapi import HTTPException, status
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.datastructures import State
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlops_rakuten.serve.auth import current_user, forbidden
 
@@ -81,7 +83,7 @@ def _too_large(limit: int) -> HTTPException:
 
 
 class GuardMiddleware:
-    def __init__(self, app, state, rules: list[Rule]):
+    def __init__(self, app: ASGIApp, state: State, rules: list[Rule]) -> None:
         self.app = app
         self.state = state  # app.state: settings and users
         self.rules = rules
@@ -93,7 +95,7 @@ class GuardMiddleware:
             return rule.role, rule.max_bytes
         return None, NO_BODY_MAX_BYTES
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         try:
@@ -103,7 +105,7 @@ class GuardMiddleware:
             return await response(scope, receive, send)
         received, complete = 0, False
 
-        async def bounded_receive():
+        async def bounded_receive() -> Message:
             nonlocal received, complete
             message = await receive()
             if message["type"] == "http.request":
@@ -120,7 +122,7 @@ class GuardMiddleware:
 
         await self.app(scope, bounded_receive, send)
 
-    def _check_headers(self, scope) -> int:
+    def _check_headers(self, scope: Scope) -> int:
         headers = {}
         for key, value in scope["headers"]:
             if key in (b"authorization", b"content-length"):

@@ -11,6 +11,7 @@ import os
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlops_rakuten.core.categories import CODES
 from mlops_rakuten.serve.model import LoadedModel
@@ -100,18 +101,18 @@ class Metrics:
 class MetricsMiddleware:
     """Pure ASGI middleware (cheaper than BaseHTTPMiddleware): time every HTTP request."""
 
-    def __init__(self, app, metrics: Metrics, route_paths: set[str]):
+    def __init__(self, app: ASGIApp, metrics: Metrics, route_paths: set[str]) -> None:
         self.app = app
         self.metrics = metrics
         self.route_paths = route_paths  # the app's paths without parameters, for requests refused before routing
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         start = time.perf_counter()
         status = 500  # what the client gets if the app raises before answering
 
-        async def send_and_note(message):
+        async def send_and_note(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import State
 
 from mlops_rakuten.serve.auth import require_admin
 from mlops_rakuten.serve.guard import NO_BODY_MAX_BYTES, body_limit
@@ -16,7 +17,7 @@ from mlops_rakuten.serve.users import User
 router = APIRouter(tags=["operations"])
 
 
-def _reload(state) -> dict:
+def _reload(state: State) -> dict:
     follower = state.follower
     if follower is None:  # the workspace model: read the file again, and have the other workers do so
         if not state.model.load():
