@@ -23,9 +23,13 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from mkdocs.structure.files import File
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.structure.files import File, Files
+from mkdocs.structure.pages import Page
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI_MARKER = "<!-- rakuten-cli -->"
@@ -33,7 +37,7 @@ OPENAPI_MARKER = "<!-- rakuten-openapi -->"
 HELP_COLUMNS = "80"  # fixed (and as wide as a code block), so the page does not depend on the terminal
 
 
-def _nav_pages(nav) -> set[str]:
+def _nav_pages(nav: Any) -> set[str]:
     if isinstance(nav, str):
         return {nav}
     if isinstance(nav, dict):
@@ -43,7 +47,7 @@ def _nav_pages(nav) -> set[str]:
     return set()
 
 
-def on_config(config):
+def on_config(config: MkDocsConfig) -> MkDocsConfig:
     docs = Path(config["docs_dir"])
     pages = sorted(p.relative_to(docs).as_posix() for p in docs.rglob("*.md"))
     unlisted = [page for page in pages if page not in _nav_pages(config["nav"])]
@@ -52,7 +56,7 @@ def on_config(config):
     return config
 
 
-def on_files(files, config):
+def on_files(files: Files, config: MkDocsConfig) -> Files:
     files.append(File.generated(config, "reference/openapi.json", content=json.dumps(openapi(), indent=2) + "\n"))
     page, images = exploration_page()
     files.append(File.generated(config, EXPLORATION_PAGE, content=page))
@@ -73,6 +77,7 @@ def exploration_page() -> tuple[str, dict[str, bytes]]:
     changed = NOTEBOOK.stat().st_mtime
     if changed not in _EXPLORATION:
         spec = importlib.util.spec_from_file_location("notebook_page", ROOT / "docs" / "notebook_page.py")
+        assert spec is not None and spec.loader is not None  # a .py file always has a loader
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         _EXPLORATION.clear()
@@ -80,7 +85,7 @@ def exploration_page() -> tuple[str, dict[str, bytes]]:
     return _EXPLORATION[changed]
 
 
-def on_page_markdown(markdown, page, config, files):
+def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
     if CLI_MARKER in markdown:
         markdown = markdown.replace(CLI_MARKER, cli_reference())
     if OPENAPI_MARKER in markdown:
@@ -90,7 +95,8 @@ def on_page_markdown(markdown, page, config, files):
 
 # --- the CLI ------------------------------------------------------------------------------------
 
-def _subcommands(parser: argparse.ArgumentParser, prefix: str):
+
+def _subcommands(parser: argparse.ArgumentParser, prefix: str) -> Iterator[tuple[str, argparse.ArgumentParser]]:
     """(command line, parser) for ``parser`` and every subcommand below it, in definition order."""
     yield prefix, parser
     for action in parser._actions:  # argparse has no public way to list subparsers
@@ -106,12 +112,14 @@ def cli_reference() -> str:
     with _environment(COLUMNS=HELP_COLUMNS, NO_COLOR="1"):
         for command, parser in _subcommands(build_parser(), "rakuten"):
             level = "##" if command.count(" ") <= 1 else "###"
-            sections.append(f"{level} `{command}`\n\n```text\n$ {command} --help\n{parser.format_help().rstrip()}\n```\n")
+            sections.append(
+                f"{level} `{command}`\n\n```text\n$ {command} --help\n{parser.format_help().rstrip()}\n```\n"
+            )
     return "\n".join(sections)
 
 
 @contextlib.contextmanager
-def _environment(**values: str):
+def _environment(**values: str) -> Iterator[None]:
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:
@@ -140,8 +148,12 @@ def openapi() -> dict:
         logging.getLogger("serve.model").setLevel(logging.ERROR)
         with tempfile.TemporaryDirectory() as scratch:
             base = Path(scratch)
-            settings = Settings(jwt_secret="documentation-only-" + "0" * 32, project_dir=base,
-                                users_file=base / "users.json", state_dir=base / "state")
+            settings = Settings(
+                jwt_secret="documentation-only-" + "0" * 32,
+                project_dir=base,
+                users_file=base / "users.json",
+                state_dir=base / "state",
+            )
             _OPENAPI = create_app(settings).openapi()
     return _OPENAPI
 
@@ -162,9 +174,16 @@ def _type(schema: dict) -> str:
     return schema.get("type", "any")
 
 
-_LIMITS = {"minimum": "≥ {}", "exclusiveMinimum": "> {}", "maximum": "≤ {}", "exclusiveMaximum": "< {}",
-           "minLength": "at least {} chars", "maxLength": "at most {} chars",
-           "minItems": "at least {} items", "maxItems": "at most {} items"}
+_LIMITS = {
+    "minimum": "≥ {}",
+    "exclusiveMinimum": "> {}",
+    "maximum": "≤ {}",
+    "exclusiveMaximum": "< {}",
+    "minLength": "at least {} chars",
+    "maxLength": "at most {} chars",
+    "minItems": "at least {} items",
+    "maxItems": "at most {} items",
+}
 
 
 def _limits(schema: dict) -> str:
@@ -188,14 +207,17 @@ def _operation(method: str, path: str, op: dict) -> str:
     auth = "bearer token (`Authorization: Bearer ...` from `/token`)" if op.get("security") else "none"
     lines.append(f"- **Authentication:** {auth}")
     for param in op.get("parameters", []):
-        lines.append(f"- **Parameter** `{param['name']}` ({param['in']}, {_type(param.get('schema', {}))}"
-                     f"{', required' if param.get('required') else ''})")
+        lines.append(
+            f"- **Parameter** `{param['name']}` ({param['in']}, {_type(param.get('schema', {}))}"
+            f"{', required' if param.get('required') else ''})"
+        )
     for media, body in op.get("requestBody", {}).get("content", {}).items():
         lines.append(f"- **Body** (`{media}`): {_type(body.get('schema', {}))}")
     for status, response in op.get("responses", {}).items():
         schemas = [_type(c["schema"]) for c in response.get("content", {}).values() if "schema" in c]
-        lines.append(f"- **{status}** {_cell(response.get('description', ''))}"
-                     + (f": {', '.join(schemas)}" if schemas else ""))
+        lines.append(
+            f"- **{status}** {_cell(response.get('description', ''))}" + (f": {', '.join(schemas)}" if schemas else "")
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -208,8 +230,10 @@ def _schema(name: str, schema: dict) -> str:
         required = set(schema.get("required", []))
         lines += ["| field | type | required | limits | description |", "|---|---|---|---|---|"]
         for field, prop in properties.items():
-            lines.append(f"| `{field}` | {_type(prop)} | {'yes' if field in required else 'no'} | "
-                         f"{_cell(_limits(prop))} | {_cell(prop.get('description', ''))} |")
+            lines.append(
+                f"| `{field}` | {_type(prop)} | {'yes' if field in required else 'no'} | "
+                f"{_cell(_limits(prop))} | {_cell(prop.get('description', ''))} |"
+            )
     else:
         lines.append(f"Type: {_type(schema)}")
     return "\n".join(lines) + "\n"
@@ -217,9 +241,13 @@ def _schema(name: str, schema: dict) -> str:
 
 def openapi_reference(document: dict) -> str:
     info = document["info"]
-    parts = [f"**{info['title']}**, API version {info['version']} (OpenAPI {document['openapi']}). "
-             f"{info.get('description', '')} The raw document: [openapi.json](openapi.json).", "",
-             "## Routes", ""]
+    parts = [
+        f"**{info['title']}**, API version {info['version']} (OpenAPI {document['openapi']}). "
+        f"{info.get('description', '')} The raw document: [openapi.json](openapi.json).",
+        "",
+        "## Routes",
+        "",
+    ]
     for path, methods in document["paths"].items():
         for method, op in methods.items():
             parts.append(_operation(method, path, op))

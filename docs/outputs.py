@@ -38,8 +38,12 @@ def pages(root: Path) -> list[Path]:
 
 
 def run(command: str, root: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "COLUMNS": "200", "NO_COLOR": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "COLUMNS": "200",
+        "NO_COLOR": "1",
+    }
     result = subprocess.run(command, shell=True, cwd=root, env=env, capture_output=True, text=True, timeout=300)
     if result.returncode != 0:
         raise SystemExit(f"`{command}` failed (exit {result.returncode}):\n{result.stderr}")
