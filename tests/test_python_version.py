@@ -70,7 +70,9 @@ def test_make_setup_with_another_python_rebuilds_the_venv(tmp_path: Path):
     shutil.copy2(ROOT / "Makefile", project / "Makefile")
     shutil.copy2(ROOT / "docker" / "containers.mk", project / "docker" / "containers.mk")
     (project / "requirements.lock").write_text("# nothing pinned\n")
-    (project / "pyproject.toml").write_text('[project]\nname = "tiny"\nversion = "0"\n[tool.setuptools]\npy-modules = []\n')
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "tiny"\nversion = "0"\n[tool.setuptools]\npy-modules = []\n'
+    )
     stale = fake_python(project / ".venv", "3.10")
     # An outer `make test PYTHON=...` would pass its variables down in MAKEFLAGS.
     alone = {"MAKEFLAGS": "", "MFLAGS": ""}
@@ -95,8 +97,9 @@ def interpreters() -> dict[str, str]:
             str(path / "bin" / "python") for path in pyenv_versions.glob(f"{version}.*")
         )
         for candidate in filter(None, candidates):
-            done = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                                  capture_output=True, text=True)
+            done = subprocess.run(
+                [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True
+            )
             if done.returncode == 0 and done.stdout.strip() == version:
                 found[version] = candidate
                 break
@@ -133,14 +136,40 @@ def test_every_supported_python_writes_the_same_vectorizer_features_and_models(p
             python = str(stage_venv(python, tmp_path / f"venv{version}"))
         out = tmp_path / f"out{version}"
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-        featurize = [python, "-m", "mlops_rakuten.stages.featurize", "--params", "params.yaml",
-                     "--train", "data/split/train.csv", "--test", "data/split/test.csv",
-                     "--train-out", f"{out}/train.joblib", "--test-out", f"{out}/test.joblib",
-                     "--vectorizer-out", f"{out}/vectorizer.joblib"]
-        train = [python, "-m", "mlops_rakuten.stages.train", "--params", "params.yaml",
-                 "--features", f"{out}/train.joblib", "--test-features", f"{out}/test.joblib",
-                 "--vectorizer", f"{out}/vectorizer.joblib",
-                 "--holdout-out", f"{out}/holdout_model.joblib", "--out", f"{out}/model.joblib"]
+        featurize = [
+            python,
+            "-m",
+            "mlops_rakuten.stages.featurize",
+            "--params",
+            "params.yaml",
+            "--train",
+            "data/split/train.csv",
+            "--test",
+            "data/split/test.csv",
+            "--train-out",
+            f"{out}/train.joblib",
+            "--test-out",
+            f"{out}/test.joblib",
+            "--vectorizer-out",
+            f"{out}/vectorizer.joblib",
+        ]
+        train = [
+            python,
+            "-m",
+            "mlops_rakuten.stages.train",
+            "--params",
+            "params.yaml",
+            "--features",
+            f"{out}/train.joblib",
+            "--test-features",
+            f"{out}/test.joblib",
+            "--vectorizer",
+            f"{out}/vectorizer.joblib",
+            "--holdout-out",
+            f"{out}/holdout_model.joblib",
+            "--out",
+            f"{out}/model.joblib",
+        ]
         run(featurize, project, env=env)
         run(train, project, env=env)
         outputs[version] = {path.name: md5(path) for path in sorted(out.iterdir())}
