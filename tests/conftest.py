@@ -97,6 +97,27 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+# A test that asks for one of these commands with @pytest.mark.needs is in that tier (pyproject.toml's
+# markers); tests that start a server otherwise carry the mark themselves (tests/test_components.py checks).
+TIER_OF_COMMAND = {
+    "nginx": "server",
+    "prometheus": "server",
+    "weed": "server",
+    "wrk": "server",
+    "podman": "container",
+    "podman-compose": "container",
+    "mmdebstrap": "container",
+    "chromium": "browser",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for mark in list(item.iter_markers("needs")):
+            for tier in {TIER_OF_COMMAND[name] for name in mark.args if name in TIER_OF_COMMAND}:
+                item.add_marker(tier)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     for mark in item.iter_markers("needs"):
         for name in mark.args:

@@ -27,9 +27,12 @@ from mlops_rakuten.serve.users import add_user
 from conftest import ROOT, needs, unavailable
 from serve_support import PASSWORDS, free_port, wait_until
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("RAKUTEN_DOCKER_TEST"), reason="the container stack runs in `make docker-test` (.ci/run runs it)"
-)
+pytestmark = [
+    pytest.mark.container,
+    pytest.mark.skipif(
+        not os.environ.get("RAKUTEN_DOCKER_TEST"), reason="the container stack runs in `make docker-test` (.ci/run runs it)"
+    ),
+]
 
 LOCAL_BASE = "localhost/debian:bookworm"
 TIMINGS: dict[str, float] = {}

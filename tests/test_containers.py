@@ -12,6 +12,8 @@ import yaml
 
 from conftest import ROOT, needs
 
+pytestmark = pytest.mark.container
+
 DOCKERFILES = sorted((ROOT / "docker").glob("*/Dockerfile"))
 
 

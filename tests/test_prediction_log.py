@@ -76,6 +76,7 @@ def logged_rows(folder: Path) -> list[dict]:
     ]
 
 
+@pytest.mark.server
 def test_answered_products_are_logged_exported_labelled_and_ingested(settings, tmp_path):
     folder = tmp_path / "log"
     process, base = serve(settings, tmp_path / "server.log", RAKUTEN_PREDICTION_LOG_DIR=str(folder))
@@ -130,6 +131,7 @@ def test_answered_products_are_logged_exported_labelled_and_ingested(settings, t
         stop(process)
 
 
+@pytest.mark.server
 def test_features_mode_keeps_numbers_not_text(settings, tmp_path):
     folder = tmp_path / "log"
     process, base = serve(
@@ -170,6 +172,7 @@ def mount_namespace_refusal(unshare: str, folder: Path) -> str | None:
     return (probe.stderr + probe.stdout).strip() or f"exit status {probe.returncode}"
 
 
+@pytest.mark.server
 def test_a_full_disk_never_fails_a_prediction(settings, tmp_path):
     unshare = needs("unshare")
     folder = tmp_path / "full"

@@ -24,6 +24,8 @@ from conftest import run
 from serve_support import auth, free_port, make_settings, server_env, stop, wait_until
 from team_remote import TeamRemote
 
+pytestmark = pytest.mark.server
+
 NAME = "rakuten-classifier"
 RAKUTEN = str(Path(sys.executable).parent / "rakuten")
 VENV = Path(sys.executable).parent.parent

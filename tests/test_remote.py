@@ -26,6 +26,8 @@ from mlops_rakuten.ops.remote import configure_remote
 from conftest import reproduced_project
 from s3_server import SeaweedS3
 
+pytestmark = pytest.mark.server
+
 TOKEN = f"test-{secrets.token_hex(8)}"
 IN_SYNC = "Cache and remote 'origin' are in sync."
 BULK_FILES = 400  # enough objects that a push can be caught part-way

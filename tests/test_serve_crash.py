@@ -20,6 +20,8 @@ from mlops_rakuten.serve.settings import MODEL_PATH
 
 from serve_support import auth, build_project, free_port, make_settings, start_server, stop, wait_until
 
+pytestmark = pytest.mark.server
+
 UPLOAD = "designation,description,prdtypecode\nRobot piscine Dolphin,,2583\n"
 
 

@@ -22,6 +22,8 @@ from serve_support import (
     wait_until,
 )
 
+pytestmark = pytest.mark.server
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):

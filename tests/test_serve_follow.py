@@ -19,6 +19,8 @@ from test_registry import NAME, RAKUTEN, make, registry  # noqa: F401 (registry:
 from conftest import ROOT, run
 from serve_support import auth, free_port, make_settings, server_env, stop, wait_until
 
+pytestmark = pytest.mark.server
+
 FOLLOW_SECONDS = 2
 SWITCH_SECONDS = FOLLOW_SECONDS + 120  # the interval, then `gto show` and `dvc artifacts get` on a busy 2-core machine
 

@@ -30,6 +30,8 @@ from serve_support import (
     wait_until,
 )
 
+pytestmark = pytest.mark.server
+
 RAKUTEN = str(Path(sys.executable).parent / "rakuten")
 
 

@@ -15,6 +15,8 @@ import pytest
 
 from serve_support import auth, build_project, free_port, make_settings, start_server, stop
 
+pytestmark = pytest.mark.server
+
 MAX_EXAMPLES = 15
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 

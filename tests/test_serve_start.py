@@ -7,10 +7,13 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from mlops_rakuten.serve.settings import Settings
 
 from serve_support import SECRET, free_port, server_env, shared_trained_project, start_server, stop, wait_until
+
+pytestmark = pytest.mark.server
 
 
 def test_a_server_without_users_logs_the_command_that_adds_one(tmp_path_factory, tmp_path):

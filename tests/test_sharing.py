@@ -24,6 +24,8 @@ from mlops_rakuten.ops.remote import configure_remote
 from conftest import run
 from team_remote import TeamRemote, cache_file, git_objects, sha256
 
+pytestmark = pytest.mark.server
+
 VENV = Path(sys.executable).parent.parent
 MODELS = ["models/model.joblib", "models/holdout_model.joblib"]
 GRID = "model.C=0.125,2"
