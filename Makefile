@@ -32,18 +32,23 @@ python-version: ## check that .venv runs a supported Python
 	@$(call check_python,$(BIN)/python)
 
 # PYTHON= on the command line (or in the environment) names the interpreter of .venv: a .venv made by
-# another Python version is rebuilt rather than refused.
-.PHONY: setup
-setup: ## create .venv with the pinned dependencies (PYTHON=... rebuilds it with that Python)
+# another Python version is rebuilt rather than refused. Decided when make reads this file, so that
+# setup needs no recursive make (an outer `make -o .venv/.installed` would not reach one).
 ifneq ($(origin PYTHON),file)
-	@if [ -e $(VENV) ]; then old=$$($(BIN)/python $(VERSION_OF) 2>/dev/null); new=$$($(PYTHON) $(VERSION_OF) 2>/dev/null); \
-		if [ -n "$$new" ] && [ "$$old" != "$$new" ]; then \
-			echo "rebuilding $(VENV): it runs Python $${old:-(none)}, PYTHON=$(PYTHON) is Python $$new"; rm -rf $(VENV); fi; fi
+ifneq ($(shell $(BIN)/python $(VERSION_OF) 2>/dev/null),$(shell $(PYTHON) $(VERSION_OF) 2>/dev/null))
+REBUILD_VENV := rebuild-venv
 endif
-	@$(MAKE) --no-print-directory $(VENV)/.installed
-	@$(MAKE) --no-print-directory python-version
+endif
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+.PHONY: setup
+setup: $(VENV)/.installed python-version ## create .venv with the pinned dependencies (PYTHON=... rebuilds it with that Python)
+
+.PHONY: rebuild-venv
+rebuild-venv:
+	@if [ -e $(VENV) ]; then echo "rebuilding $(VENV): it runs Python $$($(BIN)/python $(VERSION_OF) 2>/dev/null ||" \
+		"echo '(none)'), PYTHON=$(PYTHON) is Python $$($(PYTHON) $(VERSION_OF) 2>/dev/null)"; rm -rf $(VENV); fi
+
+$(VENV)/.installed: requirements.lock pyproject.toml $(REBUILD_VENV)
 	@test -x $(BIN)/python || { $(call check_python,$(PYTHON)); }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
