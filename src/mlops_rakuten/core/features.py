@@ -100,3 +100,9 @@ def load_features(path: Path, mmap_mode: str | None = None) -> tuple[sparse.spma
         raise InputError(f"{path}: file not found (expected features from the featurize stage)")
     data = joblib.load(path, mmap_mode=mmap_mode)
     return data["X"], data["y"]
+
+
+def load_held_out(path: Path) -> np.ndarray | None:
+    """Which rows of a test-feature file are held-out batch rows (featurize's ``held_out``); None without batches."""
+    data = joblib.load(path, mmap_mode="r")
+    return np.asarray(data["held_out"], dtype=bool) if "held_out" in data else None

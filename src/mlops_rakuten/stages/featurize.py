@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from mlops_rakuten.core.atomic import dump_joblib, dump_pickle
-from mlops_rakuten.core.dataset import read_products
+from mlops_rakuten.core.dataset import HELD_OUT, read_products
 from mlops_rakuten.core.errors import exit_on_input_error, setup_logging
 from mlops_rakuten.core.features import build_vectorizer, make_picklable_stable
 from mlops_rakuten.core.params import read_params
@@ -41,7 +41,10 @@ def main(argv: list[str] | None = None) -> None:
     vectorizer.set_params(tfidf__n_jobs=None)
     x_test = vectorizer.transform(test)
     dump_joblib({"X": x_train, "y": train["prdtypecode"].to_numpy()}, args.train_out)
-    dump_joblib({"X": x_test, "y": test["prdtypecode"].to_numpy()}, args.test_out)
+    test_data = {"X": x_test, "y": test["prdtypecode"].to_numpy()}
+    if HELD_OUT in test.columns:  # the train stage's refit leaves these rows out (absent: no batches, as before)
+        test_data["held_out"] = test[HELD_OUT].to_numpy(dtype=bool)
+    dump_joblib(test_data, args.test_out)
     dump_pickle(make_picklable_stable(vectorizer), args.vectorizer_out)
     log.info(
         "%d train + %d test rows -> %d x %d sparse matrices (%d non-zeros) in %.1fs",

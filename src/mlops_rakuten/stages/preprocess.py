@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlops_rakuten.core.dataset import read_products, write_products
+from mlops_rakuten.core.dataset import COLUMNS, read_products, write_products
 from mlops_rakuten.core.errors import InputError, exit_on_input_error, exit_skipping_teardown, setup_logging
 from mlops_rakuten.core.params import read_params
 from mlops_rakuten.text import clean_text
@@ -27,7 +27,12 @@ def preprocess(products: pd.DataFrame, params: dict[str, Any]) -> tuple[pd.DataF
     text_chars = cleaned["designation"].str.len() + cleaned["description"].str.len()
     too_short = text_chars < params["min_text_chars"]
     cleaned = cleaned[~too_short]
-    duplicated = cleaned.duplicated(keep="first") if params["drop_duplicates"] else pd.Series(False, cleaned.index)
+    # On the product's own columns: a held-out copy of an earlier product is a duplicate too.
+    duplicated = (
+        cleaned.duplicated(subset=COLUMNS, keep="first")
+        if params["drop_duplicates"]
+        else pd.Series(False, cleaned.index)
+    )
     cleaned = cleaned[~duplicated]
     dropped = {"no usable text": int(too_short.sum()), "exact duplicate": int(duplicated.sum())}
     return cleaned, dropped

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from mlops_rakuten.core.dataset import read_products, write_products
+from mlops_rakuten.core.dataset import HELD_OUT, read_products, write_products
 from mlops_rakuten.core.errors import InputError, exit_on_input_error, exit_skipping_teardown, setup_logging
 from mlops_rakuten.core.params import read_params
 
@@ -57,8 +57,10 @@ def read_frozen_ids(path: Path | None) -> set[int]:
 def split_with_frozen(
     products: pd.DataFrame, params: dict[str, Any], source: Path, frozen: set[int]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``split`` of the products outside ``frozen``; the frozen ones are added to the test split."""
+    """``split`` of the products outside ``frozen`` and the held-out ones, which are added to the test split."""
     held = products.index.isin(list(frozen))
+    if HELD_OUT in products.columns:
+        held |= products[HELD_OUT].to_numpy(dtype=bool)
     if not held.any():
         return split(products, params, source)
     train, test = split(products[~held], params, source)
@@ -82,13 +84,14 @@ def main(argv: list[str] | None = None) -> None:
     write_products(train, args.train)
     write_products(test, args.test)
     log.info(
-        "%d rows -> %d train, %d test (test_size %s, %d classes; %d frozen evaluation ids)",
+        "%d rows -> %d train, %d test (test_size %s, %d classes; %d frozen evaluation ids, %d held-out batch rows)",
         len(products),
         len(train),
         len(test),
         params["test_size"],
         products["prdtypecode"].nunique(),
         len(frozen),
+        int(products[HELD_OUT].sum()) if HELD_OUT in products.columns else 0,
     )
 
 

@@ -11,6 +11,8 @@ Two models come out, both taking raw ``designation``/``description``:
   little and the refit would double the cost of every experiment, so the
   shipped model is then the hold-out one (docs/speed.md). It keeps the
   hold-out model's vocabulary, so the metrics describe the same features.
+  The held-out rows of uploaded batches (core/batches.py) are left out of the
+  refit: kept for evaluation, no model is ever fitted on them.
 
 Each fit shares the 27 one-vs-rest problems out over ``model.n_jobs``
 processes (mlops_rakuten.core.one_vs_rest), solved by ``model.solver``.
@@ -32,7 +34,7 @@ from sklearn.svm import LinearSVC
 
 from mlops_rakuten.core.atomic import atomic_path, dump_pickle, load_pickle
 from mlops_rakuten.core.errors import exit_on_input_error, exit_skipping_teardown, setup_logging
-from mlops_rakuten.core.features import load_features, make_picklable_stable
+from mlops_rakuten.core.features import load_features, load_held_out, make_picklable_stable
 from mlops_rakuten.core.one_vs_rest import fit_linear_svc
 from mlops_rakuten.core.params import read_params
 
@@ -41,15 +43,18 @@ log = logging.getLogger("train")
 Labelled = tuple[sparse.spmatrix, np.ndarray]
 
 
-def fit_holdout_and_shipped(train: Labelled, test: Labelled, params: dict[str, Any]) -> tuple[LinearSVC, LinearSVC]:
+def fit_holdout_and_shipped(
+    train: Labelled, test: Labelled, params: dict[str, Any], held_out: np.ndarray | None = None
+) -> tuple[LinearSVC, LinearSVC]:
     """The classifier to evaluate (train split) and the one to ship.
 
-    The shipped one is refitted on train + test when ``refit_on_all`` is true
-    and train + test hold at most ``refit_max_rows`` rows; otherwise it is the
-    hold-out classifier itself. Each fit shares its classes out over
-    ``n_jobs`` processes.
+    The shipped one is refitted on train + test (less the ``held_out`` test rows) when
+    ``refit_on_all`` is true and those hold at most ``refit_max_rows`` rows; otherwise it is the
+    hold-out classifier itself. Each fit shares its classes out over ``n_jobs`` processes.
     """
     holdout = fit_linear_svc(*train, params, n_jobs=params["n_jobs"])
+    if held_out is not None and held_out.any():
+        test = (test[0][~held_out], test[1][~held_out])
     if not shipped_is_refitted(train[0].shape[0] + test[0].shape[0], params):
         return holdout, holdout
     everything = (sparse.vstack([train[0], test[0]], format="csr"), np.concatenate([train[1], test[1]]))
@@ -78,12 +83,14 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     params = read_params(args.params, "model")
     train, test = load_features(args.features), load_features(args.test_features)
+    held_out = load_held_out(args.test_features)
     vectorizer = load_pickle(args.vectorizer)
     start = time.perf_counter()
-    holdout, shipped = fit_holdout_and_shipped(train, test, params)
-    all_rows = train[0].shape[0] + test[0].shape[0]
+    holdout, shipped = fit_holdout_and_shipped(train, test, params, held_out)
+    n_held = int(held_out.sum()) if held_out is not None else 0
+    all_rows = train[0].shape[0] + test[0].shape[0] - n_held
     shipped_on = (
-        f"refitted on {all_rows} rows"
+        f"refitted on {all_rows} rows" + (f" ({n_held} held-out batch rows left out)" if n_held else "")
         if shipped_is_refitted(all_rows, params)
         else (
             f"the hold-out one (no refit above {params['refit_max_rows']} rows)"
