@@ -1,17 +1,23 @@
-"""`rakuten retrain`: a candidate from the current data/raw, gated against production on a frozen set.
+"""`rakuten retrain`: a candidate from the current data/raw, judged against production on named slices.
 
+0. Nothing new, nothing built: when data/raw at HEAD (data/raw.dvc) has the md5 that production's
+   dvc.lock records for it, a candidate could only be production again; the command says so and exits
+   with status 5 (NO_NEW_DATA), before freezing anything or running the pipeline.
 1. Production is the registry's ``rakuten-classifier#prod`` (any reference can be given).
 2. The frozen evaluation set is data/eval/frozen_test_ids.csv: product ids that the split stage always
    puts in the test split. The first retrain fills it with production's test split and commits it.
 3. The candidate is ``dvc exp run --temp``: the whole pipeline on HEAD in a temporary copy, saved as a
    DVC experiment; the workspace is not touched.
-4. Both holdout models (fitted on their train split, so neither saw a frozen product) predict the frozen
-   products; the gate (comparison.py) decides.
+4. Both holdout models predict each slice of ``evaluation_products``: the frozen products, and the
+   products new since production (in the candidate's test split, absent from production's
+   data/interim/products.csv). Neither model was fitted on either: production predates the new ones,
+   the candidate's holdout model leaves its test split out. The decision (slices.py) refuses the
+   candidate only if a slice, or a class in one, is significantly worse, by a bootstrap interval.
 5. Accepted: the experiment is applied and committed, pushed (git and DVC) and registered as the next
    minor version with GTO; promoted to prod only with ``--promote`` (RAKUTEN_RETRAIN_PROMOTE=1).
    Refused: nothing changes but the experiment, which stays listed by ``dvc exp show``.
 Exit status: 0 registered, 3 refused, 4 accepted but not registered (the report says why: no remote...),
-1 on an error (the message says which step).
+5 no new data since production (nothing built), 1 on an error (the message says which step).
 """
 
 from __future__ import annotations
@@ -22,31 +28,61 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlops_rakuten.core.dataset import read_products
 from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.core.predict import load_model
-from mlops_rakuten.monitoring.comparison import compare, score, write_report
+from mlops_rakuten.monitoring.comparison import compare, predicted_codes, scored, write_report
 from mlops_rakuten.monitoring.gate import CLASS_DROP, F1_MARGIN
 from mlops_rakuten.monitoring.reference import HOLDOUT_MODEL_PATH, TEST_SPLIT, Built, lock_outs
+from mlops_rakuten.monitoring.slices import Decision, Slice
 from mlops_rakuten.ops.commands import run
+from mlops_rakuten.ops.dvcfiles import locked_dep_md5, parse_yaml, pointer_out
 from mlops_rakuten.ops.registry import ARTIFACT, GIT_REMOTE, fetch_tags, register, resolve
 from mlops_rakuten.stages.split import read_frozen_ids
 
 log = logging.getLogger("retrain")
 FROZEN_IDS = "data/eval/frozen_test_ids.csv"
+PRODUCTS = "data/interim/products.csv"  # the ingest stage's output: every product a model's data held
+RAW = "data/raw"
+FROZEN, NEW = "frozen", "new since production"
 REFUSED = 3
 NOT_REGISTERED = 4
+NO_NEW_DATA = 5
 
 
 @dataclass
 class Outcome:
     accepted: bool
-    report: Path
-    experiment: str
+    report: Path | None  # None: nothing compared (no new data)
+    experiment: str | None
     version: str | None  # registered version, when accepted and registered
+    reason: str = ""  # one line: the decision's, or why nothing was built
+    decision: Decision | None = None  # None: no new data, no candidate
+
+    def as_dict(self) -> dict[str, Any]:
+        """What ``rakuten retrain --json`` prints."""
+        judged = self.decision.as_dict() if self.decision else {"slices": [], "classes": []}
+        return {
+            **judged,
+            "accepted": self.accepted,
+            "reason": self.reason,
+            "new_data": self.decision is not None,
+            "experiment": self.experiment,
+            "version": self.version,
+            "report": str(self.report) if self.report else None,
+        }
+
+
+@dataclass
+class NamedProducts:
+    name: str
+    products: pd.DataFrame  # labelled, and neither holdout model was fitted on them
+    about: str  # where they come from, one line for the report
 
 
 def _git(project: Path, *args: str) -> str:
@@ -66,6 +102,14 @@ def _step(project: Path, cmd: list[str], what: str) -> str:
 
 def _lock_at(project: Path, commit: str) -> Built:
     return Built("", commit, lock_outs(_git(project, "show", f"{commit}:dvc.lock")))
+
+
+def unchanged_raw(project: Path, production_commit: str) -> str | None:
+    """data/raw's md5 when HEAD's is the one production was built from (nothing new), else None."""
+    built = locked_dep_md5(parse_yaml(_git(project, "show", f"{production_commit}:dvc.lock")), RAW)
+    pointer = run(["git", "show", f"HEAD:{RAW}.dvc"], project, check=False)
+    now = pointer_out(parse_yaml(pointer.stdout)).get("md5") if pointer.returncode == 0 else None
+    return now if built is not None and now == built else None
 
 
 def freeze_if_empty(project: Path, production: Built, label: str) -> set[int]:
@@ -98,6 +142,30 @@ def run_candidate(project: Path, name: str) -> Built:
     if commit is None:
         raise InputError(f"experiment {name} finished but no refs/exps ref names it")
     return _lock_at(project, commit)
+
+
+def evaluation_products(project: Path, production: Built, candidate: Built, frozen: set[int]) -> list[NamedProducts]:
+    """The named sets of products the candidate is judged on, the frozen set first.
+
+    The seam for more slices (one per source batch, say): each must be labelled products that neither
+    holdout model was fitted on, so taken from the candidate's test split and, unless frozen, absent
+    from production's data.
+    """
+    test = read_products(candidate.file(project, TEST_SPLIT))
+    in_frozen = test[test.index.isin(list(frozen))]
+    if in_frozen.empty:
+        raise InputError(f"none of the {len(frozen)} frozen ids is in the candidate's test split")
+    seen = read_products(production.file(project, PRODUCTS)).index
+    new = test[~test.index.isin(seen)]
+    return [
+        NamedProducts(FROZEN, in_frozen, f"{len(in_frozen)} products of {FROZEN_IDS} ({len(frozen)} ids)"),
+        NamedProducts(
+            NEW,
+            new,
+            f"{len(new)} products of the candidate's test split that production's {PRODUCTS} did not hold "
+            f"(production predates them, the candidate's holdout model left them out)",
+        ),
+    ]
 
 
 def next_version(project: Path, name: str) -> str:
@@ -145,32 +213,44 @@ def retrain(
         )
     fetch_tags(project, remote)
     name, prod_version, prod_commit, _ = resolve(production_ref, project)
-    production = _lock_at(project, prod_commit)
     prod_label = f"{name} {prod_version} ({prod_commit[:7]})"
+    same = unchanged_raw(project, prod_commit)
+    if same is not None:
+        reason = (
+            f"no new data: {RAW} at HEAD (md5 {same}) is what production {prod_label} was built from; "
+            f"no candidate built"
+        )
+        log.info(reason)
+        return Outcome(False, None, None, None, reason)
+    production = _lock_at(project, prod_commit)
     frozen = freeze_if_empty(project, production, prod_label)
     experiment = "retrain-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     candidate = run_candidate(project, experiment)
-    products = read_products(candidate.file(project, TEST_SPLIT))
-    products = products[products.index.isin(list(frozen))]
-    if products.empty:
-        raise InputError(f"none of the {len(frozen)} frozen ids is in the candidate's test split")
+    models = [load_model(built.file(project, HOLDOUT_MODEL_PATH)) for built in (production, candidate)]
+    pieces = []
+    for named in evaluation_products(project, production, candidate, frozen):
+        actual = named.products["prdtypecode"].to_numpy()
+        before, after = (
+            predicted_codes(model, named.products) if len(actual) else np.zeros(0, actual.dtype) for model in models
+        )
+        pieces.append((named, Slice(named.name, actual, before, after)))
+    frozen_slice = pieces[0][1]
+    head = _git(project, "rev-parse", "--short", "HEAD").strip()
     result = compare(
-        score(f"production {prod_label}", load_model(production.file(project, HOLDOUT_MODEL_PATH)), products),
-        score(
-            f"candidate {experiment} (DVC experiment on {_git(project, 'rev-parse', '--short', 'HEAD').strip()})",
-            load_model(candidate.file(project, HOLDOUT_MODEL_PATH)),
-            products,
-        ),
-        products["prdtypecode"].to_numpy(),
+        scored(f"production {prod_label}", frozen_slice.actual, frozen_slice.production),
+        scored(f"candidate {experiment} (DVC experiment on {head})", frozen_slice.actual, frozen_slice.candidate),
+        frozen_slice.actual,
+        [piece for _, piece in pieces],
+        {named.name: named.about for named, _ in pieces},
         f1_margin,
         class_drop,
     )
-    frozen_text = f"{len(products)} frozen products ({FROZEN_IDS}, {len(frozen)} ids)"
     registered = None
     if result.accepted:
-        message = (
-            f"Retrain {experiment}: weighted F1 {result.candidate.metrics['f1_weighted']:.4f} vs production "
-            f"{result.production.metrics['f1_weighted']:.4f} on {len(products)} frozen products"
+        message = f"Retrain {experiment}: weighted F1, production -> candidate: " + ", ".join(
+            f"{s.name} {s.production_f1:.4f} -> {s.candidate_f1:.4f} ({s.n} products)"
+            for s in result.decision.slices
+            if s.n
         )
         try:
             registered = publish(project, experiment, message, name, version, promote, remote)
@@ -180,8 +260,8 @@ def retrain(
                 else " (not promoted: `make promote VERSION=... STAGE=prod`, or retrain --promote)"
             )
         except InputError as exc:
-            outcome = f"not worse than production, but not registered: {exc}"
+            outcome = f"accepted, but not registered: {exc}"
     else:
         outcome = f"not registered; kept as DVC experiment {experiment} (`dvc exp show`, `dvc exp apply {experiment}`)"
-    report = write_report(result, reports, experiment, frozen_text, outcome)
-    return Outcome(result.accepted, report, experiment, registered)
+    report = write_report(result, reports, experiment, outcome)
+    return Outcome(result.accepted, report, experiment, registered, result.decision.reason, result.decision)

@@ -18,7 +18,7 @@ class), so 1,000 replicates on 2,000 products take about 0.1 s, no scikit-learn 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -81,6 +81,7 @@ class Decision:
     reason: str  # one line
     slices: list[SliceResult]
     classes: list[ClassResult]  # every class judged: MIN_SUPPORT products in a judged slice
+    refusals: list[str] = field(default_factory=list)  # one line per slice or class that refused; the reason joins them
 
     def as_dict(self) -> dict[str, Any]:
         """For JSON: an empty slice's undefined numbers become null (json.dumps would write NaN)."""
@@ -94,7 +95,9 @@ class Decision:
                 return [plain(item) for item in value]
             return value
 
-        return plain(asdict(self))
+        data = plain(asdict(self))
+        del data["refusals"]
+        return data
 
 
 def _f1_tables(actual: np.ndarray, predicted: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -259,7 +262,7 @@ def decide(
         if r.verdict == WORSE
     ] + [f"{class_reason(c)} entirely below -{class_drop}" for c in classes if c.refuses]
     if refusals:
-        return Decision(False, "refused: " + "; ".join(refusals), results, classes)
+        return Decision(False, "refused: " + "; ".join(refusals), results, classes, refusals)
     judged_any = any(r.verdict != TOO_FEW for r in results)
     summary = ", ".join(
         f"{r.name} {r.verdict} ({_span(r.delta, r.low, r.high)}, {r.n} products)" if r.n else f"{r.name} empty"

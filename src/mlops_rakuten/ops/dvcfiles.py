@@ -52,3 +52,13 @@ def pointer_out(pointer: Any) -> dict[str, Any]:
     """The output a parsed ``.dvc`` pointer tracks (md5, size, nfiles ...); empty if there is none."""
     outs = (pointer or {}).get("outs") if isinstance(pointer, dict) else None
     return outs[0] if outs and isinstance(outs[0], dict) else {}
+
+
+def locked_dep_md5(lock: Any, path: str) -> str | None:
+    """The md5 a parsed dvc.lock records for ``path`` as a stage's dependency (the first stage reading it)."""
+    stages = (lock or {}).get("stages") if isinstance(lock, dict) else None
+    for stage in (stages or {}).values():
+        for dep in (stage or {}).get("deps") or []:
+            if isinstance(dep, dict) and dep.get("path") == path and dep.get("md5"):
+                return dep["md5"]
+    return None

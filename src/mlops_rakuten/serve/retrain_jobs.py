@@ -1,8 +1,8 @@
 """POST /retrain's runs: the gated `rakuten retrain` in a child process, recorded and locked like /train's.
 
 Same records, lock and restart handling as training runs (jobs.py), in their own folder; the record also
-gets ``outcome`` (registered, refused, not_registered, failed, interrupted) and ``report``, the path of
-the comparison report in the project.
+gets ``outcome`` (registered, refused, not_registered, no_new_data, failed, interrupted) and ``report``,
+the path of the comparison report in the project.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from mlops_rakuten.serve.model import ModelHolder
 from mlops_rakuten.serve.settings import Settings
 
 _RETRAIN = 'rakuten retrain --reports reports; echo $? > "$1.tmp" && mv "$1.tmp" "$1"'
-OUTCOMES = {0: "registered", 3: "refused", 4: "not_registered"}
+OUTCOMES = {0: "registered", 3: "refused", 4: "not_registered", 5: "no_new_data"}
 _REPORT = re.compile(r"^report: (\S+)$")
 
 

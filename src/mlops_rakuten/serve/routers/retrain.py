@@ -23,7 +23,8 @@ router = APIRouter(tags=["train"])
 )
 def retrain(request: Request, _: Annotated[User, Depends(require_admin)]) -> dict:
     """Build a candidate from data/raw and compare it with rakuten-classifier#prod on the frozen evaluation
-    set (docs/monitoring.md); poll status_url. ``outcome``: registered, refused, not_registered or failed."""
+    set and the new products (docs/monitoring.md); poll status_url. ``outcome``: registered, refused,
+    not_registered, no_new_data (nothing built) or failed."""
     try:
         job = request.app.state.retrain_jobs.start()
     except Busy as exc:
