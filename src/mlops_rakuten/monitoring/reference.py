@@ -77,3 +77,18 @@ def find_build(project: Path, model_md5: str) -> Built:
         f"model {model_md5}: no dvc.lock in {project} or its git history records it as {MODEL_PATH}, "
         f"so its training split is unknown"
     )
+
+
+def latest_build(project: Path, versions: list[str]) -> tuple[Built, list[str]]:
+    """The build of the newest of ``versions`` (newest last) that a dvc.lock records, and the newer ones none
+    records (a server run from another checkout, a hand-made model): their rows are left out, not fatal."""
+    unknown: list[str] = []
+    for version in reversed(versions):
+        try:
+            return find_build(project, version), unknown
+        except InputError:
+            unknown.append(version)
+    raise InputError(
+        f"no dvc.lock in {project} or its git history records the model(s) that answered the window "
+        f"({', '.join(v[:12] for v in unknown)}), so their training split is unknown"
+    )

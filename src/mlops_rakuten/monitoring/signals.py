@@ -32,6 +32,7 @@ def token_counts(pipeline: Pipeline, texts: Sequence[str]) -> tuple[np.ndarray, 
 
 
 def unknown_share(tokens: np.ndarray, unknown: np.ndarray) -> np.ndarray:
-    """Per product: unknown / tokens (0 for a product without word tokens)."""
+    """Per product: unknown / tokens; 1 for a product without word tokens (the model can read nothing of it:
+    an empty or all-symbol feed must look unknown, not perfectly known)."""
     tokens = np.asarray(tokens, dtype=np.float64)
-    return np.divide(np.asarray(unknown, dtype=np.float64), tokens, out=np.zeros_like(tokens), where=tokens > 0)
+    return np.divide(np.asarray(unknown, dtype=np.float64), tokens, out=np.ones_like(tokens), where=tokens > 0)
