@@ -171,6 +171,23 @@ def test_a_failed_exp_run_keeps_the_models_and_prints_the_command_that_restores_
         reset(baseline)
 
 
+def test_a_failed_temp_exp_run_says_the_workspace_params_were_not_changed(baseline: Path):
+    before, models = workspace_state(baseline), model_files(baseline)
+    c = yaml.safe_load(committed(baseline, "params.yaml"))["model"]["C"]
+    failed = run(["dvc", "exp", "run", "--temp", "-S", "model.C=big"], baseline, check=False)
+    assert failed.returncode != 0 and "Running stage 'train'" not in failed.stdout
+    assert failed.stderr.splitlines()[:4] == [
+        "error: params.yaml: model.C = big, expected a number in (0, 1000000.0]",
+        "No other stage ran and no output was removed.",
+        "This run was in a temporary copy of the workspace (`dvc exp run --temp` or the queue), "
+        f"where params.yaml differs from the last commit: model.C {c} -> big.",
+        "The workspace's params.yaml was not changed: fix the value and run again.",
+    ]
+    assert "git show" not in failed.stderr  # nothing to restore
+    assert workspace_state(baseline) == before and model_files(baseline) == models
+    assert (baseline / "params.yaml").read_bytes() == committed(baseline, "params.yaml")
+
+
 def test_a_misspelt_key_changes_nothing_and_its_added_form_lists_the_keys(baseline: Path):
     before, models = workspace_state(baseline), model_files(baseline)
     try:

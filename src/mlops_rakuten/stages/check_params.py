@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -54,15 +55,26 @@ def changes_since_commit(params: Path) -> list[str] | None:
     ] or ["formatting only"]
 
 
+def in_temporary_copy() -> bool:
+    """True when DVC runs the stage in a copy of the workspace (`dvc exp run --temp`, a queued run)."""
+    # DVC_ROOT names the user's workspace, also for a stage that runs in .dvc/tmp/exps/...
+    root = os.environ.get("DVC_ROOT")
+    return root is not None and Path(root).resolve() != Path.cwd().resolve()
+
+
 def restore_hint(params: Path) -> str:
     """What happened, and the command that undoes `dvc exp run -S` when params.yaml differs from HEAD."""
     done = "No other stage ran and no output was removed."
     changes = changes_since_commit(params)
+    listed = ", ".join(changes[:4]) + (", ..." if len(changes) > 4 else "") if changes else ""
+    if in_temporary_copy():
+        where = "This run was in a temporary copy of the workspace (`dvc exp run --temp` or the queue)"
+        differs = f", where {params} differs from the last commit: {listed}" if changes else ""
+        return f"{done}\n{where}{differs}.\nThe workspace's {params} was not changed: fix the value and run again."
     if not changes:
         return f"{done} Fix {params} and run again."
-    # Not `git checkout`: after `dvc exp run`, git's index can hold the stat of the edited file, and
-    # git then skips a same-size edit made within the same second as "unchanged".
-    listed = ", ".join(changes[:4]) + (", ..." if len(changes) > 4 else "")
+    # Not `git checkout` nor `git restore`: after `dvc exp run`, git's index can hold the stat of the
+    # edited file, and git then skips a same-size edit made within the same second as "unchanged".
     return (
         f"{done}\n{params} differs from the last commit (edited by hand or by `dvc exp run -S`): {listed}.\n"
         f"Fix the value and run again, or restore the committed file: git show HEAD:{params} > {params}"
