@@ -10,7 +10,7 @@ import yaml
 
 from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.core.params import read_params
-from mlops_rakuten.serve.raw_append import normalise_line_breaks
+from mlops_rakuten.ops.upload import normalise_line_breaks
 
 from conftest import ROOT
 

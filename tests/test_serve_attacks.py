@@ -40,6 +40,7 @@ from serve_support import (
     stop,
 )
 
+pytestmark = pytest.mark.server
 CLI = [str(Path(sys.executable).parent / "rakuten")]
 
 
@@ -324,19 +325,15 @@ def test_a_retried_ingest_with_its_key_is_added_once(settings, server):
 
 CRASH_AFTER_COMMIT = """
 import os, sys
-from mlops_rakuten.serve.raw_append import check_upload
-from mlops_rakuten.serve.ingest_commit import commit, upload_key
+import mlops_rakuten.ops.ingest as sequence
 from mlops_rakuten.serve.settings import load_settings
-import mlops_rakuten.serve.ingest_commit as ingest_commit
 
-pytestmark = pytest.mark.server
 data = sys.stdin.buffer.read()
-upload = check_upload(data, "new.csv")
 def die(*args, **kwargs):
     os._exit(17)  # rows committed, `dvc add` not run, no answer sent: a kill -9 at the worst moment
-ingest_commit._record = die
-report = {"received": upload.received, "accepted": len(upload.accepted), "rejected": 0, "rejects": []}
-commit(load_settings(), upload.accepted, report, upload_key("crash-1", data))
+sequence._record = die
+settings = load_settings()
+sequence.ingest(settings.project_dir, settings.state_dir, data, "new.csv", "crash-1")
 """
 
 

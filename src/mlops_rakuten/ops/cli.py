@@ -1,4 +1,4 @@
-"""The ops subcommands of ``rakuten``: raw data and remotes, experiments and sweeps, plots, reports, the registry."""
+"""The ops subcommands of ``rakuten``: raw data, batches and remotes, experiments and sweeps, plots, reports, the registry."""
 
 from __future__ import annotations
 
@@ -16,6 +16,55 @@ def _ensure_raw_data(args: argparse.Namespace) -> None:
     from mlops_rakuten.ops.raw_data import ensure_raw_data
 
     ensure_raw_data(args.raw_dir, args.dvc_file)
+
+
+def _ingest(args: argparse.Namespace) -> None:
+    from mlops_rakuten.ops.ingest import NotRecorded, Refused, ingest
+    from mlops_rakuten.ops.project_lock import Busy, state_dir
+
+    project = Path.cwd()
+    if not args.file.is_file():
+        raise InputError(f"{args.file}: file not found (expected a CSV of labelled products)")
+    try:
+        answer = ingest(project, state_dir(project), args.file.read_bytes(), str(args.file), args.key, args.source)
+    except Refused as exc:
+        rejects = "".join(f"\n  row {r['row']}: {'; '.join(r['reasons'])}" for r in exc.report["rejects"])
+        raise InputError(f"{exc}{rejects}") from None
+    except (Busy, NotRecorded) as exc:
+        raise InputError(str(exc)) from None
+    if args.json:
+        print(json.dumps(answer, ensure_ascii=False, indent=2))
+        return
+    for reject in answer["rejects"]:
+        print(f"row {reject['row']} left out: {'; '.join(reject['reasons'])}")
+    batch = answer["batch"]
+    print(
+        f"batch {batch['id']} from {batch['source']}: {batch['status']}, rows {batch['first_index']}.."
+        f"{batch['last_index']} ({batch['rows']}, {batch['held_out']} held out for evaluation)"
+        + (" (replayed: added before)" if answer.get("replayed") else "")
+    )
+
+
+def _batches(args: argparse.Namespace) -> None:
+    from mlops_rakuten.core.batches import APPROVED, REJECTED, read_batches
+    from mlops_rakuten.ops.batches import describe
+    from mlops_rakuten.ops.ingest import NotRecorded, decide
+    from mlops_rakuten.ops.project_lock import Busy, state_dir
+
+    project = Path.cwd()
+    if args.action == "list":
+        batches = read_batches(project / paths.RAW_DIR)
+        if args.json:
+            print(json.dumps([b.as_dict() for b in batches], ensure_ascii=False, indent=2))
+        for batch in [] if args.json else batches:
+            print(describe(batch))
+        return
+    status = {"approve": APPROVED, "reject": REJECTED}[args.action]
+    try:
+        batch = decide(project, state_dir(project), args.id, status)
+    except (Busy, NotRecorded) as exc:
+        raise InputError(str(exc)) from None
+    print(f"{describe(batch)}\n(data/raw recorded: commit data/raw.dvc, then `dvc repro` trains with it)")
 
 
 def _dagshub_remote(args: argparse.Namespace) -> None:
@@ -110,6 +159,29 @@ def add_commands(commands) -> None:
     raw.add_argument("--raw-dir", type=Path, default=Path(paths.RAW_DIR))
     raw.add_argument("--dvc-file", type=Path, default=Path(paths.RAW_POINTER))
     raw.set_defaults(run=_ensure_raw_data)
+
+    ingest = commands.add_parser(
+        "ingest",
+        help="add a CSV of labelled products to data/raw as one batch (as POST /ingest does)",
+        description="Checks the file (columns designation, description, prdtypecode; optionally productid, "
+        "imageid), appends its good rows to data/raw's challenge CSVs with a batch record (source, "
+        "row range, held-out rows, status) and runs `dvc add data/raw`. A label that is no class, a "
+        "product id twice or already in data/raw refuses the whole file, naming the line.",
+    )
+    ingest.add_argument("file", type=Path, metavar="FILE.csv")
+    ingest.add_argument("--source", help="where the batch comes from (default: --key, else the arrival time)")
+    ingest.add_argument("--key", help="an idempotency key: the same key and file again adds nothing")
+    ingest.add_argument("--json", action="store_true", help="print the answer as JSON, as POST /ingest gives it")
+    ingest.set_defaults(run=_ingest)
+
+    batches = commands.add_parser("batches", help="the uploaded batches of data/raw: list, approve, reject")
+    actions = batches.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listed = actions.add_parser("list", help="every batch: id, status, time, rows, source, why quarantined")
+    listed.add_argument("--json", action="store_true")
+    for action, what in (("approve", "train on a quarantined batch"), ("reject", "never train on a batch")):
+        decision = actions.add_parser(action, help=f"{what} (rewrites the record, `dvc add data/raw`)")
+        decision.add_argument("id", type=int, metavar="ID")
+    batches.set_defaults(run=_batches)
 
     dags = commands.add_parser(
         "dagshub-remote",

@@ -17,11 +17,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from mlops_rakuten.monitoring.prediction_log import LogSettings, PredictionLog
+from mlops_rakuten.ops.ingest import finish_interrupted_ingest
 from mlops_rakuten.serve import follow, roles
 from mlops_rakuten.serve.batching import Batcher
 from mlops_rakuten.serve.connections import on_loop_error
 from mlops_rakuten.serve.guard import GuardMiddleware, route_rules
-from mlops_rakuten.serve.ingest_commit import finish_interrupted_ingest
 from mlops_rakuten.serve.jobs import TrainJobs
 from mlops_rakuten.serve.login_limits import LoginLimits
 from mlops_rakuten.serve.metrics import Metrics, MetricsMiddleware
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     role = roles.role()
     if roles.writes_project(role):
-        finish_interrupted_ingest(settings)
+        finish_interrupted_ingest(settings.project_dir, settings.state_dir)
     metrics = Metrics()
     holder = ModelHolder(settings.model_path, roles.published_marker(settings), metrics.model_changed)
     follower = follow.attach(settings, holder, metrics)  # a registry stage followed: its version, kept current

@@ -24,6 +24,8 @@ from pathlib import Path
 
 from mlops_rakuten.core import paths
 from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.ops import ingest, upload
+from mlops_rakuten.ops.project_lock import state_dir
 
 MIN_SECRET_CHARS = 32  # HS256 wants a key at least as long as its 32-byte hash (RFC 7518 3.2)
 
@@ -36,10 +38,8 @@ TRUSTED_PROXIES_ENV = "RAKUTEN_TRUSTED_PROXIES"
 # The registry model `rakuten serve` fetched (JSON of registry.ResolvedModel), for its workers to load.
 RESOLVED_MODEL_ENV = "RAKUTEN_MODEL_RESOLVED"
 
-# Limits that keep one request from hogging a worker: roomy for a product title and an HTML
-# description, too small for a pasted book.
-MAX_DESIGNATION_CHARS = 1_000
-MAX_DESCRIPTION_CHARS = 20_000
+# Limits that keep one request from hogging a worker, the same for /predict as for an upload's rows.
+MAX_DESIGNATION_CHARS, MAX_DESCRIPTION_CHARS = upload.MAX_DESIGNATION_CHARS, upload.MAX_DESCRIPTION_CHARS
 MAX_UPLOAD_BYTES = 20 * 2**20  # nginx's client_max_body_size matches
 # POST /predict takes one product or a list of up to MAX_PREDICT_PRODUCTS; its body is capped at
 # PREDICT_MAX_BYTES (one product at the character limits fits even with every character JSON-escaped).
@@ -71,14 +71,11 @@ class Settings:
 
     @property
     def raw_staging(self) -> Path:
-        # In the project, whatever RAKUTEN_STATE_DIR says: the final renames into data/raw must not
-        # cross filesystems, or they would stop being atomic.
-        return self.project_dir / ".dvc" / "tmp" / "raw-staging"
+        return ingest.raw_staging(self.project_dir)
 
     @property
     def ingest_keys(self) -> Path:
-        # Beside the staging folder: a key's record is renamed out of it, on the same filesystem.
-        return self.project_dir / ".dvc" / "tmp" / "ingest-keys"
+        return ingest.ingest_keys(self.project_dir)
 
 
 def project_dir(env: Mapping[str, str]) -> Path:
@@ -108,7 +105,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         jwt_secret=secret,
         project_dir=project,
         users_file=users_file(env),
-        state_dir=Path(env.get("RAKUTEN_STATE_DIR") or project / ".dvc" / "tmp" / "serve"),
+        state_dir=state_dir(project, env),
         token_minutes=_positive(env, "RAKUTEN_TOKEN_MINUTES", 30, "minutes"),
         login_per_minute=_positive(env, "RAKUTEN_LOGIN_PER_MINUTE", 20, "attempts"),
         login_failures_per_minute=_positive(env, "RAKUTEN_LOGIN_FAILURES_PER_MINUTE", 5, "attempts"),

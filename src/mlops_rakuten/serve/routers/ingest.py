@@ -1,17 +1,20 @@
-"""POST /ingest: a CSV of new labelled products, appended to the raw data and recorded with `dvc add`."""
+"""POST /ingest: a CSV of new labelled products added to the raw data as one batch (ops/ingest.py, the
+sequence `rakuten ingest` runs too); this module only handles the request."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Header, HTTPException, Request, UploadFile, status
+from fastapi import APIRouter, Depends, File, Header, HTTPException, Query, Request, UploadFile, status
 
 from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.ops.ingest import KEY_PATTERN, SOURCE_PATTERN, NotRecorded, Refused
+from mlops_rakuten.ops.ingest import ingest as add_batch
+from mlops_rakuten.ops.raw_append import StagingCheckFailed
+from mlops_rakuten.ops.upload import OPTIONAL, REQUIRED
 from mlops_rakuten.serve.auth import require_admin
 from mlops_rakuten.serve.guard import body_limit
-from mlops_rakuten.serve.ingest_commit import KEY_PATTERN, KeyReused, NotRecorded, commit, upload_key
-from mlops_rakuten.serve.project import Busy, project_lock
-from mlops_rakuten.serve.raw_append import OPTIONAL, REQUIRED, StagingCheckFailed, check_upload
+from mlops_rakuten.serve.project import Busy
 from mlops_rakuten.serve.responses import IngestRejected, responses
 from mlops_rakuten.serve.settings import MAX_UPLOAD_BYTES
 from mlops_rakuten.serve.users import User
@@ -19,11 +22,6 @@ from mlops_rakuten.serve.users import User
 router = APIRouter(tags=["data"])
 # Multipart framing around the CSV: boundaries and part headers, generously.
 MULTIPART_SLACK = 64 * 2**10
-
-
-def _rejected(message: str, report: dict | None = None) -> HTTPException:
-    detail = {"message": message, **(report or {"received": 0, "accepted": 0, "rejected": 0, "rejects": []})}
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
 
 
 @router.post(
@@ -38,9 +36,9 @@ def _rejected(message: str, report: dict | None = None) -> HTTPException:
         500,
         _422={
             "model": IngestRejected,
-            "description": "an unreadable file, no row passed the checks, or an "
-            "Idempotency-Key already used for another file: nothing "
-            "was added",
+            "description": "an unreadable file, no row passed the checks, a bad batch (a label "
+            "that is no class, a product id twice or already in data/raw: the message names the line), or an "
+            "Idempotency-Key already used for another file: nothing was added",
         },
     ),
 )
@@ -59,6 +57,14 @@ def ingest(
             "adds nothing",
         ),
     ] = None,
+    source: Annotated[
+        str | None,
+        Query(
+            pattern=SOURCE_PATTERN,
+            description="where the batch comes from (a supplier, a labelling team), kept in its record; "
+            "default: the Idempotency-Key, else the arrival time",
+        ),
+    ] = None,
 ) -> dict:
     settings = request.app.state.settings
     data = file.file.read(MAX_UPLOAD_BYTES + 1)
@@ -67,22 +73,11 @@ def ingest(
             status.HTTP_413_CONTENT_TOO_LARGE, detail=f"upload larger than {MAX_UPLOAD_BYTES // 2**20} MiB; split it"
         )
     try:
-        upload = check_upload(data, file.filename or "upload.csv")
-    except InputError as exc:
-        raise _rejected(str(exc)) from None
-    report = {
-        "received": upload.received,
-        "accepted": len(upload.accepted),
-        "rejected": len(upload.rejects),
-        "rejects": upload.rejects,
-    }
-    if upload.accepted.empty:
-        raise _rejected("no row passed the checks; nothing was added", report)
-    try:
-        with project_lock(settings.state_dir):
-            return commit(settings, upload.accepted, report, upload_key(idempotency_key, data))
-    except KeyReused as exc:
-        raise _rejected(str(exc), report) from None
+        return add_batch(
+            settings.project_dir, settings.state_dir, data, file.filename or "upload.csv", idempotency_key, source
+        )
+    except Refused as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail={"message": str(exc), **exc.report}) from None
     except (Busy, InputError) as exc:  # a run in progress, or raw data missing or inconsistent
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
     except (StagingCheckFailed, NotRecorded) as exc:
