@@ -35,6 +35,7 @@ from mlops_rakuten.core.batches import (
 from mlops_rakuten.core.demo_data import generate
 from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.core.paths import X_FILE, Y_FILE
+from mlops_rakuten.monitoring.batch_slices import ALL_BATCHES, batch_slices
 from mlops_rakuten.ops.upload import BatchRefused, check_new_ids, check_upload
 from mlops_rakuten.stages.split import split, split_with_frozen
 
@@ -120,6 +121,20 @@ def test_a_product_id_already_in_the_raw_data_refuses_the_batch(tmp_path):
     with pytest.raises(BatchRefused, match=r"line 3: productid 11 is already in data/raw \(index 0\)"):
         check_new_ids(upload, tmp_path)
     check_new_ids(check_upload(csv_text([["Piscine", "", "2583", "", ""]]), "new.csv"), tmp_path)  # no id: fine
+
+
+def test_the_gate_gets_one_slice_per_source_and_one_of_all_held_out_rows():
+    test = pd.DataFrame({"designation": "x", "description": "", "prdtypecode": 10}, index=range(0, 3000))
+    batches = [batch(1, 1000, 1999), batch(2, 2000, 2499), batch(3, 2500, 2999)]
+    batches[2] = Batch(3, "source-1", "2026-01-02T00:00:00Z", 2500, 2999, 500, 0, "accepted")  # source 1 again
+    trained = pd.Index([2500 + i for i in range(500) if is_held_out([2500 + i])[0]][:10])  # an older production's
+    slices = {name: (rows, about) for name, rows, about in batch_slices(test, trained, batches)}
+    assert list(slices) == ["held out, source source-1", "held out, source source-2", ALL_BATCHES]
+    held = set(test.index[held_out_rows(test.index, batches)]) - set(trained)
+    assert set(slices[ALL_BATCHES][0].index) == held and not held & set(range(1000))
+    assert set(slices["held out, source source-2"][0].index) == {i for i in held if 2000 <= i < 2500}
+    assert "of the 2 batch(es) from source-1" in slices["held out, source source-1"][1]
+    assert batch_slices(test, trained, []) == []
 
 
 # For real: the rakuten command in a demo project (conftest's `project`: 1,500 rows, committed).

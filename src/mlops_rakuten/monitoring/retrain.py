@@ -10,7 +10,8 @@
    DVC experiment; the workspace is not touched.
 4. Both holdout models predict each slice of ``evaluation_products``: the frozen products, and the
    products new since production (in the candidate's test split, absent from production's
-   data/interim/products.csv). Neither model was fitted on either: production predates the new ones,
+   data/interim/products.csv), and with uploaded batches each source's held-out rows and all of them
+   together (batch_slices.py). Neither model was fitted on either: production predates the new ones,
    the candidate's holdout model leaves its test split out. The decision (slices.py) refuses the
    candidate only if a slice, or a class in one, is significantly worse, by a bootstrap interval.
 5. Accepted: the experiment is applied and committed, pushed (git and DVC) and registered as the next
@@ -33,12 +34,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlops_rakuten.core.batches import read_batches
 from mlops_rakuten.core.dataset import read_products
 from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.core.predict import load_model
+from mlops_rakuten.monitoring.batch_slices import batch_slices
 from mlops_rakuten.monitoring.comparison import compare, predicted_codes, scored, write_report
 from mlops_rakuten.monitoring.gate import CLASS_DROP, F1_MARGIN
-from mlops_rakuten.monitoring.reference import HOLDOUT_MODEL_PATH, TEST_SPLIT, Built, lock_outs
+from mlops_rakuten.monitoring.reference import HOLDOUT_MODEL_PATH, TEST_SPLIT, TRAIN_SPLIT, Built, lock_outs
 from mlops_rakuten.monitoring.slices import Decision, Slice
 from mlops_rakuten.ops.commands import run
 from mlops_rakuten.ops.dvcfiles import locked_dep_md5, parse_yaml, pointer_out
@@ -157,6 +160,8 @@ def evaluation_products(project: Path, production: Built, candidate: Built, froz
         raise InputError(f"none of the {len(frozen)} frozen ids is in the candidate's test split")
     seen = read_products(production.file(project, PRODUCTS)).index
     new = test[~test.index.isin(seen)]
+    batches = read_batches(project / RAW)
+    trained = read_products(production.file(project, TRAIN_SPLIT)).index if batches else pd.Index([])
     return [
         NamedProducts(FROZEN, in_frozen, f"{len(in_frozen)} products of {FROZEN_IDS} ({len(frozen)} ids)"),
         NamedProducts(
@@ -165,6 +170,7 @@ def evaluation_products(project: Path, production: Built, candidate: Built, froz
             f"{len(new)} products of the candidate's test split that production's {PRODUCTS} did not hold "
             f"(production predates them, the candidate's holdout model left them out)",
         ),
+        *(NamedProducts(*piece) for piece in batch_slices(test, trained, batches)),
     ]
 
 
