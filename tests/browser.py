@@ -60,6 +60,8 @@ class PageVisit:
     heading: str = ""
     # code blocks whose text is wider than their box (cut off, or behind a hidden scrollbar)
     cut_code: list[str] = field(default_factory=list)
+    # tables wider than their box or the scroller Material wraps them in: their first row's text
+    cut_tables: list[str] = field(default_factory=list)
 
 
 class Chromium:
@@ -167,13 +169,18 @@ class Chromium:
                     loaded: i.complete && i.naturalWidth > 0, width: i.naturalWidth})),
                 cut_code: [...document.querySelectorAll('pre > code')]
                     .filter(c => c.scrollWidth > c.clientWidth + 1)
-                    .map(c => c.textContent.split('\\n').reduce((a, b) => (b.length > a.length ? b : a)))})""",
+                    .map(c => c.textContent.split('\\n').reduce((a, b) => (b.length > a.length ? b : a))),
+                cut_tables: [...document.querySelectorAll('article table')]
+                    .filter(t => [t, t.closest('.md-typeset__scrollwrap') || t.parentElement]
+                        .some(box => box.scrollWidth > box.clientWidth + 1))
+                    .map(t => t.rows[0].textContent.trim().replace(/\\s+/g, ' '))})""",
                 },
                 session=session,
                 events=events,
             )
             page = json.loads(report["result"]["value"])
             visit.heading, visit.images, visit.cut_code = page["heading"].strip(), page["images"], page["cut_code"]
+            visit.cut_tables = page["cut_tables"]
             # The whole page down to MAX_SHOT_HEIGHT, so the images below the fold are in the picture.
             size = self.send("Page.getLayoutMetrics", session=session, events=events)["cssContentSize"]
             clip = {

@@ -1,6 +1,7 @@
 """The documentation site: built with `mkdocs build --strict` (what `make docs-build` runs), its
 generated reference pages hold what the code says, a broken link fails the build, and the built
-site opens in headless Chromium with no console error and every image loaded."""
+site opens in headless Chromium (1,280 px wide) with no console error, every image loaded and no code
+block or table cut off."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ PAGES = [
     "team/index.html",
     "serving-limits/index.html",
     "containers/index.html",
+    "monitoring/index.html",
     "speed/index.html",
     "reference/cli/index.html",
     "reference/api/index.html",
@@ -153,6 +155,7 @@ def browser(site, tmp_path_factory):
         ("experiments/", {"confusion_matrix.png", "learning_curve.png"}),
         ("exploration/", set()),
         ("serving/", set()),  # the widest commands and JSON of the site
+        ("monitoring/", {"drift_report.png"}),  # the widest tables
     ],
 )
 def test_page_renders_in_chromium_without_errors(browser, page, images, tmp_path):
@@ -166,6 +169,7 @@ def test_page_renders_in_chromium_without_errors(browser, page, images, tmp_path
     assert not seen.errors, f"{page or 'home page'}: console or network errors: {seen.errors}"
     assert seen.heading, f"{page or 'home page'}: no <h1> rendered"
     assert not seen.cut_code, f"{page or 'home page'}: code blocks wider than the page, cut off: {seen.cut_code}"
+    assert not seen.cut_tables, f"{page or 'home page'}: tables wider than the page, cut off: {seen.cut_tables}"
     broken = [img["src"] for img in seen.images if not img["loaded"]]
     assert not broken, f"images that did not load: {broken}"
     loaded = {img["src"].rsplit("/", 1)[-1] for img in seen.images if img["loaded"]}
