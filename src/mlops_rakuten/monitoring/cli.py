@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -50,7 +51,7 @@ def _monitor(args: argparse.Namespace) -> None:
 
 
 def _retrain(args: argparse.Namespace) -> None:
-    from mlops_rakuten.monitoring.retrain import NOT_REGISTERED, REFUSED, retrain
+    from mlops_rakuten.monitoring.retrain import NO_NEW_DATA, NOT_REGISTERED, REFUSED, retrain
 
     promote = args.promote or os.environ.get("RAKUTEN_RETRAIN_PROMOTE") == "1"
     # dvc and gto from this Python's environment, also when the venv is not on PATH (a cron job, a service).
@@ -58,8 +59,16 @@ def _retrain(args: argparse.Namespace) -> None:
     outcome = retrain(
         Path.cwd(), args.production, args.reports, args.version, promote, args.f1_margin, args.class_drop, args.remote
     )
-    print(outcome.report.read_text(encoding="utf-8").split("\n\n", 2)[1])
-    print(f"report: {outcome.report}")
+    if args.json:
+        print(json.dumps(outcome.as_dict(), indent=2, allow_nan=False))
+    elif outcome.report is None:
+        print(outcome.reason)
+    else:
+        print(outcome.report.read_text(encoding="utf-8").split("\n\n", 2)[1])
+        print(outcome.reason)
+        print(f"report: {outcome.report}")  # last: POST /retrain's job reads it
+    if outcome.decision is None:
+        sys.exit(NO_NEW_DATA)
     if not outcome.accepted:
         sys.exit(REFUSED)
     if outcome.version is None:
@@ -100,10 +109,11 @@ def add_commands(commands) -> None:
 
     retrain = commands.add_parser(
         "retrain",
-        help="build a candidate from data/raw, compare it with production "
-        "on the frozen evaluation set, register it only if not worse",
+        help="build a candidate from data/raw, compare it with production on the frozen set and the "
+        "new products, register it unless significantly worse",
         description="Exit status: 0 registered, 3 refused (kept as a DVC experiment), "
-        "4 not worse but not registered, 1 error. docs/monitoring.md",
+        "4 accepted but not registered, 5 no new data since production (nothing built), 1 error. "
+        "docs/monitoring.md",
     )
     retrain.add_argument(
         "--production",
@@ -120,11 +130,18 @@ def add_commands(commands) -> None:
         help="also assign the registered version to prod (default: never; RAKUTEN_RETRAIN_PROMOTE=1 does the same)",
     )
     retrain.add_argument(
-        "--f1-margin", type=float, default=F1_MARGIN, help=f"weighted F1 may fall this much (default {F1_MARGIN})"
+        "--f1-margin",
+        type=float,
+        default=F1_MARGIN,
+        help=f"refused if a slice's weighted F1 change is surely below minus this (default {F1_MARGIN})",
     )
     retrain.add_argument(
-        "--class-drop", type=float, default=CLASS_DROP, help=f"no class F1 may fall more (default {CLASS_DROP})"
+        "--class-drop",
+        type=float,
+        default=CLASS_DROP,
+        help=f"refused if a class's F1 change is surely below minus this (default {CLASS_DROP})",
     )
+    retrain.add_argument("--json", action="store_true", help="print the decision and every slice as JSON")
     retrain.add_argument("--remote", default="origin", help="git remote to push to (default origin)")
     retrain.set_defaults(run=_retrain)
 

@@ -98,7 +98,9 @@ class Monitor:
                 [sys.executable, "-m", "mlops_rakuten.cli", "retrain", "--reports", str(self.reports.resolve())],
                 cwd=self.project,
             )
-            outcome = {0: "registered", 3: "refused", 4: "not_registered"}.get(done.returncode, "failed")
+            outcome = {0: "registered", 3: "refused", 4: "not_registered", 5: "no_new_data"}.get(
+                done.returncode, "failed"
+            )
             self.retrains.labels(outcome).inc()
             log.info("scheduled retrain: %s (report in %s)", outcome, self.reports)
 
