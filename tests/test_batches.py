@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from scipy import sparse
 
 from mlops_rakuten.core.batches import (
     APPROVED,
@@ -34,12 +36,14 @@ from mlops_rakuten.core.batches import (
 )
 from mlops_rakuten.core.demo_data import generate
 from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.one_vs_rest import fit_linear_svc
 from mlops_rakuten.core.paths import X_FILE, Y_FILE
 from mlops_rakuten.monitoring.batch_slices import ALL_BATCHES, batch_slices
 from mlops_rakuten.ops.upload import BatchRefused, check_new_ids, check_upload
 from mlops_rakuten.stages.split import split, split_with_frozen
+from mlops_rakuten.stages.train import fit_holdout_and_shipped
 
-from conftest import run
+from conftest import ROOT, run
 
 RAKUTEN = str(Path(sys.executable).parent / "rakuten")
 PARAMS = {"test_size": 0.1, "seed": 42}
@@ -92,6 +96,19 @@ def test_held_out_rows_always_go_to_the_test_split_and_nothing_changes_without_t
     held = set(marked.index[marked["held_out"]])
     assert held and held <= set(test.index) and not held & set(train.index)
     assert len(train) + len(test) == len(products)
+
+
+def test_the_shipped_model_is_never_refitted_on_held_out_rows():
+    params = {**yaml.safe_load((ROOT / "params.yaml").read_text())["model"], "n_jobs": 1}
+    rng = np.random.default_rng(0)
+    x, y = sparse.csr_matrix(rng.random((60, 8)), dtype=np.float32), np.repeat([10, 40, 50], 20)
+    train, test = (x[:45], y[:45]), (x[45:], y[45:])
+    held = np.arange(15) % 3 == 0  # 5 of the 15 test rows
+    _, shipped = fit_holdout_and_shipped(train, test, params, held)
+    kept = np.concatenate([np.arange(45), 45 + np.flatnonzero(~held)])
+    assert (shipped.coef_ == fit_linear_svc(x[kept], y[kept], params).coef_).all()
+    _, everything = fit_holdout_and_shipped(train, test, params, np.zeros(15, dtype=bool))
+    assert (everything.coef_ == fit_linear_svc(x, y, params).coef_).all()  # nothing held out: as before
 
 
 def csv_text(rows: list[list[str]]) -> bytes:
