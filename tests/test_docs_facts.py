@@ -3,6 +3,7 @@ match the code they describe, and no page shows a path of the machine it was wri
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -52,7 +53,7 @@ def outputs(*args: str) -> subprocess.CompletedProcess:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=3600,
     )
 
 
@@ -70,6 +71,33 @@ def test_pasted_outputs_are_what_the_commands_print_now():
     assert result.returncode == 0, result.stdout + result.stderr
     if not with_model:
         pytest.skip("models/model.joblib is not the model dvc.lock records (make run): prediction blocks unchecked")
+
+
+def docs_outputs_module():
+    spec = importlib.util.spec_from_file_location("docs_outputs", ROOT / "docs" / "outputs.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_block_that_differs_only_in_clock_times_and_durations_is_kept(tmp_path):
+    module = docs_outputs_module()
+    page = "<!-- output: echo '09:15:02 featurize: 20 rows in 1.5s; 3 files; 2.0s' -->\n```\n{}\n```\n<!-- /output -->"
+    shown = page.format("14:07:39 featurize: 20 rows in 23.5s; 3 files; 16.3s")
+    assert module.refreshed(shown, tmp_path, {"output"}) == shown
+    other_count = page.format("14:07:39 featurize: 21 rows in 23.5s; 3 files; 16.3s")
+    assert module.refreshed(other_count, tmp_path, {"output"}) == page.format(
+        "09:15:02 featurize: 20 rows in 1.5s; 3 files; 2.0s"
+    )
+
+
+@pytest.mark.slow
+def test_outputs_of_a_fresh_clone_are_what_it_prints_now():
+    """The slow blocks (`make run` on a fresh clone of HEAD, clock and timings masked) and the example
+    drift report made from the model that clone builds: a pipeline run, a minute or more."""
+    result = outputs("--check", "--slow")
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_score_temperature_in_the_docs_and_the_cli_help_is_the_code_s():
