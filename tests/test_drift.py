@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -255,3 +256,30 @@ def test_hand_written_alert_rule_tests_pass():
         text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.server
+def test_log_lines_cut_mid_write_are_counted_in_the_drift_summary_report_and_export(logged, tmp_path):
+    project, folders = logged
+    folder = tmp_path / "log"
+    shutil.copytree(folders["same"], folder)
+    with open(sorted(folder.glob("predictions-*.jsonl"))[-1], "a") as log:
+        log.write('{"time": "2026-01-01T00:00:00+00:00", "prdtypeco\n')  # the end of a write a full disk cut
+    note = "1 unreadable line(s) of the log left out (cut by a full disk or a crash mid-write)"
+    report = tmp_path / "drift.html"
+    done = subprocess.run(
+        [RAKUTEN, "drift", "--since", "1h", "--log-dir", str(folder), "--out", str(report)],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"  {note}" in done.stdout.splitlines(), done.stdout
+    assert note in report.read_text()
+    export = subprocess.run(
+        [RAKUTEN, "predictions", "export", "--since", "1h", "--log-dir", str(folder), "--out", str(tmp_path / "x.csv")],
+        capture_output=True,
+        text=True,
+    )
+    assert export.returncode == 0 and f"wrote {WINDOW} product(s)" in export.stderr, export.stderr
+    assert export.stderr.rstrip().endswith(f"; {note}"), export.stderr

@@ -10,12 +10,14 @@ from pathlib import Path
 
 
 def _export(args: argparse.Namespace) -> None:
-    from mlops_rakuten.monitoring.log_files import export_for_ingest, read_window, since_time
+    from mlops_rakuten.monitoring.log_files import export_for_ingest, read_window, since_time, unreadable_note
     from mlops_rakuten.monitoring.prediction_log import default_folder
 
     window = read_window(args.log_dir or default_folder(), since_time(args.since))
     written, skipped = export_for_ingest(window, args.out)
-    note = f"; {skipped} logged without text (RAKUTEN_PREDICTION_LOG=features) left out" if skipped else ""
+    notes = [f"{skipped} logged without text (RAKUTEN_PREDICTION_LOG=features) left out"] if skipped else []
+    notes += [unreadable_note(window.unreadable_lines)] if window.unreadable_lines else []
+    note = "".join(f"; {text}" for text in notes)
     print(
         f"wrote {written} product(s) since {window.since.isoformat(timespec='seconds')} to {args.out} "
         f"(fill in prdtypecode, then POST it to /ingest){note}",

@@ -30,7 +30,7 @@ from mlops_rakuten.core.categories import CODES
 from mlops_rakuten.core.dataset import read_products
 from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.core.predict import load_model, predict_top_k
-from mlops_rakuten.monitoring.log_files import Window
+from mlops_rakuten.monitoring.log_files import Window, unreadable_note
 from mlops_rakuten.monitoring.reference import HOLDOUT_MODEL_PATH, MODEL_PATH, TEST_SPLIT, TRAIN_SPLIT, find_build
 from mlops_rakuten.monitoring.signals import token_counts, unknown_share
 from mlops_rakuten.text import product_text
@@ -51,6 +51,7 @@ class Drift:
     held_out: pd.DataFrame  # score and unknown_share on the test split, scored by the holdout model
     scores: dict[str, float] = field(default_factory=dict)  # empty when the window is under MIN_WINDOW
     other_models: int = 0  # window rows made by another model, left out
+    unreadable_lines: int = 0  # lines of the window's log files that are not a prediction, left out
 
     def baseline(self, column: str) -> pd.Series:
         return (self.held_out if column in HELD_OUT_COLUMNS else self.reference)[column]
@@ -77,7 +78,7 @@ def reference_frame(pipeline, split: Path) -> pd.DataFrame:
     if len(products) > REFERENCE_ROWS:
         products = products.sample(REFERENCE_ROWS, random_state=SEED)
     codes, scores = predict_top_k(pipeline, products, 1)
-    texts = [product_text(d, s) for d, s in zip(products["designation"], products["description"])]
+    texts = [product_text(d, s) for d, s in zip(products["designation"], products["description"], strict=True)]
     return signal_frame(pipeline, texts, codes[:, 0], scores[:, 0])
 
 
@@ -90,7 +91,7 @@ def window_frame(pipeline, rows: list[dict]) -> pd.DataFrame:
         frame.loc[logged, "unknown_share"] = unknown_share(
             np.array([rows[i]["tokens"] for i in logged]), np.array([rows[i]["unknown_tokens"] for i in logged])
         )
-    frame["text_chars"] = [row.get("text_chars", len(t)) for row, t in zip(rows, texts)]
+    frame["text_chars"] = [row.get("text_chars", len(t)) for row, t in zip(rows, texts, strict=True)]
     return frame
 
 
@@ -118,7 +119,8 @@ def drift_scores(drift: Drift) -> dict[str, float]:
 def measure(project: Path, window: Window) -> Drift:
     """Drift of the window's latest model's rows against that model's training split."""
     if not window.rows:
-        raise InputError(f"no prediction logged since {window.since.isoformat(timespec='seconds')}")
+        unreadable = f"; {unreadable_note(window.unreadable_lines)}" if window.unreadable_lines else ""
+        raise InputError(f"no prediction logged since {window.since.isoformat(timespec='seconds')}{unreadable}")
     model_md5 = window.rows[-1]["model_version"]
     rows = [row for row in window.rows if row.get("model_version") == model_md5]
     built = find_build(project, model_md5)
@@ -128,7 +130,13 @@ def measure(project: Path, window: Window) -> Drift:
     held_out = reference_frame(load_model(built.file(project, HOLDOUT_MODEL_PATH)), built.file(project, TEST_SPLIT))
     # The holdout model's vocabulary is the served model's: both use the featurize stage's vectorizer.
     result = Drift(
-        model_md5, built.commit or "workspace", current, reference, held_out, other_models=len(window.rows) - len(rows)
+        model_md5,
+        built.commit or "workspace",
+        current,
+        reference,
+        held_out,
+        other_models=len(window.rows) - len(rows),
+        unreadable_lines=window.unreadable_lines,
     )
     if len(rows) >= MIN_WINDOW:
         result.scores = drift_scores(result)
@@ -144,6 +152,8 @@ def summary(drift: Drift, report: Path | None = None) -> str:
     ]
     if drift.other_models:
         lines.append(f"  {drift.other_models} product(s) answered by an earlier model left out")
+    if drift.unreadable_lines:
+        lines.append(f"  {unreadable_note(drift.unreadable_lines)}")
     if not drift.scores:
         lines.append(f"  fewer than {MIN_WINDOW} products: no drift score (sampling noise would dominate)")
     for signal in SIGNALS:

@@ -43,6 +43,11 @@ class Window:
     unreadable_lines: int  # cut by a full disk or a crash mid-write
 
 
+def unreadable_note(lines: int) -> str:
+    """What a window's summary says of its unreadable lines."""
+    return f"{lines} unreadable line(s) of the log left out (cut by a full disk or a crash mid-write)"
+
+
 def read_window(folder: Path, since: datetime) -> Window:
     """Every logged prediction at or after ``since``, oldest first."""
     if not folder.is_dir():
