@@ -170,7 +170,7 @@ def plot_learning_curve(points: list[Run], path: Path, knob: str = "ingest.fract
     for key, label in (("f1_weighted", "weighted F1"), ("f1_macro", "macro F1")):
         if all(key in run.metrics for run in points):
             ax.plot(rows, [run.metrics[key] for run in points], marker="o", label=label)
-    for run, n in zip(points, rows):
+    for run, n in zip(points, rows, strict=True):
         ax.annotate(
             str(run.params.get(knob)),
             (n, run.metrics["f1_weighted"]),
