@@ -30,7 +30,8 @@ from serve_support import PASSWORDS, free_port, wait_until
 pytestmark = [
     pytest.mark.container,
     pytest.mark.skipif(
-        not os.environ.get("RAKUTEN_DOCKER_TEST"), reason="the container stack runs in `make docker-test` (.ci/run runs it)"
+        not os.environ.get("RAKUTEN_DOCKER_TEST"),
+        reason="the container stack runs in `make docker-test` (.ci/run runs it)",
     ),
 ]
 
@@ -229,7 +230,7 @@ def test_the_monitor_scores_the_drift_of_what_the_api_answered(stack):
 
     def scored():
         query = (
-            'rakuten_drift_score{job="rakuten-monitor", signal="predicted_class"} and on (instance) '
+            'rakuten_drift_effect{job="rakuten-monitor", signal="predicted_class"} and on (instance) '
             "rakuten_drift_window_products >= 120"
         )
         result = httpx.get(f"{base}/query", params={"query": query}, timeout=5).json()["data"]["result"]

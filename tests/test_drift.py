@@ -1,12 +1,12 @@
 """Drift for real: a served model logs three windows of products (like its training data, two classes only,
-English text); `rakuten drift` scores them, the monitor service exposes the scores, and the alert rules,
-fed the scores it exposed, fire on the shifted windows only."""
+English text); `rakuten drift` tests them, the monitor service exposes the tests, and the alert rules,
+fed the gauges it exposed, fire on the shifted windows only."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from mlops_rakuten.core.demo_data import generate
+from mlops_rakuten.monitoring.significance import SIGNALS
 from test_prediction_log import logged_rows, login
 
 from conftest import ROOT, needs
@@ -23,7 +24,6 @@ from serve_support import build_project, free_port, make_settings, start_server,
 
 RAKUTEN = str(Path(sys.executable).parent / "rakuten")
 WINDOW = 200
-SIGNALS = ("predicted_class", "top1_score", "text_length", "unknown_tokens")
 ENGLISH = (
     ["Waterproof", "Wireless", "Vintage", "Portable", "Stainless steel", "Handmade", "Kids", "Outdoor"],
     [
@@ -98,39 +98,40 @@ def logged(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
     return settings.project_dir, folders
 
 
-def drift(project: Path, folder: Path, report: Path) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+def drift(project: Path, folder: Path, report: Path) -> dict:
+    """`rakuten drift --json` over the window."""
     done = subprocess.run(
-        [RAKUTEN, "drift", "--since", "1h", "--log-dir", str(folder), "--out", str(report)],
+        [RAKUTEN, "drift", "--since", "1h", "--log-dir", str(folder), "--out", str(report), "--json"],
         cwd=project,
         capture_output=True,
         text=True,
     )
     assert done.returncode == 0, done.stderr
     print(done.stdout)
-    scores = {m.group(1): float(m.group(2)) for m in re.finditer(r"^  (\w+)\s+([\d.]+)$", done.stdout, re.M)}
-    means = {
-        m.group(1): (float(m.group(2)), float(m.group(3)))
-        for m in re.finditer(r"^  mean ([\w -]+?)\s+window\s+([\d.]+)\s+reference\s+([\d.]+)", done.stdout, re.M)
-    }
-    assert set(scores) == set(SIGNALS) and len(means) == 3, done.stdout
-    return scores, means
+    result = json.loads(done.stdout)
+    assert result["tested"] and set(result["signals"]) == set(SIGNALS), done.stdout
+    return result
+
+
+def flagged(result: dict, verdict: str) -> set[str]:
+    return {signal for signal, test in result["signals"].items() if test[verdict]}
 
 
 @pytest.mark.server
-def test_scores_separate_a_window_like_training_from_shifted_ones(logged, tmp_path):
+def test_tests_separate_a_window_like_training_from_shifted_ones(logged, tmp_path):
     project, folders = logged
     result = {name: drift(project, folder, tmp_path / f"{name}.html") for name, folder in folders.items()}
-    same, same_means = result["same"]
-    assert max(same.values()) < 0.2, same
-    assert abs(same_means["unknown-token share"][0] - same_means["unknown-token share"][1]) < 0.05
-    assert same_means["top-1 score"][1] - same_means["top-1 score"][0] < 0.1
-    two, _ = result["two_classes"]
-    # Above the drift alert's threshold (0.3, deployments/prometheus/drift-alerts.yml), the same window below it.
-    assert two["predicted_class"] > 0.4 and two["predicted_class"] > 2 * same["predicted_class"], (two, same)
-    english, english_means = result["english"]
-    assert english["unknown_tokens"] > 0.5, english
-    assert english_means["unknown-token share"][0] - english_means["unknown-token share"][1] > 0.3
-    assert english_means["top-1 score"][1] - english_means["top-1 score"][0] > 0.2
+    same = result["same"]
+    assert flagged(same, "significant") == set(), same["signals"]
+    assert abs(same["means"]["unknown_share"]["window"] - same["means"]["unknown_share"]["reference"]) < 0.05
+    assert same["means"]["score"]["reference"] - same["means"]["score"]["window"] < 0.1
+    two = result["two_classes"]
+    assert "predicted_class" in flagged(two, "alert"), two["signals"]
+    assert two["signals"]["predicted_class"]["effect"] > 2 * same["signals"]["predicted_class"]["effect"]
+    english = result["english"]
+    assert {"unknown_majority", "low_score", "unknown_tokens"} <= flagged(english, "alert"), english["signals"]
+    assert english["signals"]["unknown_majority"]["effect"] > 0.5
+    assert english["means"]["score"]["reference"] - english["means"]["score"]["window"] > 0.2
     page = (tmp_path / "two_classes.html").read_text()
     assert page.count("data:image/png;base64,") == 4 and "predicted_class" in page
 
@@ -193,45 +194,42 @@ def test_monitor_gauges_fire_the_alerts_on_shifted_windows_only(logged, tmp_path
         "RakutenUnknownTokensRising": [],
         "RakutenTop1ScoreFalling": [],
     }
+    alert_of = {"unknown_majority": "RakutenUnknownTokensRising", "low_score": "RakutenTop1ScoreFalling"}
+    summaries = {
+        "RakutenInputDrift": lambda signal, v: (
+            f"Drift of {signal}: effect {v:.2f}, significant, for an hour: see the monitor's reports/drift.html"
+        ),
+        "RakutenUnknownTokensRising": lambda _, v: (
+            f"{v * 100:.4g}% more products of mostly unknown words than in the test split"
+        ),
+        "RakutenTop1ScoreFalling": lambda _, v: (
+            f"{v * 100:.4g}% more products with a top-1 score under 0.5 than in the test split"
+        ),
+    }
     for name, values in gauges.items():
         where = f'job="rakuten-monitor", instance="{name}"'
         for key, value in values.items():
-            if key.startswith(
-                ("rakuten_drift_score{", "rakuten_drift_unknown_token_share{", "rakuten_drift_mean_top1_score{")
-            ):
+            if key.startswith(("rakuten_drift_effect{", "rakuten_drift_significant{", "rakuten_drift_min_effect{")):
                 labels = key[key.index("{") + 1 : -1]
                 series.append(
                     f"      - series: '{key[: key.index('{')]}{{{where}, {labels}}}'\n        values: '{value}x150'"
                 )
         for signal in SIGNALS:
-            score = values[f'rakuten_drift_score{{signal="{signal}"}}']
-            if score > 0.3:
-                expected["RakutenInputDrift"].append(
+            effect = values[f'rakuten_drift_effect{{signal="{signal}"}}']
+            significant = values[f'rakuten_drift_significant{{signal="{signal}"}}'] == 1
+            assert (values[f'rakuten_drift_alert{{signal="{signal}"}}'] == 1) == (
+                significant and effect >= values[f'rakuten_drift_min_effect{{signal="{signal}"}}']
+            )
+            if values[f'rakuten_drift_alert{{signal="{signal}"}}'] == 1:
+                alert = alert_of.get(signal, "RakutenInputDrift")
+                expected[alert].append(
                     f"          - exp_labels: {{severity: warning, job: rakuten-monitor, instance: {name}, "
-                    f'signal: {signal}}}\n            exp_annotations:\n              summary: "Drift of {signal} is '
-                    f"{score:.2f} (> 0.3) for an hour: see the monitor's reports/drift.html\""
+                    f'signal: {signal}}}\n            exp_annotations:\n              summary: "'
+                    f'{summaries[alert](signal, effect)}"'
                 )
-    unknown = {
-        n: v['rakuten_drift_unknown_token_share{data="window"}']
-        - v['rakuten_drift_unknown_token_share{data="reference"}']
-        for n, v in gauges.items()
-    }
-    falling = {
-        n: v['rakuten_drift_mean_top1_score{data="reference"}'] - v['rakuten_drift_mean_top1_score{data="window"}']
-        for n, v in gauges.items()
-    }
-    fired = [line.split("instance: ")[1].split(",")[0] for line in expected["RakutenInputDrift"]]
-    assert "same" not in fired and "two_classes" in fired and "english" in fired
-    summaries = {
-        "RakutenUnknownTokensRising": lambda v: f"{v * 100:.4g}% more unknown word tokens than in the training split",
-        "RakutenTop1ScoreFalling": lambda v: f"Mean top-1 score {v:.2f} below the training split's",
-    }
-    for alert, by_window in (("RakutenUnknownTokensRising", unknown), ("RakutenTop1ScoreFalling", falling)):
-        assert [name for name, value in by_window.items() if value > 0.1] == ["english"]
-        expected[alert].append(
-            f"          - exp_labels: {{severity: warning, job: rakuten-monitor, instance: english}}\n"
-            f'            exp_annotations:\n              summary: "{summaries[alert](by_window["english"])}"'
-        )
+    fired = {alert: {line.split("instance: ")[1].split(",")[0] for line in lines} for alert, lines in expected.items()}
+    assert fired["RakutenInputDrift"] >= {"two_classes"} and "same" not in fired["RakutenInputDrift"]
+    assert fired["RakutenUnknownTokensRising"] == fired["RakutenTop1ScoreFalling"] == {"english"}
     tests = [
         f"      - eval_time: 90m\n        alertname: {alert}\n        exp_alerts:\n" + "\n".join(lines)
         for alert, lines in expected.items()

@@ -26,7 +26,7 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _drift(args: argparse.Namespace) -> None:
-    from mlops_rakuten.monitoring.drift import measure, summary
+    from mlops_rakuten.monitoring.drift import as_dict, measure, summary
     from mlops_rakuten.monitoring.log_files import read_window, since_time
     from mlops_rakuten.monitoring.prediction_log import default_folder
     from mlops_rakuten.monitoring.report import write_report
@@ -34,7 +34,7 @@ def _drift(args: argparse.Namespace) -> None:
     drift = measure(args.project, read_window(args.log_dir or default_folder(), since_time(args.since)))
     text = summary(drift, args.out)
     write_report(drift, args.out, text)
-    print(text)
+    print(json.dumps(as_dict(drift), indent=2, allow_nan=False) if args.json else text)
 
 
 def _monitor(args: argparse.Namespace) -> None:
@@ -105,6 +105,7 @@ def add_commands(commands) -> None:
     )
     drift.add_argument("--project", type=Path, default=Path("."), help="the DVC project (default: here)")
     drift.add_argument("--log-dir", **log_dir)
+    drift.add_argument("--json", action="store_true", help="print every signal's test as JSON instead of the summary")
     drift.set_defaults(run=_drift)
 
     from mlops_rakuten.monitoring.gate import CLASS_DROP, F1_MARGIN

@@ -1,18 +1,10 @@
 """Drift of a window of logged predictions against the training split of the model that made them.
 
-Four signals, each a number in [0, 1] where 0 means "looks like the training data". The class mix and
-text lengths are compared with the training split. Scores and unknown tokens are compared with the test
-split as the pipeline's holdout model scored it: on rows it was fitted on (the training split, or every
+Seven signals, each a size-aware two-sample test with an effect size (monitoring/significance.py): the
+class mix, text lengths and the share of (almost) empty texts are compared with the training split. Scores and unknown tokens (their distributions and the shares of unsure and mostly-unknown
+products) are compared with the test split as the pipeline's holdout model scored it: on rows it was fitted on (the training split, or every
 row for the refitted served model) a model is surer and knows every word, so a window of new products
 would look drifted even when it is not.
-
-predicted_class  Jensen-Shannon distance (base 2) between the window's predicted-class shares and the
-                 served model's predicted-class shares on its training split.
-top1_score       Kolmogorov-Smirnov statistic between top-1 scores (the model becoming unsure shows here
-                 first; the means are given too).
-text_length      Kolmogorov-Smirnov statistic between cleaned title + description lengths.
-unknown_tokens   Kolmogorov-Smirnov statistic between per-product shares of word tokens missing from the
-                 model's vocabulary (the mean shares are given too).
 """
 
 from __future__ import annotations
@@ -20,24 +12,23 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from scipy.spatial.distance import jensenshannon
 
 from mlops_rakuten.core.categories import CODES
 from mlops_rakuten.core.dataset import read_products
 from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.core.predict import load_model, predict_top_k
 from mlops_rakuten.monitoring.log_files import Window, unreadable_note
-from mlops_rakuten.monitoring.reference import HOLDOUT_MODEL_PATH, MODEL_PATH, TEST_SPLIT, TRAIN_SPLIT, find_build
+from mlops_rakuten.monitoring.reference import HOLDOUT_MODEL_PATH, MODEL_PATH, TEST_SPLIT, TRAIN_SPLIT, latest_build
 from mlops_rakuten.monitoring.signals import token_counts, unknown_share
+from mlops_rakuten.monitoring.significance import ALPHA, SIGNALS, TABLE_HEADER, Result, assess, table_row
 from mlops_rakuten.text import product_text
 
-SIGNALS = ("predicted_class", "top1_score", "text_length", "unknown_tokens")
 REFERENCE_ROWS = 5_000  # a seeded sample of the training split: enough for stable shares, seconds to score
-MIN_WINDOW = 100  # fewer products give scores that are mostly sampling noise: reported, not scored
+MIN_WINDOW = 100  # the tests' false-positive rate is measured from 100 products up: fewer are reported, not tested
 SEED = 0
 HELD_OUT_COLUMNS = ("score", "unknown_share")
 
@@ -49,8 +40,9 @@ class Drift:
     window: pd.DataFrame  # prdtypecode, score, text_chars, unknown_share per logged product
     reference: pd.DataFrame  # prdtypecode and text_chars on the training split (sample)
     held_out: pd.DataFrame  # score and unknown_share on the test split, scored by the holdout model
-    scores: dict[str, float] = field(default_factory=dict)  # empty when the window is under MIN_WINDOW
-    other_models: int = 0  # window rows made by another model, left out
+    results: dict[str, Result] = field(default_factory=dict)  # empty when the window is under MIN_WINDOW
+    other_models: int = 0  # window rows made by an earlier model, left out
+    unknown_models: int = 0  # window rows of newer models no dvc.lock records, left out
     unreadable_lines: int = 0  # lines of the window's log files that are not a prediction, left out
 
     def baseline(self, column: str) -> pd.Series:
@@ -100,30 +92,16 @@ def class_shares(codes: pd.Series) -> np.ndarray:
     return np.array([counts.get(code, 0) for code in CODES], dtype=float) / max(len(codes), 1)
 
 
-def drift_scores(drift: Drift) -> dict[str, float]:
-    window = drift.window
-
-    def ks(column: str) -> float:
-        return float(stats.ks_2samp(window[column], drift.baseline(column)).statistic)
-
-    return {
-        "predicted_class": float(
-            jensenshannon(class_shares(window["prdtypecode"]), class_shares(drift.reference["prdtypecode"]), base=2)
-        ),
-        "top1_score": ks("score"),
-        "text_length": ks("text_chars"),
-        "unknown_tokens": ks("unknown_share"),
-    }
-
-
 def measure(project: Path, window: Window) -> Drift:
     """Drift of the window's latest model's rows against that model's training split."""
     if not window.rows:
         unreadable = f"; {unreadable_note(window.unreadable_lines)}" if window.unreadable_lines else ""
         raise InputError(f"no prediction logged since {window.since.isoformat(timespec='seconds')}{unreadable}")
-    model_md5 = window.rows[-1]["model_version"]
-    rows = [row for row in window.rows if row.get("model_version") == model_md5]
-    built = find_build(project, model_md5)
+    newest_last = list(dict.fromkeys(row["model_version"] for row in reversed(window.rows)))[::-1]
+    built, unknown = latest_build(project, newest_last)
+    model_md5 = built.model_md5
+    rows = [row for row in window.rows if row["model_version"] == model_md5]
+    left_out = sum(1 for row in window.rows if row["model_version"] in unknown)
     pipeline = load_model(built.file(project, MODEL_PATH))
     current = window_frame(pipeline, rows)
     reference = reference_frame(pipeline, built.file(project, TRAIN_SPLIT))
@@ -135,16 +113,17 @@ def measure(project: Path, window: Window) -> Drift:
         current,
         reference,
         held_out,
-        other_models=len(window.rows) - len(rows),
+        other_models=len(window.rows) - len(rows) - left_out,
+        unknown_models=left_out,
         unreadable_lines=window.unreadable_lines,
     )
     if len(rows) >= MIN_WINDOW:
-        result.scores = drift_scores(result)
+        result.results = assess(current, result.baseline)
     return result
 
 
 def summary(drift: Drift, report: Path | None = None) -> str:
-    """One screen: the window, each signal's score, and the means behind them."""
+    """One screen: the window, what was left out, each signal's test, and the means behind them."""
     window, reference = drift.window, drift.reference
     lines = [
         f"model {drift.model_md5} (built at {drift.built_at}); window: {len(window)} products, "
@@ -152,13 +131,15 @@ def summary(drift: Drift, report: Path | None = None) -> str:
     ]
     if drift.other_models:
         lines.append(f"  {drift.other_models} product(s) answered by an earlier model left out")
+    if drift.unknown_models:
+        lines.append(f"  {drift.unknown_models} product(s) answered by a model no dvc.lock records left out")
     if drift.unreadable_lines:
         lines.append(f"  {unreadable_note(drift.unreadable_lines)}")
-    if not drift.scores:
-        lines.append(f"  fewer than {MIN_WINDOW} products: no drift score (sampling noise would dominate)")
-    for signal in SIGNALS:
-        if signal in drift.scores:
-            lines.append(f"  {signal:<16} {drift.scores[signal]:.3f}")
+    if drift.results:
+        lines.append(f"  tests at a {ALPHA:.0%} false-positive rate per window (Holm over the {len(SIGNALS)} signals):")
+        lines += [f"  {TABLE_HEADER}"] + [f"  {table_row(drift.results[signal])}" for signal in SIGNALS]
+    else:
+        lines.append(f"  fewer than {MIN_WINDOW} products: not tested (sampling noise would dominate)")
     for label, column in (
         ("mean top-1 score", "score"),
         ("mean text length", "text_chars"),
@@ -171,3 +152,32 @@ def summary(drift: Drift, report: Path | None = None) -> str:
     if report:
         lines.append(f"report: {report}")
     return "\n".join(lines)
+
+
+def as_dict(drift: Drift) -> dict[str, Any]:
+    """What `rakuten drift --json` prints: the window, what was left out, and every signal's test (None when
+    the window is too small to test: nothing is made up)."""
+    untested = dict.fromkeys(("statistic", "effect", "p_value", "threshold", "significant", "alert"))
+    return {
+        "model": drift.model_md5,
+        "built_at": drift.built_at,
+        "products": len(drift.window),
+        "reference_products": {"training_split": len(drift.reference), "test_split": len(drift.held_out)},
+        "left_out": {
+            "earlier_model": drift.other_models,
+            "unknown_model": drift.unknown_models,
+            "unreadable_lines": drift.unreadable_lines,
+        },
+        "means": {
+            column: dict(zip(("window", "reference"), drift.means(column), strict=True))
+            for column in ("score", "text_chars", "unknown_share")
+        },
+        "tested": bool(drift.results),
+        "min_products": MIN_WINDOW,
+        "alpha": ALPHA,
+        "correction": "holm",
+        "signals": {
+            signal: drift.results[signal].as_dict() if drift.results else {"signal": signal, **untested}
+            for signal in SIGNALS
+        },
+    }

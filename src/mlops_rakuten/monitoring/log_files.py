@@ -83,14 +83,27 @@ def _lines(path: Path) -> Iterator[dict[str, Any] | None]:
             except ValueError:
                 yield None
                 continue
-            yield row if isinstance(row, dict) and "time" in row and "prdtypecode" in row else None
+            yield row if _is_prediction(row) else None
+
+
+def _is_prediction(row: Any) -> bool:
+    """What drift reads of a row is there (a line cut mid-write can still be valid JSON)."""
+    return (
+        isinstance(row, dict)
+        and isinstance(row.get("time"), str)
+        and isinstance(row.get("model_version"), str)
+        and isinstance(row.get("prdtypecode"), int)
+        and isinstance(row.get("score"), (int, float))
+        and not isinstance(row.get("score"), bool)
+    )
 
 
 def _time(row: dict[str, Any]) -> datetime:
     try:
-        return datetime.fromisoformat(row["time"])
+        moment = datetime.fromisoformat(row["time"])
     except (TypeError, ValueError):
         return datetime.min.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)  # as --since reads a naive time
 
 
 def export_for_ingest(window: Window, target: Path) -> tuple[int, int]:

@@ -17,17 +17,22 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from mlops_rakuten.core.atomic import atomic_open  # noqa: E402
 from mlops_rakuten.core.categories import CODES, category_label  # noqa: E402
-from mlops_rakuten.monitoring.drift import MIN_WINDOW, SIGNALS, Drift, class_shares  # noqa: E402
+from mlops_rakuten.monitoring.drift import MIN_WINDOW, Drift, class_shares  # noqa: E402
+from mlops_rakuten.monitoring.significance import SIGNALS  # noqa: E402
 
 # One sentence per signal, the same as docs/monitoring.md gives.
 MEANING = {
-    "predicted_class": "Jensen-Shannon distance between the shares of each predicted class in the window and on "
-    "the training split: 0 same mix, 1 no class in common.",
-    "top1_score": "Kolmogorov-Smirnov statistic between top-1 scores: the largest gap between the two cumulative "
-    "distributions, so a model growing unsure moves it even when accuracy cannot be measured.",
-    "text_length": "Kolmogorov-Smirnov statistic between the lengths of the cleaned title + description.",
-    "unknown_tokens": "Kolmogorov-Smirnov statistic between per-product shares of word tokens the model's "
-    "vocabulary lacks: new products, a new language or a broken feed raise it first.",
+    "predicted_class": "Chi-square test (simulated p-value) of the predicted-class counts against the training "
+    "split's; effect: total variation distance, the share of products that would have to change class.",
+    "top1_score": "Kolmogorov-Smirnov test of top-1 scores against the test split's (holdout model); effect: D, "
+    "the largest gap between the two cumulative distributions.",
+    "text_length": "Kolmogorov-Smirnov test of cleaned title + description lengths against the training split's.",
+    "unknown_tokens": "Kolmogorov-Smirnov test of per-product shares of word tokens the vocabulary lacks, "
+    "against the test split's.",
+    "unknown_majority": "Fisher exact test: more products with over half their word tokens unknown (or none) "
+    "than on the test split? effect: the difference of shares.",
+    "low_score": "Fisher exact test: more products with a top-1 score under 0.5 than on the test split?",
+    "no_text": "Fisher exact test: more products with under 10 characters of text than on the training split?",
 }
 
 
@@ -87,9 +92,12 @@ def write_report(drift: Drift, target: Path, summary: str) -> None:
         ),
     ]
     rows = "".join(
-        f"<tr><td>{signal}</td><td class=num>{drift.scores[signal]:.3f}</td><td>{html.escape(MEANING[signal])}</td></tr>"
-        if signal in drift.scores
-        else f"<tr><td>{signal}</td><td class=num>-</td><td>fewer than {MIN_WINDOW} products in the window</td></tr>"
+        f"<tr><td>{signal}</td><td class=num>{drift.results[signal].effect:.3f}</td>"
+        f"<td class=num>{drift.results[signal].p_value:.2g}</td><td>{drift.results[signal].verdict}</td>"
+        f"<td>{html.escape(MEANING[signal])}</td></tr>"
+        if signal in drift.results
+        else f"<tr><td>{signal}</td><td class=num>-</td><td class=num>-</td><td>not tested</td>"
+        f"<td>fewer than {MIN_WINDOW} products in the window</td></tr>"
         for signal in SIGNALS
     )
     images = "".join(f'<img src="data:image/png;base64,{png}" alt="drift plot">' for png in plots)
@@ -100,7 +108,7 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.3em .6em
 .num{{text-align:right;font-weight:bold}} img{{margin:.4em;max-width:100%}}</style></head><body>
 <h1>Drift of served predictions vs the training split</h1>
 <pre>{html.escape(summary)}</pre>
-<table><tr><th>signal</th><th>score (0 = like training)</th><th>what it measures</th></tr>{rows}</table>
+<table><tr><th>signal</th><th>effect</th><th>p-value</th><th>verdict</th><th>test</th></tr>{rows}</table>
 <div>{images}</div></body></html>
 """
     with atomic_open(target) as handle:

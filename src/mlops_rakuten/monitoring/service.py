@@ -1,4 +1,4 @@
-"""The monitor service: drift on a schedule, its scores as Prometheus gauges, and an optional scheduled retrain.
+"""The monitor service: drift on a schedule, its tests as Prometheus gauges, and an optional scheduled retrain.
 
 It reads the prediction log the API writes (a shared folder or volume) and the project the model was
 built from; it never talks to the API, so it can run in its own, heavier, container.
@@ -18,9 +18,20 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from mlops_rakuten.core.errors import InputError
-from mlops_rakuten.monitoring.drift import SIGNALS, measure, summary
+from mlops_rakuten.monitoring.drift import measure, summary
 from mlops_rakuten.monitoring.log_files import read_window, since_time
 from mlops_rakuten.monitoring.report import write_report
+from mlops_rakuten.monitoring.significance import SIGNALS, TESTS
+
+# gauge -> (Result field, help); one series per signal, NaN while the window is too small to test
+SIGNAL_GAUGES = {
+    "statistic": ("statistic", "Test statistic of the signal: chi-square, Kolmogorov-Smirnov D or window count"),
+    "effect": ("effect", "Effect size: class-mix total variation distance, KS D, or window share - reference share"),
+    "p_value": ("p_value", "p-value of the signal's two-sample test (before the correction)"),
+    "p_threshold": ("threshold", "Holm-corrected p-value threshold at the signal's rank (1 % per window)"),
+    "significant": ("significant", "1 if the test is significant after the correction, else 0"),
+    "alert": ("alert", "1 if significant and the effect reaches rakuten_drift_min_effect, else 0"),
+}
 
 log = logging.getLogger("monitor")
 _SPAN = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -41,11 +52,11 @@ class Monitor:
         self.retrain_seconds = retrain_seconds
         self.registry = CollectorRegistry()
         gauge = lambda name, text, labels=(): Gauge(name, text, labels, registry=self.registry)  # noqa: E731
-        self.score = gauge(
-            "rakuten_drift_score",
-            "Drift of the window vs the training split (0 = alike, 1 = disjoint); NaN under the minimum window",
-            ["signal"],
-        )
+        self.signals = {
+            name: gauge(f"rakuten_drift_{name}", text, ["signal"]) for name, (_, text) in SIGNAL_GAUGES.items()
+        }
+        self.min_effect = gauge("rakuten_drift_min_effect", "Smallest effect that alerts, per signal", ["signal"])
+        self.left_out = gauge("rakuten_drift_left_out_rows", "Window rows not tested, by reason", ["reason"])
         self.products = gauge("rakuten_drift_window_products", "Logged predictions in the drift window")
         self.top1 = gauge("rakuten_drift_mean_top1_score", "Mean top-1 score", ["data"])
         self.unknown = gauge(
@@ -57,7 +68,9 @@ class Monitor:
             "rakuten_retrain_runs_total", "Scheduled gated retrains, by outcome", ["outcome"], registry=self.registry
         )
         for signal in SIGNALS:
-            self.score.labels(signal).set(math.nan)
+            self.min_effect.labels(signal).set(TESTS[signal][2])
+            for name in SIGNAL_GAUGES:
+                self.signals[name].labels(signal).set(math.nan)
 
     def run_once(self) -> str:
         """One drift run: gauges set, report written; returns the summary (raises on failure)."""
@@ -66,8 +79,16 @@ class Monitor:
         text = summary(drift, report)
         write_report(drift, report, text)
         for signal in SIGNALS:
-            self.score.labels(signal).set(drift.scores.get(signal, math.nan))
+            result = drift.results.get(signal)
+            for name, (field, _) in SIGNAL_GAUGES.items():
+                self.signals[name].labels(signal).set(math.nan if result is None else float(getattr(result, field)))
         self.products.set(len(drift.window))
+        for reason, rows in (
+            ("earlier_model", drift.other_models),
+            ("unknown_model", drift.unknown_models),
+            ("unreadable_line", drift.unreadable_lines),
+        ):
+            self.left_out.labels(reason).set(rows)
         window, reference = drift.means("score")
         self.top1.labels("window").set(window)
         self.top1.labels("reference").set(reference)
