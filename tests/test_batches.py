@@ -273,3 +273,29 @@ def test_a_kill_during_ingest_loses_no_row_and_leaves_no_half_record(project, tm
         (1500 + 40 * i, 1539 + 40 * i) for i in range(len(batches))
     ]
     assert "modified" not in run(["dvc", "status", "data/raw.dvc"], project).stdout
+
+
+def test_the_retrain_gate_gets_the_held_out_rows_of_each_source(project: Path, tmp_path: Path):
+    """Production built before two batches arrive; the candidate after: the gate's slices name each source."""
+    from mlops_rakuten.monitoring.reference import TEST_SPLIT, Built, lock_outs
+    from mlops_rakuten.monitoring.retrain import FROZEN, NEW, evaluation_products
+
+    run(["dvc", "repro", "-q"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-q", "-m", "production"], project)
+    production = Built("", "HEAD", lock_outs((project / "dvc.lock").read_text()))
+    frozen = set(pd.read_csv(project / TEST_SPLIT, index_col=0).index)
+    for source, seed in (("shop-b", 21), ("shop-c", 22)):
+        path = tmp_path / f"{source}.csv"
+        path.write_bytes(csv_text(shifted_batch(200, seed)))
+        rakuten(project, "ingest", str(path), "--source", source)
+    run(["dvc", "repro", "-q"], project)
+    candidate = Built("", None, lock_outs((project / "dvc.lock").read_text()))
+    named = {n.name: n.products for n in evaluation_products(project, production, candidate, frozen)}
+    assert list(named) == [FROZEN, NEW, "held out, source shop-b", "held out, source shop-c", ALL_BATCHES]
+    held = held_out_rows(range(1500, 1900), read_batches(project / "data/raw"))
+    expected = {1500 + i for i in np.flatnonzero(held)}
+    assert set(named[ALL_BATCHES].index) == expected  # every held-out row, in the candidate's test split
+    assert set(named["held out, source shop-b"].index) == {i for i in expected if i < 1700}
+    train = pd.read_csv(project / "data/split/train.csv", index_col=0)
+    assert not expected & set(train.index)
