@@ -16,7 +16,7 @@ from mlops_rakuten.monitoring.prediction_log import FILE_GLOB
 
 _SPAN = re.compile(r"^(\d+(?:\.\d+)?)([mhdw])$")
 _UNIT = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-# The /ingest upload's columns (serve/raw_append.py REQUIRED), label last and left empty.
+# The /ingest upload's columns (ops/upload.py REQUIRED), label last and left empty.
 INGEST_COLUMNS = ("designation", "description", "prdtypecode")
 
 
