@@ -26,6 +26,8 @@ from conftest import ROOT, needs, run
 from serve_support import auth, free_port, make_settings, start_server, stop, wait_until
 from team_remote import TeamRemote
 
+pytestmark = pytest.mark.server
+
 NAME = "rakuten-classifier"
 RAKUTEN = str(Path(sys.executable).parent / "rakuten")
 
