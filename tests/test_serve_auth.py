@@ -19,10 +19,9 @@ from mlops_rakuten.devtools.project_copy import copy_project
 from mlops_rakuten.serve.auth import ALGORITHM, ISSUER, create_token
 from mlops_rakuten.serve.settings import load_settings
 from mlops_rakuten.serve.users import User, add_user
-from mlops_rakuten.serve.watch import CHECK_SECONDS
 
 from conftest import ROOT, run
-from serve_support import PASSWORDS, SECRET, auth, client, make_settings
+from serve_support import PASSWORDS, SECRET, auth, client, make_settings, wait_until
 
 PROTECTED = [
     ("POST", "/predict"),
@@ -32,6 +31,9 @@ PROTECTED = [
     ("GET", "/train/0123456789abcdef"),
 ]
 ADMIN_ONLY = [("POST", "/ingest"), ("POST", "/train"), ("GET", "/train/0123456789abcdef")]
+# docs/serving-limits.md: a change to the users file applies within a second; 5 s leaves room on a
+# loaded 2-core machine, where the poll itself and argon2 logins take their share.
+NOTICED_SECONDS = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -134,15 +136,23 @@ def test_admin_passes_user_routes_and_predict_without_model_is_503(api, settings
     assert response.status_code == 503 and "no model loaded" in response.json()["detail"]
 
 
+def answered(api, path: str, headers: dict[str, str], status: int, what: str):
+    """The response to GET ``path`` once it has ``status``: the server looks at the users file once a second."""
+
+    def check():
+        response = api.get(path, headers=headers)
+        return response if response.status_code == status else None
+
+    return wait_until(check, what, timeout=NOTICED_SECONDS)
+
+
 def test_users_file_changes_apply_without_restart(api, settings):
-    """A new user can log in, and a deactivated one loses access, within CHECK_SECONDS."""
+    """A new user can log in, and a deactivated one loses access, without a restart."""
     add_user(settings.users_file, "dave", "user", "dave-password")
-    time.sleep(CHECK_SECONDS + 0.2)
     headers = auth(settings, "dave", "user")
-    assert api.get("/info", headers=headers).status_code == 200
+    answered(api, "/info", headers, 200, "dave, added, to be let in")
     add_user(settings.users_file, "dave", "user", "dave-password", active=False)
-    time.sleep(CHECK_SECONDS + 0.2)
-    assert api.get("/info", headers=headers).status_code == 401
+    answered(api, "/info", headers, 401, "dave, deactivated, to be refused")
 
 
 def test_health_and_metrics_need_no_token(api):
@@ -159,27 +169,34 @@ def login_token(api, name: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
+def logged_in(api, name: str, password: str) -> dict[str, str]:
+    """Headers with a token from POST /token, once the server has noticed the users file let ``name`` in."""
+    response = wait_until(
+        lambda: (answer := login(api, name, password)).status_code == 200 and answer,
+        f"{name} to log in",
+        timeout=NOTICED_SECONDS,
+    )
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
 def test_a_password_change_or_deactivation_revokes_issued_tokens(api, settings):
     add_user(settings.users_file, "erin", "user", "erin-password")
-    time.sleep(CHECK_SECONDS + 0.2)
-    old = login_token(api, "erin", "erin-password")
+    old = logged_in(api, "erin", "erin-password")
     add_user(settings.users_file, "erin", "user", "erin-new-password")  # a new password
-    time.sleep(CHECK_SECONDS + 0.2)
-    refused = api.get("/info", headers=old)
-    assert refused.status_code == 401 and "revoked" in refused.json()["detail"]
+    refused = answered(api, "/info", old, 401, "erin's token to be revoked by her new password")
+    assert "revoked" in refused.json()["detail"]
     current = login_token(api, "erin", "erin-new-password")
     assert api.get("/info", headers=current).status_code == 200
     users = {"RAKUTEN_USERS_FILE": str(settings.users_file)}
     run([sys.executable, "-m", "mlops_rakuten.cli", "user", "deactivate", "erin"], settings.project_dir, env=users)
-    time.sleep(CHECK_SECONDS + 0.2)
-    assert api.get("/info", headers=current).status_code == 401
+    answered(api, "/info", current, 401, "erin, deactivated, to be refused")
     entry = json.loads(settings.users_file.read_text())["users"]["erin"]
     settings.users_file.write_text(
         settings.users_file.read_text().replace(  # reactivated by hand
             '"active": false', '"active": true'
         )
     )
-    time.sleep(CHECK_SECONDS + 0.2)
+    logged_in(api, "erin", "erin-new-password")  # the reactivation is in effect: a new login works
     assert entry["token_version"] == 2 and api.get("/info", headers=current).status_code == 401
 
 
@@ -188,13 +205,20 @@ def test_an_invalid_users_file_keeps_the_last_good_list_and_degrades_health(api,
     bob = login_token(api, "bob", PASSWORDS["bob"])
     alice = login_token(api, "alice", PASSWORDS["alice"])
     try:
-        for bad in (
-            "{not json",
-            '{"users": {"bob": {"role": "user"}}}',
-            '{"users": {"bob": {"hash": "x", "role": "root"}}}',
+        for bad, problem in (
+            ("{not json", "not a users file"),
+            ('{"users": {"bob": {"role": "user"}}}', "has no password hash"),
+            ('{"users": {"bob": {"hash": "x", "role": "root"}}}', "has role 'root'"),
         ):
             settings.users_file.write_text(bad)
-            time.sleep(CHECK_SECONDS + 0.2)
+            # Each file's own problem shows once the server has looked at it.
+            wait_until(
+                lambda problem=problem: (
+                    problem in (api.get("/info", headers=alice).json().get("users_file_error") or "")
+                ),
+                f"the users file refused for: {problem}",
+                timeout=NOTICED_SECONDS,
+            )
             health = api.get("/health")
             # Anyone may ask /health: it says "degraded", the details are for the log and for admins.
             assert health.json() == {"status": "degraded", "model_ready": False}
@@ -205,8 +229,7 @@ def test_an_invalid_users_file_keeps_the_last_good_list_and_degrades_health(api,
             assert login(api, "bob", PASSWORDS["bob"]).status_code == 200
     finally:
         settings.users_file.write_text(good)
-    time.sleep(CHECK_SECONDS + 0.2)
-    assert api.get("/health").json()["status"] == "ok"
+    wait_until(lambda: api.get("/health").json()["status"] == "ok", "/health ok again", timeout=NOTICED_SECONDS)
 
 
 def test_user_list_and_remove(tmp_path: Path):
