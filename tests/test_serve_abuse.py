@@ -144,8 +144,9 @@ def test_concurrent_wrong_logins_neither_exhaust_memory_nor_delay_health(server)
     stop_sampling.set()
     sampler.join()
     assert set(codes) <= {401, 429} and codes.count(429) > 0  # beyond the hashing slots and queue: refused at once
-    # 11 s before the bound; the median allows for a machine shared with other heavy jobs.
-    assert statistics.median(health_seconds) < 1.5, health_seconds
+    # It took 11 s before the bound. 5 s (was 1.5): under half of that, with room for a 2-core machine
+    # shared with other jobs, where a /health call may wait seconds for a core.
+    assert statistics.median(health_seconds) < 5, health_seconds
     assert max(peak) - start_rss < 600 * 2**20  # each argon2 check takes 64 MiB; 64 at once took 2.8 GB
 
 

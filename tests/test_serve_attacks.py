@@ -25,8 +25,6 @@ import jsonschema_rs
 import pytest
 
 from mlops_rakuten.core.paths import X_FILE, Y_FILE
-from mlops_rakuten.serve.connections import BODY_GRACE_SECONDS, HEAD_SECONDS
-from mlops_rakuten.serve.watch import CHECK_SECONDS
 
 from conftest import run
 from serve_support import (
@@ -38,10 +36,16 @@ from serve_support import (
     start_nginx,
     start_server,
     stop,
+    wait_until,
 )
 
 pytestmark = pytest.mark.server
 CLI = [str(Path(sys.executable).parent / "rakuten")]
+# docs/serving-limits.md: a change to the users file applies within a second (5 s: room for a loaded
+# machine); a request's head must arrive within 10 s, its body within 10 s plus one second per 32 KiB
+# (the 4,000-byte bodies here: 0.12 s more).
+NOTICED_SECONDS = 5.0
+PROMISED_SECONDS = 10
 
 
 @pytest.fixture(scope="module")
@@ -70,27 +74,31 @@ def cli(settings, *args: str, password: str | None = None):
 
 
 def login(url: str, name: str, password: str) -> dict[str, str]:
-    response = httpx.post(f"{url}/token", data={"username": name, "password": password})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+    """Headers with a token, once the server has noticed the users file let ``name`` in with ``password``."""
+
+    def token() -> str | None:
+        response = httpx.post(f"{url}/token", data={"username": name, "password": password})
+        return response.json()["access_token"] if response.status_code == 200 else None
+
+    return {"Authorization": f"Bearer {wait_until(token, f'{name} to log in', timeout=NOTICED_SECONDS)}"}
 
 
 def test_a_removed_user_added_again_does_not_revive_its_old_tokens(settings, server):
     url, _ = server
     cli(settings, "add", "gina", password="gina-password")
-    time.sleep(CHECK_SECONDS + 0.2)
     old = login(url, "gina", "gina-password")
     assert httpx.get(f"{url}/info", headers=old).status_code == 200
     cli(settings, "remove", "gina")
-    time.sleep(CHECK_SECONDS + 0.2)
-    assert httpx.get(f"{url}/info", headers=old).status_code == 401
+    wait_until(
+        lambda: httpx.get(f"{url}/info", headers=old).status_code == 401, "gina's removal", timeout=NOTICED_SECONDS
+    )
     cli(settings, "add", "gina", password="new-pass-123")
-    time.sleep(CHECK_SECONDS + 0.2)
     listed = [line.split() for line in cli(settings, "list").stdout.splitlines()]
     assert ["gina", "user", "yes", "0"] in listed  # the version starts again: the random id tells them apart
+    new = login(url, "gina", "new-pass-123")  # the server has read the new gina
     refused = httpx.get(f"{url}/info", headers=old)
     assert refused.status_code == 401 and "revoked" in refused.json()["detail"]
-    assert httpx.get(f"{url}/info", headers=login(url, "gina", "new-pass-123")).status_code == 200
+    assert httpx.get(f"{url}/info", headers=new).status_code == 200
 
 
 def test_the_users_file_is_never_readable_by_others(tmp_path):
@@ -158,8 +166,11 @@ def test_health_says_degraded_and_keeps_the_details_for_admins(settings, server)
     good = settings.users_file.read_text()
     try:
         settings.users_file.write_text('{"users": {"mallory": {"role": "root"}}}')
-        time.sleep(CHECK_SECONDS + 0.2)
-        health = httpx.get(f"{url}/health")
+        health = wait_until(
+            lambda: (answer := httpx.get(f"{url}/health")).json()["status"] == "degraded" and answer,
+            "/health to say degraded",
+            timeout=NOTICED_SECONDS,
+        )
         assert health.json() == {"status": "degraded", "model_ready": False}
         assert settings.users_file.name not in health.text and "mallory" not in health.text
         assert "mallory" in httpx.get(f"{url}/info", headers=admin).json()["users_file_error"]
@@ -167,8 +178,7 @@ def test_health_says_degraded_and_keeps_the_details_for_admins(settings, server)
         assert "mallory" in log.read_text()  # and in the log
     finally:
         settings.users_file.write_text(good)
-    time.sleep(CHECK_SECONDS + 0.2)
-    assert httpx.get(f"{url}/health").json()["status"] == "ok"
+    wait_until(lambda: httpx.get(f"{url}/health").json()["status"] == "ok", "/health ok again", timeout=NOTICED_SECONDS)
 
 
 @pytest.mark.parametrize("depth", [900, 1_000, 100_000])
@@ -259,11 +269,12 @@ def test_slow_clients_are_cut_off_and_health_stays_fast(server, head, trickle):
     finally:
         stop_event.set()
         watcher.join()
-    limit = HEAD_SECONDS if head is PARTIAL_HEAD else BODY_GRACE_SECONDS
     closed = [seconds for seconds in kept if seconds is not None]
     assert len(closed) == len(kept), f"{kept.count(None)} of 100 slow connections still open after 40 s"
-    assert max(closed) < limit + 4, sorted(closed)[-5:]
-    assert times and max(times) < 2, f"/health took up to {max(times):.1f} s"
+    # Cut off once the promised time is over (checked once a second, on a loaded machine), never before.
+    assert PROMISED_SECONDS - 1 < min(closed) and max(closed) < PROMISED_SECONDS + 4, sorted(closed)
+    # A stalled event loop would hold /health for the slow clients' 10 s; a busy machine, for a second or two.
+    assert times and max(times) < 5, f"/health took up to {max(times):.1f} s"
     assert "Traceback" not in log.read_text()
 
 
@@ -282,8 +293,10 @@ def test_slow_clients_beyond_the_descriptor_limit_neither_block_health_nor_flood
         watcher.join()
         stop(process)
     closed = [seconds for seconds in kept if seconds is not None]
-    assert len(closed) == len(kept) and max(closed) < BODY_GRACE_SECONDS + 4
-    assert times and statistics.median(times) < 0.5 and max(times) < 5, sorted(times)[-5:]
+    assert len(closed) == len(kept) and max(closed) < PROMISED_SECONDS + 4
+    # Every /health answered within the watcher's 10-s timeout (a timeout counts as infinite); the
+    # median 1.5 s: 3x the 0.5 s once asserted, for a 2-core machine running other jobs' tests too.
+    assert times and statistics.median(times) < 1.5 and max(times) < 10, sorted(times)[-5:]
     text = log.read_text()
     assert "Traceback" not in text and len(text) < 20_000, text[-2000:]
 
