@@ -150,7 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_core_commands(commands)
     for package in (ops, serve, monitoring):
         package.add_commands(commands)
+    commands.choices["ingest"].set_defaults(screen=_screen_with_shipped_model)
     return parser
+
+
+def _screen_with_shipped_model(products, project: Path) -> dict:
+    """`rakuten ingest`'s label screen (ops cannot import monitoring): the shipped model's predictions."""
+    from mlops_rakuten.monitoring.label_screen import model_file, project_screen
+
+    return project_screen(model_file(project / paths.MODEL))(products, project)
 
 
 @exit_on_input_error

@@ -9,9 +9,9 @@ Three checks, all on production's predictions of the batch's own products (rows 
    and with a few hundred rows that is significant: EFFECT is set above what clean but shifted
    batches lose and below what poisoned ones do (docs/monitoring.md, `make bench-gate`): clean
    demo batches from another draw of the generator (five classes, or all 27) lose 0.00 to 0.03, the
-   genuine challenge sample (real text, to a model trained on synthetic text) loses ~0.5 and would
-   fail, which it should: that is not a source production can be judged against; shuffled labels
-   lose ~0.8.
+   genuine challenge sample (real text, to a model trained on synthetic text) loses ~0.4 and is
+   quarantined for a person to approve: agreement cannot tell a source production does not know from
+   wrong labels; shuffled labels lose ~0.6 to 0.8.
 2. **Class-targeted attack.** A relabelling of 30 % of one class into another barely moves overall
    agreement. Per given label L with MIN_CLASS_ROWS rows: the share of rows labelled L that production
    predicts as L, against production's recall of L (metrics/classes.json), one-sided binomial, Holm's
@@ -41,13 +41,16 @@ from sklearn.pipeline import Pipeline
 
 from mlops_rakuten.core.categories import category_label
 from mlops_rakuten.core.paths import CLASS_METRICS, METRICS
-from mlops_rakuten.core.predict import decision_values, has_text, softmax_scores
+from mlops_rakuten.core.predict import decision_values, has_text, load_model, softmax_scores
 from mlops_rakuten.monitoring.significance import Result, holm
 
 # False quarantines of clean batches at most 1 in 1,000 from chance alone (the effect minimum cuts
 # them further); a shuffled batch of 50 rows already reaches p < 1e-20.
 ALPHA = 0.001
 EFFECT = 0.15
+# Production's accuracy and recalls were measured on a test split, per class often a few dozen products
+# (a recall of 1.0 on 5 would make any disagreement impossible): the screen expects the lower 95 % bound.
+MEASURED = 0.95
 MIN_CLASS_ROWS = 10  # under 10 rows a class's share moves 10 points per row: nothing to prove
 SHOWN_ROWS = 5  # first label-issue rows named in the result
 BINOMIAL = "binomial (one-sided, less)"
@@ -193,11 +196,8 @@ def judge(
     count = int(issues.sum())
     evidence = f"{count} rows ({count / n:.0%}) look mislabelled (confident learning)"
     passed = not why
-    reason = (
-        f"passed: agreement {agreement:.0%} of {n} rows (expected {expected:.0%}); {evidence}"
-        if passed
-        else f"quarantined: {'; '.join(why)}; {evidence}"
-    )
+    reason = "; ".join(why or [f"labels agree with production on {agreement:.0%} of {n} rows, expected {expected:.0%}"])
+    reason += f"; {evidence}"
     return {
         "passed": passed,
         "reason": reason,
@@ -235,9 +235,30 @@ def production_metrics(project: Path) -> tuple[float, dict[int, float]] | None:
     overall, per_class = project / METRICS, project / CLASS_METRICS
     if not (overall.is_file() and per_class.is_file()):
         return None
-    accuracy = float(json.loads(overall.read_text(encoding="utf-8"))["accuracy"])
-    classes = json.loads(per_class.read_text(encoding="utf-8"))
-    return accuracy, {int(code): float(c["recall"]) for code, c in classes.items() if c.get("support")}
+    return parse_metrics(overall.read_text(encoding="utf-8"), per_class.read_text(encoding="utf-8"))
+
+
+def lower_bound(share: float, n: int, confidence: float = MEASURED) -> float:
+    """One-sided Clopper-Pearson lower bound of a share measured on ``n`` products."""
+    hits = round(share * n)
+    return float(stats.beta.ppf(1 - confidence, hits, n - hits + 1)) if hits > 0 else 0.0
+
+
+def parse_metrics(metrics: str, classes: str) -> tuple[float, dict[int, float]]:
+    """Expected accuracy and per-class recall (classes with support) from the evaluate stage's two JSON
+    files: each the lower bound of what was measured, given how many test products measured it."""
+    overall, per_class = json.loads(metrics), json.loads(classes)
+    recalls = {
+        int(code): lower_bound(float(c["recall"]), int(c["support"]))
+        for code, c in per_class.items()
+        if c.get("support")
+    }
+    return lower_bound(float(overall["accuracy"]), int(overall.get("n_test", 0)) or 10**6), recalls
+
+
+def model_file(path: Path) -> Callable[[], Pipeline | None]:
+    """Production from a file: None when there is none (a project whose pipeline never ran)."""
+    return lambda: load_model(path) if path.is_file() else None
 
 
 def project_screen(model: Callable[[], Pipeline | None]) -> Callable[[pd.DataFrame, Path], dict[str, Any]]:

@@ -4,6 +4,8 @@
    dvc.lock records for it, a candidate could only be production again; the command says so and exits
    with status 5 (NO_NEW_DATA), before freezing anything or running the pipeline.
 1. Production is the registry's ``rakuten-classifier#prod`` (any reference can be given).
+   Each new batch still accepted is screened again with production (batch_screen.py): one that fails
+   now is quarantined and data/raw.dvc committed before anything is built.
 2. The frozen evaluation set is data/eval/frozen_test_ids.csv: product ids that the split stage always
    puts in the test split. The first retrain fills it with production's test split and commits it.
 3. The candidate is ``dvc exp run --temp``: the whole pipeline on HEAD in a temporary copy, saved as a
@@ -38,6 +40,7 @@ from mlops_rakuten.core.batches import read_batches
 from mlops_rakuten.core.dataset import read_products
 from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.core.predict import load_model
+from mlops_rakuten.monitoring.batch_screen import rescreen_new_batches
 from mlops_rakuten.monitoring.batch_slices import batch_slices
 from mlops_rakuten.monitoring.comparison import compare, predicted_codes, scored, write_report
 from mlops_rakuten.monitoring.gate import CLASS_DROP, F1_MARGIN
@@ -229,6 +232,7 @@ def retrain(
         log.info(reason)
         return Outcome(False, None, None, None, reason)
     production = _lock_at(project, prod_commit)
+    rescreen_new_batches(project, production, prod_commit)  # a batch failing now is quarantined, committed
     frozen = freeze_if_empty(project, production, prod_label)
     experiment = "retrain-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     candidate = run_candidate(project, experiment)

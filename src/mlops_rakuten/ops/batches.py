@@ -28,8 +28,13 @@ from mlops_rakuten.core.batches import (
 )
 from mlops_rakuten.core.errors import InputError
 
-# Which status a decision may change, to what.
-DECISIONS = {APPROVED: (QUARANTINED, REJECTED), REJECTED: (QUARANTINED, ACCEPTED, APPROVED)}
+# Which status a decision may change, to what. Quarantine is the retrain's second screen of a batch
+# still accepted (monitoring/batch_screen.py); people approve or reject.
+DECISIONS = {
+    APPROVED: (QUARANTINED, REJECTED),
+    REJECTED: (QUARANTINED, ACCEPTED, APPROVED),
+    QUARANTINED: (ACCEPTED,),
+}
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,9 @@ def find(raw_dir: Path, batch_id: int) -> Batch:
     raise InputError(f"{record_path(raw_dir)}: no batch {batch_id} (`rakuten batches list` shows them)")
 
 
-def set_status(raw_dir: Path, batch_id: int, status: str) -> Batch:
-    """Approve or reject a batch: the record rewritten atomically; the caller then runs `dvc add`."""
+def set_status(raw_dir: Path, batch_id: int, status: str, screen: dict[str, Any] | None = None) -> Batch:
+    """Approve, reject or quarantine a batch (with its new screen, if given): the record rewritten
+    atomically; the caller then runs `dvc add`."""
     batches = read_batches(raw_dir)
     batch = find(raw_dir, batch_id)
     if batch.status == status:
@@ -85,7 +91,7 @@ def set_status(raw_dir: Path, batch_id: int, status: str) -> Batch:
         raise InputError(
             f"batch {batch_id} is {batch.status}: only a {' or '.join(DECISIONS[status])} batch can be {status}"
         )
-    changed = replace(batch, status=status)
+    changed = replace(batch, status=status, screen=screen if screen is not None else batch.screen)
     with atomic_open(record_path(raw_dir)) as handle:
         handle.write(format_batches([changed if b.id == batch_id else b for b in batches]))
     return changed
@@ -94,7 +100,13 @@ def set_status(raw_dir: Path, batch_id: int, status: str) -> Batch:
 def describe(batch: Batch) -> str:
     """One line for `rakuten batches list`."""
     screen = batch.screen or {}
-    why = f": {screen['reason']}" if screen.get("reason") else ""
+    why = (
+        f"; screen: {screen['reason']}"
+        if screen.get("reason")
+        else f"; screen skipped: {screen['skipped']}"
+        if screen.get("skipped")
+        else "; not screened"
+    )
     return (
         f"{batch.id:>4}  {batch.status:<11}  {batch.time}  rows {batch.first_index}..{batch.last_index} "
         f"({batch.rows}, {batch.held_out} held out)  source {batch.source}{why}"

@@ -26,7 +26,11 @@ def _ingest(args: argparse.Namespace) -> None:
     if not args.file.is_file():
         raise InputError(f"{args.file}: file not found (expected a CSV of labelled products)")
     try:
-        answer = ingest(project, state_dir(project), args.file.read_bytes(), str(args.file), args.key, args.source)
+        # The label screen comes from above (cli.py: monitoring's, with the shipped model); ops has none.
+        screen = getattr(args, "screen", None)
+        answer = ingest(
+            project, state_dir(project), args.file.read_bytes(), str(args.file), args.key, args.source, screen
+        )
     except Refused as exc:
         rejects = "".join(f"\n  row {r['row']}: {'; '.join(r['reasons'])}" for r in exc.report["rejects"])
         raise InputError(f"{exc}{rejects}") from None
@@ -43,6 +47,8 @@ def _ingest(args: argparse.Namespace) -> None:
         f"{batch['last_index']} ({batch['rows']}, {batch['held_out']} held out for evaluation)"
         + (" (replayed: added before)" if answer.get("replayed") else "")
     )
+    checked = batch.get("screen") or {}
+    print(f"label screen: {checked.get('reason') or checked.get('skipped') or 'none'}")
 
 
 def _batches(args: argparse.Namespace) -> None:

@@ -229,11 +229,12 @@ def finish_interrupted_ingest(project: Path, state_dir: Path) -> None:
         pass  # whoever holds the project (another worker starting, or a run) recovers it first
 
 
-def decide(project: Path, state_dir: Path, batch_id: int, status: str) -> Batch:
-    """Approve or reject a batch: its status changed in the record and data/raw recorded with `dvc add`."""
+def decide(project: Path, state_dir: Path, batch_id: int, status: str, screen: dict[str, Any] | None = None) -> Batch:
+    """Approve, reject or quarantine a batch: its status (and screen, if given) changed in the record and
+    data/raw recorded with `dvc add`."""
     with project_lock(state_dir):
         finish_pending(project)
-        batch = set_status(project / RAW_DIR, batch_id, status)
+        batch = set_status(project / RAW_DIR, batch_id, status, screen)
         added = run(["dvc", "add", "-q", RAW_DIR], project, check=False)
         if added.returncode != 0:
             raise NotRecorded(f"batch {batch_id} is {status} in the record but `dvc add {RAW_DIR}` failed")

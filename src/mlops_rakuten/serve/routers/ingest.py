@@ -1,5 +1,6 @@
 """POST /ingest: a CSV of new labelled products added to the raw data as one batch (ops/ingest.py, the
-sequence `rakuten ingest` runs too); this module only handles the request."""
+sequence `rakuten ingest` runs too), its labels screened against the model being served
+(monitoring/label_screen.py); this module only handles the request."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Header, HTTPException, Query, Request, UploadFile, status
 
 from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.monitoring.label_screen import project_screen
 from mlops_rakuten.ops.ingest import KEY_PATTERN, SOURCE_PATTERN, NotRecorded, Refused
 from mlops_rakuten.ops.ingest import ingest as add_batch
 from mlops_rakuten.ops.raw_append import StagingCheckFailed
@@ -74,7 +76,13 @@ def ingest(
         )
     try:
         return add_batch(
-            settings.project_dir, settings.state_dir, data, file.filename or "upload.csv", idempotency_key, source
+            settings.project_dir,
+            settings.state_dir,
+            data,
+            file.filename or "upload.csv",
+            idempotency_key,
+            source,
+            project_screen(lambda: served.pipeline if (served := request.app.state.model.loaded) else None),
         )
     except Refused as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail={"message": str(exc), **exc.report}) from None
