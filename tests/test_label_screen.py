@@ -198,7 +198,12 @@ def test_retrain_screens_an_unscreened_batch_again_and_commits_its_quarantine(bu
     run(["git", "commit", "-q", "-m", "late batch", "--", "data/raw.dvc"], built)
     production = Built("", None, lock_outs(run(["git", "show", "HEAD:dvc.lock"], built).stdout))
     [done] = rescreen_new_batches(built, production, "HEAD")
-    assert done.id == answer["batch"]["id"] and done.status == QUARANTINED and not done.screen["passed"]
+    assert (
+        done.id == answer["batch"]["id"]
+        and done.status == QUARANTINED
+        and done.screen is not None
+        and not done.screen["passed"]
+    )
     assert read_batches(built / "data/raw")[-1].status == QUARANTINED
     assert run(["git", "status", "--porcelain", "data/raw.dvc"], built).stdout == ""
     assert "Quarantine batch" in run(["git", "log", "-1", "--format=%s"], built).stdout
