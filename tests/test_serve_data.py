@@ -18,10 +18,9 @@ from mlops_rakuten.core.paths import X_FILE, Y_FILE
 from mlops_rakuten.ops.raw_append import StagingCheckFailed, check_staged
 from mlops_rakuten.ops.upload import BatchRefused, Upload, check_upload
 from mlops_rakuten.serve.project import project_lock
-from mlops_rakuten.serve.watch import CHECK_SECONDS
 
 from conftest import run
-from serve_support import auth, build_project, client, make_settings
+from serve_support import auth, build_project, client, make_settings, wait_until
 
 HEADER = "designation,description,prdtypecode\n"
 GOOD = 'Piscine tubulaire Intex 3 m,"<p>Avec pompe, bâche</p>",2583\nCarte Pokémon Pikachu holo,,1160\n'
@@ -315,7 +314,7 @@ def other_worker(settings):
 def test_train_runs_dvc_repro_and_serves_the_new_model(api, admin, settings, other_worker):
     old = served_version(api, admin)
     assert served_version(other_worker, admin) == old
-    set_param_c(settings, "0.5")
+    set_param_c(settings, "0.3")  # params.yaml's is 0.5: another C, another model
     started = api.post("/train", headers=admin)
     assert started.status_code == 202
     job_id = started.json()["job_id"]
@@ -329,10 +328,10 @@ def test_train_runs_dvc_repro_and_serves_the_new_model(api, admin, settings, oth
     assert job["metrics"]["f1_weighted"] > 0.3 and job["finished_at"] >= job["started_at"]
     info = api.get("/info", headers=admin).json()
     assert job["model_md5"] == info["model"]["md5"] == info["model"]["loaded_md5"] != old
-    assert info["params"]["C"] == 0.5 and info["busy"] is False
+    assert info["params"]["C"] == 0.3 and info["busy"] is False
     assert served_version(api, admin) == job["model_md5"]
-    time.sleep(CHECK_SECONDS + 0.2)  # the other worker looks at the published marker once a second
-    assert served_version(other_worker, admin) == job["model_md5"]
+    # The other worker looks at the published marker once a second (5 s: room for a loaded machine).
+    wait_until(lambda: served_version(other_worker, admin) == job["model_md5"], "the other worker's swap", timeout=5)
     assert 'rakuten_train_runs_total{status="succeeded"} 1.0' in api.get("/metrics").text
 
 
@@ -342,7 +341,7 @@ def test_failed_training_keeps_the_old_model(api, admin, settings, other_worker)
     try:
         job = wait_for_job(api, admin, api.post("/train", headers=admin).json()["job_id"])
     finally:
-        set_param_c(settings, "0.5")
+        set_param_c(settings, "0.3")  # the served model's
     assert job["status"] == "failed" and job["metrics"] is None
     assert any("model.C = -1" in line for line in job["log"]), job["log"]
     assert served_version(api, admin) == served_version(other_worker, admin) == old
