@@ -55,8 +55,8 @@ def test_the_word_vectorizer_and_its_unknown_tokens():
 
 
 def test_a_product_without_word_tokens_is_all_unknown():
-    shares = unknown_share(np.array([4, 0, 2]), np.array([1, 0, 2]))
-    assert shares.tolist() == [0.25, 1.0, 1.0] and shares.dtype == np.float64
+    shares = unknown_share(np.array([4, 0, 2, 1]), np.array([1, 0, 2, 0]))
+    assert shares.tolist() == [0.25, 1.0, 1.0, 0.0] and shares.dtype == np.float64
 
 
 def pearson(window: np.ndarray, reference: np.ndarray) -> float:
@@ -85,6 +85,24 @@ def test_the_same_mix_is_never_significant_and_a_new_class_always_is():
         p_value == SMALLEST_P
         and distance == 0.5
         and chi2 == pytest.approx(pearson(np.array([60] * 50 + [10] * 50), np.array([10] * 200)))
+    )
+
+
+def test_a_class_only_the_reference_has_counts_zero_in_the_window():
+    window, reference = np.array([10] * 40 + [40] * 40), np.array([10] * 40 + [40] * 30 + [60] * 10)
+    chi2, _, distance = class_mix(window, reference)
+    assert chi2 == pytest.approx(pearson(window, reference)) and distance == pytest.approx(0.125)
+
+
+def test_draws_as_extreme_as_the_window_count_ties_included():
+    # Two classes of 50 each pooled: a draw's chi-square grows with |count of 10 - 10|, so the simulated
+    # p-value is the share of draws at least as far from 10 as the window's 13, computed exactly here.
+    window = np.array([10] * 13 + [40] * 7)
+    reference = np.array([10] * 37 + [40] * 43)
+    drawn = np.random.default_rng(0).multivariate_hypergeometric(np.array([50, 50]), 20, size=CLASS_DRAWS)
+    beaten = int(np.sum(np.abs(drawn[:, 0] - 10) >= 3))
+    assert 0 < np.sum(np.abs(drawn[:, 0] - 10) == 3) and class_mix(window, reference)[1] == (1 + beaten) / (
+        1 + CLASS_DRAWS
     )
 
 

@@ -59,6 +59,8 @@ def test_a_signal_frame_has_the_four_columns():
         "unknown_share": [0.5, 0.0],
     }
     assert frame["prdtypecode"].dtype == np.int64 and frame["score"].dtype == np.float64
+    cast = signal_frame(MODEL, ["chaise"], np.array([1560.0]), [1])  # codes as floats, a score as an int
+    assert cast["prdtypecode"].dtype == np.int64 and cast["score"].dtype == np.float64
 
 
 def fake_predictions(monkeypatch, products: dict[str, pd.DataFrame]) -> list[tuple[object, int]]:
@@ -112,6 +114,7 @@ def test_class_shares_follow_the_category_codes():
     assert len(shares) == len(CODES)
     assert (shares[0], shares[1], shares[-1]) == (0.25, 0.5, 0.25) and shares.sum() == 1.0
     assert class_shares(pd.Series([], dtype=int)).tolist() == [0.0] * len(CODES)
+    assert class_shares(pd.Series([CODES[3]]))[3] == 1.0
 
 
 def frames(n: int = 3) -> Drift:
@@ -216,6 +219,12 @@ def test_the_summary_names_every_number():
         f"  most predicted in window: {CODES[0]} (67%), {CODES[1]} (33%)",
         "report: reports/drift.md",
     ]
+    four = frames(8)
+    four.window["prdtypecode"] = [CODES[0]] * 4 + [CODES[1]] * 2 + [CODES[2], CODES[3]]
+    assert (
+        summary(four).splitlines()[-1]
+        == f"  most predicted in window: {CODES[0]} (50%), {CODES[1]} (25%), {CODES[2]} (12%)"
+    )
     untested = summary(frames()).splitlines()
     assert untested[1] == f"  fewer than {MIN_WINDOW} products: not tested (sampling noise would dominate)"
     assert len(untested) == 6 and not untested[-1].startswith("report")
