@@ -248,5 +248,13 @@ bench-real: setup ## cross-validated quality and speed on the real sample (DATA)
 		python -m mlops_rakuten.devtools.benchmark --sample "$(abspath $(DATA))"; \
 	else echo "bench-real: skipped, no X_train_update.csv and Y_train_CVw08PX.csv in $(DATA)"; fi
 
+# Mutation testing of the modules that decide something (docs/getting-started.md): mutmut changes
+# one thing at a time in a scratch copy and runs the module's unit tests on each change; prints the
+# score per module and every surviving mutant. MUTATE=serve/auth.py narrows it to listed modules.
+MUTATE ?=
+.PHONY: mutate
+mutate: setup ## mutation score of the deciding modules against their unit tests (minutes, not in make test)
+	python -m mlops_rakuten.devtools.mutate $(MUTATE)
+
 
 include docker/containers.mk
