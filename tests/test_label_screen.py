@@ -16,7 +16,14 @@ import pytest
 from mlops_rakuten.core.batches import ACCEPTED, QUARANTINED, Batch, read_batches
 from mlops_rakuten.core.demo_data import generate
 from mlops_rakuten.monitoring.batch_screen import new_batches, rescreen_new_batches
-from mlops_rakuten.monitoring.label_screen import binomial_less, judge, label_issues, lower_bound, parse_metrics
+from mlops_rakuten.monitoring.label_screen import (
+    Measured,
+    binomial_less,
+    judge,
+    label_issues,
+    lower_bound,
+    parse_metrics,
+)
 from mlops_rakuten.monitoring.reference import Built, lock_outs
 from mlops_rakuten.ops.ingest import ingest
 from mlops_rakuten.ops.project_lock import state_dir
@@ -109,13 +116,16 @@ def test_label_issues_alone_never_quarantine():
     assert result["label_issues"] == 28 and result["passed"]
 
 
-def test_expected_values_are_lower_bounds_of_what_was_measured():
+def test_p_values_are_taken_against_the_lower_bound_of_what_was_measured():
     expected, recalls = parse_metrics(
         json.dumps({"accuracy": 0.86, "n_test": 2000}),
         json.dumps({"10": {"recall": 1.0, "support": 5}, "40": {"recall": 0.0, "support": 0}}),
     )
-    assert 0.84 < expected < 0.86 and list(recalls) == [10] and recalls[10] == lower_bound(1.0, 5)
-    assert 0.5 < recalls[10] < 0.6  # 5 of 5 right proves a recall over 0.55 at 95 %, no more
+    assert expected == Measured(0.86, 2000) and 0.84 < expected.bound < 0.86 and list(recalls) == [10]
+    assert 0.5 < recalls[10].bound == lower_bound(1.0, 5) < 0.6  # 5 of 5 right proves over 0.55 at 95 %, no more
+    labels, predicted = hand_built(40, 33)  # 82 %: impossible under a recall of 1.0, plausible under 0.55
+    assert screened(labels, predicted, 0.5, recalls, effect=0.1)["classes"] == []
+    assert screened(labels, predicted, 0.5, {10: 1.0}, effect=0.1)["classes"] != []
 
 
 def test_only_accepted_batches_production_never_held_are_screened_again():
