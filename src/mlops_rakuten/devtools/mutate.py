@@ -6,6 +6,12 @@ return value) and runs the module's unit tests on each mutant: a mutant the test
 behaviour nobody checks. The runs happen in a scratch copy of src/ and tests/, never in the work
 tree, so a mutant can neither be committed nor seen by anyone else's tests.
 
+Why mutmut and not cosmic-ray: cosmic-ray writes each mutant into the source file itself, here a
+work tree others edit and test at the same time; mutmut mutates a copy, and runs on each mutant
+only the tests that reached its function (recorded in one instrumented run), in a forked process
+rather than a new interpreter. mutmut changes function bodies only: module-level constants (all of
+gate.py) make no mutant.
+
     python -m mlops_rakuten.devtools.mutate                  # every module
     python -m mlops_rakuten.devtools.mutate serve/auth.py    # one module
 
@@ -28,6 +34,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlops_rakuten.devtools.mutate_equivalent import EQUIVALENT
+
 ROOT = Path(__file__).resolve().parents[3]
 PACKAGE = "src/mlops_rakuten"
 
@@ -47,105 +55,6 @@ MODULES: dict[str, tuple[str, ...]] = {
     "monitoring/comparison.py": ("tests/test_retrain_report.py",),
     "monitoring/slices.py": ("tests/test_retrain_decision.py", "tests/test_retrain_slices.py"),
 }
-
-# Mutants that change no behaviour, so no test can kill them: (module, code before, code after (any
-# of), why). Matched on the changed line's text, so the list survives renumbering when code moves.
-EQUIVALENT: list[tuple[str, str, tuple[str, ...], str]] = [
-    (
-        "serve/login_limits.py",
-        "level >= 1",
-        ("level > 1",),
-        "at a level of 1 the other branch is (1 - 1) / rate, 0.0 too",
-    ),
-    ("serve/login_limits.py", "popitem(last=False)", ("popitem(last=None)",), "None is false: still the oldest key"),
-    ("serve/auth.py", "algorithm=ALGORITHM)", ("settings.jwt_secret, )",), "PyJWT signs with HS256 when none is named"),
-    ("serve/users.py", "problem = None", ('problem = ""',), "both are false for the `if problem:` below"),
-    (
-        "serve/users.py",
-        "self.error: str | None = None",
-        ('self.error: str | None = ""',),
-        "_reload, called next, sets it",
-    ),
-    ("serve/users.py", 'encoding="utf-8"', ('encoding="UTF-8"',), "codec names are case-insensitive"),
-    (
-        "serve/users.py",
-        'encoding="utf-8"',
-        ("encoding=None",),
-        "json.dump writes ASCII only and this machine's locale is UTF-8: both read it the same",
-    ),
-    ("ops/registry.py", "check=False", ("check=None",), "None is false: run() checks nothing either way"),
-    (
-        "ops/registry.py",
-        'tag.rsplit("@", 1)[-1]',
-        ('tag.rsplit("@", )[-1]', 'tag.split("@", 1)[-1]', 'tag.rsplit("@", 2)[-1]', 'tag.rsplit("@", 1)[+1]'),
-        "a version tag holds exactly one @ (a name cannot): every split gives the same last part",
-    ),
-    (
-        "ops/registry.py",
-        "if result.returncode == 0 else {}",
-        ("if (result.returncode == 0) or True else {}",),
-        "a failed `git show` prints nothing on stdout: parse_yaml('') or {} is {} too",
-    ),
-    ("ops/registry.py", 'version or ""', ('version or "XXXX"',), '"XXXX" is no vX.Y.Z either: the same refusal'),
-    (
-        "monitoring/comparison.py",
-        '"support": old["support"]}',
-        ('"XXsupportXX": old["support"]}', '"SUPPORT": old["support"]}'),
-        "the candidate's support is never read: the table shows production's",
-    ),
-    ("monitoring/slices.py", 'float("nan")', ('float("NAN")',), "float() reads nan in any case"),
-    ("monitoring/slices.py", "axis=0)", ("axis=None)", "1 - tail], )"), "the differences are one-dimensional"),
-    (
-        "monitoring/slices.py",
-        "where=total > 0)",
-        ("where=total > 1)",),
-        "a total of 1 means no hit: 2 * 0 / 1 is the 0 already in out",
-    ),
-    (
-        "monitoring/slices.py",
-        "block = max(1, _BLOCK_CELLS // max(n, 1))",
-        ("max(2, _BLOCK_CELLS", "max(n, 2))"),
-        "the block changes only past a million products, or at one product where it exceeds the replicates anyway",
-    ),
-    ("monitoring/slices.py", "rng.integers(0, n, ", ("rng.integers(n, ",), "integers(n) draws from [0, n) too"),
-    (
-        "monitoring/slices.py",
-        'if n else float("nan")',
-        ('if (n) or True else float("nan")',),
-        "an empty slice's weighted F1 is then 0 / 0: NaN as well",
-    ),
-    (
-        "monitoring/signals.py",
-        "np.asarray(unknown, dtype=np.float64)",
-        ("np.asarray(unknown, dtype=None)", "np.asarray(unknown, )"),
-        "tokens is float64 already: the division is float64 either way",
-    ),
-    ("monitoring/significance.py", ".astype(float)", (".astype(None)",), "numpy reads dtype None as float64"),
-    (
-        "monitoring/significance.py",
-        "pooled = np.bincount(index, minlength=len(codes))",
-        ("pooled = np.bincount(index, )",),
-        "the pooled samples hold every code: the counts reach the last one anyway",
-    ),
-    (
-        "monitoring/significance.py",
-        ", dtype=float)",
-        (", dtype=None)", "], )", "(column), )"),
-        "signal frames hold ints and floats: each test and mean gives the same on either dtype",
-    ),
-    (
-        "monitoring/drift.py",
-        "strict=True)",
-        ("strict=None)", "strict=False)", ", )"),
-        "the sequences are built the same length: strict only guards later changes",
-    ),
-    (
-        "monitoring/drift.py",
-        "for code in CODES], dtype=float)",
-        ("for code in CODES], dtype=None)", "for code in CODES], )"),
-        "the division that follows gives floats either way",
-    ),
-]
 
 KILLED = {1, 3, 24, -24, 36, 37, 152, 255, -9, -11}  # test failed, timed out, or crashed: detected
 NO_TESTS = {5, 33}
@@ -280,7 +189,8 @@ def total(scores: list[Score]) -> Score:
 def table(scores: list[Score]) -> list[str]:
     lines = ["| module | mutants | killed | equivalent | score |", "| --- | ---: | ---: | ---: | ---: |"]
     for s in [*scores, total(scores)]:
-        lines.append(f"| {s.module} | {s.mutants} | {s.killed} | {s.equivalent} | {s.percent():.0f} % |")
+        score = f"{s.percent():.1f} %" if s.judged else "no mutant"  # constants only: nothing to mutate
+        lines.append(f"| {s.module} | {s.mutants} | {s.killed} | {s.equivalent} | {score} |")
     return lines
 
 
