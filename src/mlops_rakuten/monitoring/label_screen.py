@@ -136,6 +136,7 @@ def flagged_classes(
                 "agreement": round(result.window, 4),
                 "recall": round(result.reference, 4),
                 "p_value": result.p_value,
+                "disagreeing": len(others),
                 "predicted_as": source,
                 "predicted_as_rows": int(counts.max()) if len(values) else 0,
             }
@@ -245,7 +246,8 @@ def _plain(value: Any) -> Any:
 
 def _class_reason(flag: dict[str, Any]) -> str:
     moved = (
-        f"; {flag['predicted_as_rows']} of the others predicted as {category_label(flag['predicted_as'])}"
+        f"; {flag['predicted_as_rows']} of the {flag['disagreeing']} others predicted as "
+        f"{category_label(flag['predicted_as'])}"
         if flag["predicted_as"] is not None
         else ""
     )
