@@ -248,6 +248,12 @@ bench-real: setup ## cross-validated quality and speed on the real sample (DATA)
 		python -m mlops_rakuten.devtools.benchmark --sample "$(abspath $(DATA))"; \
 	else echo "bench-real: skipped, no X_train_update.csv and Y_train_CVw08PX.csv in $(DATA)"; fi
 
+# The label screen and the retrain gate (docs/monitoring.md): a clean batch from a shifted source, the
+# same batch with its labels shuffled and with 30 % of one class relabelled, over 20 seeds, in process.
+.PHONY: bench-gate
+bench-gate: setup ## screen quarantined / gate refused / accepted per scenario, and the gate's intervals
+	python -m mlops_rakuten.devtools.gate_bench
+
 # Mutation testing of the modules that decide something (docs/getting-started.md): mutmut changes
 # one thing at a time in a scratch copy and runs the module's unit tests on each change; prints the
 # score per module and every surviving mutant. MUTATE=serve/auth.py narrows it to listed modules.
