@@ -35,9 +35,10 @@ RAKUTEN = str(Path(sys.executable).parent / "rakuten")
 CLASSES = np.array([10, 1280, 1560, 2583])
 
 
-def one_hot(predicted: np.ndarray) -> np.ndarray:
-    probs = np.full((len(predicted), len(CLASSES)), 0.02)
-    probs[np.arange(len(predicted)), np.searchsorted(CLASSES, predicted)] = 0.94
+def one_hot(predicted: np.ndarray, top: float = 0.97) -> np.ndarray:
+    """Production's scores: ``top`` on its prediction, the rest shared by the other classes."""
+    probs = np.full((len(predicted), len(CLASSES)), (1 - top) / (len(CLASSES) - 1))
+    probs[np.arange(len(predicted)), np.searchsorted(CLASSES, predicted)] = top
     return probs
 
 
@@ -94,6 +95,16 @@ def test_class_effect_boundary(nudge, flagged):
     labels, predicted = hand_built(200, 150)  # 75 % of class 10 against a recall of 0.95
     result = screened(labels, predicted, 0.5, {10: 0.95}, effect=0.20 + nudge)
     assert bool(result["classes"]) is flagged and result["passed"] is not flagged
+
+
+def test_products_production_is_unsure_of_lower_what_is_expected():
+    """A new source production does not know (top-1 score 0.4) agrees less, and is not quarantined for it;
+    the same agreement where production is sure of itself is."""
+    labels, predicted = hand_built(300, 110)
+    unsure = judge(labels, predicted, one_hot(predicted, 0.4), CLASSES, 0.85, {10: 0.9})
+    assert unsure["passed"] and unsure["expected"] == 0.4 and unsure["accuracy"] == 0.85
+    sure = judge(labels, predicted, one_hot(predicted), CLASSES, 0.85, {10: 0.9})
+    assert not sure["passed"] and sure["expected"] == 0.85 and sure["classes"][0]["recall"] == 0.9
 
 
 def test_too_few_rows_of_a_class_are_not_judged():

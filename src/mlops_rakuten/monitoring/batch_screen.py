@@ -44,7 +44,9 @@ def _git_text(project: Path, commit: str, path: str) -> str:
 
 def rescreen_new_batches(project: Path, production: Built, commit: str) -> list[Batch]:
     """Screen the new accepted batches with production; quarantine (and commit) those that fail now."""
-    batches = new_batches(read_batches(project / RAW_DIR), read_products(production.file(project, PRODUCTS)).index)
+    batches = [b for b in read_batches(project / RAW_DIR) if b.status == ACCEPTED]
+    if batches:  # production's data is read only when there is something to screen
+        batches = new_batches(batches, read_products(production.file(project, PRODUCTS)).index)
     if not batches:
         return []
     model = load_model(production.file(project, MODEL_PATH))

@@ -2,20 +2,24 @@
 
 Three checks, all on production's predictions of the batch's own products (rows with some text):
 
-1. **Agreement.** The share of rows whose label is production's top-1 class, against production's
-   expected accuracy (metrics/metrics.json ``accuracy``), by a one-sided exact binomial test against
-   the lower 95 % bound of that accuracy given the test products that measured it (MEASURED). The
-   batch fails when p <= ALPHA **and** agreement is at least EFFECT below the accuracy measured. The effect minimum
-   is there because a genuine source of new products production handles poorly lowers agreement too,
-   and with a few hundred rows that is significant: EFFECT is set above what clean but shifted
-   batches lose and below what poisoned ones do (docs/monitoring.md, `make bench-gate`): clean
-   demo batches from another draw of the generator (five classes, or all 27) lose 0.00 to 0.03, the
-   genuine challenge sample (real text, to a model trained on synthetic text) loses ~0.4 and is
-   quarantined for a person to approve: agreement cannot tell a source production does not know from
-   wrong labels; shuffled labels lose ~0.6 to 0.8.
+1. **Agreement.** The share of rows whose label is production's top-1 class, by a one-sided exact
+   binomial test. Expected: production's accuracy (metrics/metrics.json), capped by production's own
+   confidence on these products (the mean top-1 score: under calibration, the agreement correct labels
+   would reach). The cap is what lets a genuine source production does not know through: its products
+   get low scores whatever their labels, while poisoned labels leave the scores as they are. Measured
+   with the shipped 20,000-row demo model: the pool partner of tests/test_retrain.py (600 terse
+   listings of unknown product lines, all 2583) agrees 38 to 54 % against a confidence of 42 to 46 %,
+   the genuine challenge sample 45 % against 49 % (its accuracy: 86 %); shuffled demo batches agree
+   5 % at a confidence of 93 %. The p-value is taken against the lower 95 % bound of the accuracy
+   given the test products that measured it (MEASURED). The batch fails when p <= ALPHA **and**
+   agreement is at least EFFECT below expected. The effect minimum keeps a large clean batch from
+   failing on a harmless difference (with 1,000 rows, 4 points is significant) and absorbs the score's
+   miscalibration: clean demo batches from another draw of the generator (five classes, or all 27)
+   lose 0 to 5 points against 86 %; shuffled labels lose 60 to 80 (`make bench-gate`).
 2. **Class-targeted attack.** A relabelling of 30 % of one class into another barely moves overall
    agreement. Per given label L with MIN_CLASS_ROWS rows: the share of rows labelled L that production
-   predicts as L, against production's recall of L (metrics/classes.json), one-sided binomial, Holm's
+   predicts as L, against production's recall of L (metrics/classes.json; capped by its mean top-1
+   score on those rows, which relabelled rows of a class it knows leave high), one-sided binomial, Holm's
    correction over the classes at ALPHA (monitoring/significance.py's), same EFFECT minimum. A flagged
    class is named with the class most of its disagreeing rows were predicted as: where they came from.
 3. **Per-row label issues**, the core of confident learning (Northcutt et al. 2021, cleanlab's
@@ -70,6 +74,10 @@ class Measured:
     def bound(self) -> float:
         return lower_bound(self.share, self.n) if self.n else self.share
 
+    def within(self, confidence: float) -> tuple[float, float]:
+        """(expected, bound for the p-value), neither above production's own confidence on the products."""
+        return min(self.share, confidence), min(self.bound, confidence)
+
 
 def measured(value: float | Measured) -> Measured:
     return value if isinstance(value, Measured) else Measured(float(value))
@@ -93,21 +101,22 @@ def class_results(
     recalls: dict[int, Any],
     effect: float = EFFECT,
     min_rows: int = MIN_CLASS_ROWS,
+    confidence: np.ndarray | None = None,
 ) -> list[Result]:
-    """Per given label with ``min_rows`` rows and a known recall: the binomial test of its agreement."""
+    """Per given label with ``min_rows`` rows and a known recall: the binomial test of its agreement
+    (``confidence``: production's top-1 score per row, which caps what is expected)."""
+    confidence = np.ones(len(labels)) if confidence is None else confidence
     results = []
     for code in np.unique(labels):
         mine = labels == code
         n, given = int(mine.sum()), recalls.get(int(code))
         if n < min_rows or given is None:
             continue
-        recall = measured(given)
+        expected, bound = measured(given).within(float(confidence[mine].mean()))
         hits = int((predicted[mine] == code).sum())
         share = hits / n
-        p_value = binomial_less(hits, n, recall.bound)
-        results.append(
-            Result(str(int(code)), BINOMIAL, hits, recall.share - share, p_value, share, recall.share, effect)
-        )
+        p_value = binomial_less(hits, n, bound)
+        results.append(Result(str(int(code)), BINOMIAL, hits, expected - share, p_value, share, expected, effect))
     return results
 
 
@@ -118,10 +127,11 @@ def flagged_classes(
     alpha: float = ALPHA,
     effect: float = EFFECT,
     min_rows: int = MIN_CLASS_ROWS,
+    confidence: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """The given labels whose agreement is significantly (Holm) and largely below production's recall."""
     flagged = []
-    for result in holm(class_results(labels, predicted, recalls, effect, min_rows), alpha):
+    for result in holm(class_results(labels, predicted, recalls, effect, min_rows, confidence), alpha):
         if not result.alert:
             continue
         code = int(result.signal)
@@ -202,10 +212,13 @@ def judge(
     n = len(labels)
     hits = int((labels == predicted).sum())
     agreement = hits / n if n else math.nan
+    top1 = probs.max(axis=1)
+    confidence = float(top1.mean()) if n else 1.0
     accuracy = measured(expected)
-    p_value = binomial_less(hits, n, accuracy.bound)
-    overall = fails(p_value, accuracy.share - agreement, alpha, effect)
-    flagged = flagged_classes(labels, predicted, recalls, alpha, effect)
+    target, bound = accuracy.within(confidence)
+    p_value = binomial_less(hits, n, bound)
+    overall = fails(p_value, target - agreement, alpha, effect)
+    flagged = flagged_classes(labels, predicted, recalls, alpha, effect, MIN_CLASS_ROWS, top1)
     column = {int(c): i for i, c in enumerate(classes)}
     issues = label_issues(probs, np.array([column.get(int(code), -1) for code in labels], dtype=np.int64))
     rows = rows if rows is not None else list(range(n))
@@ -213,14 +226,14 @@ def judge(
     why = []
     if overall:
         why.append(
-            f"labels agree with production on {agreement:.0%} of {n} rows, expected {accuracy.share:.0%} "
+            f"labels agree with production on {agreement:.0%} of {n} rows, expected {target:.0%} "
             f"(binomial p = {p_value:.1e})"
         )
     why += [_class_reason(f) for f in flagged]
     count = int(issues.sum())
     evidence = f"{count} rows ({count / n:.0%}) look mislabelled (confident learning)"
     passed = not why
-    agrees = f"labels agree with production on {agreement:.0%} of {n} rows, expected {accuracy.share:.0%}"
+    agrees = f"labels agree with production on {agreement:.0%} of {n} rows, expected {target:.0%}"
     reason = "; ".join(why or [agrees])
     reason += f"; {evidence}"
     return {
@@ -228,8 +241,10 @@ def judge(
         "reason": reason,
         "rows": n,
         "agreement": round(agreement, 4),
-        "expected": round(accuracy.share, 4),
-        "expected_bound": round(accuracy.bound, 4),
+        "expected": round(target, 4),
+        "expected_bound": round(bound, 4),
+        "accuracy": round(accuracy.share, 4),
+        "confidence": round(confidence, 4),
         "p_value": p_value,
         "alpha": alpha,
         "effect": effect,
