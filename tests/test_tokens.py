@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -84,18 +85,25 @@ def test_an_expired_token_says_so(settings):
     assert error.detail == "token expired: log in again at POST /token"
 
 
+def _without(claim: str) -> Callable[[], str]:
+    return lambda: sign({k: v for k, v in valid().items() if k != claim})
+
+
+# Made when the test runs, not when pytest collects it: a token made at collection time expires
+# (and then says so) when the suite takes longer than its lifetime to reach it.
 @pytest.mark.parametrize(
-    "token",
+    "make_token",
     [
-        jwt.encode(valid(), "another-secret-" * 4, algorithm="HS256"),
-        jwt.encode(valid(), SECRET, algorithm="HS512"),  # right secret, algorithm not ours
-        sign({**valid(), "iss": "someone-else"}),
-        *[sign({k: v for k, v in valid().items() if k != claim}) for claim in ("sub", "exp", "iat", "iss")],
-        "not-a-jwt",
+        lambda: jwt.encode(valid(), "another-secret-" * 4, algorithm="HS256"),
+        lambda: jwt.encode(valid(), SECRET, algorithm="HS512"),  # right secret, algorithm not ours
+        lambda: sign({**valid(), "iss": "someone-else"}),
+        *[_without(claim) for claim in ("sub", "exp", "iat", "iss")],
+        lambda: "not-a-jwt",
     ],
     ids=["other-secret", "hs512", "other-issuer", "no-sub", "no-exp", "no-iat", "no-iss", "garbage"],
 )
-def test_a_token_not_ours_or_missing_a_claim_is_invalid(settings, token):
+def test_a_token_not_ours_or_missing_a_claim_is_invalid(settings, make_token: Callable[[], str]):
+    token = make_token()
     error = refusal(lambda: decode_token(settings, token))
     assert error.status_code == 401 and error.headers == {"WWW-Authenticate": "Bearer"}
     assert error.detail == "invalid token: signature, format or claims do not check out"
