@@ -77,7 +77,7 @@ check: setup ## layers, lint, format, types, workflow security: the static check
 # Test tiers (pyproject.toml's markers): `server`, `container` and `browser` tests start real
 # servers, containers or Chromium; test-fast runs everything else.
 .PHONY: test-fast
-test-fast: setup ## the tests that start no server, container or browser, in under three minutes
+test-fast: setup ## the tests that start no server, container or browser and run nothing end to end
 	pytest -m 'not (server or container or browser or slow)'
 
 .PHONY: test

@@ -129,6 +129,7 @@ def outputs_and_lock(project: Path) -> dict[str, str]:
     return {name: hashlib.sha256((project / name).read_bytes()).hexdigest() for name in names}
 
 
+@pytest.mark.slow
 def test_a_bad_param_stops_dvc_repro_before_any_output_is_removed(reproduced: Path, tmp_path: Path):
     project = Path(shutil.copytree(reproduced, tmp_path / "project", symlinks=True))
     before = outputs_and_lock(project)

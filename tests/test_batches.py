@@ -276,6 +276,7 @@ def test_a_kill_during_ingest_loses_no_row_and_leaves_no_half_record(project, tm
     assert "modified" not in run(["dvc", "status", "data/raw.dvc"], project).stdout
 
 
+@pytest.mark.slow
 def test_the_retrain_gate_gets_the_held_out_rows_of_each_source(project: Path, tmp_path: Path):
     """Production built before two batches arrive; the candidate after: the gate's slices name each source."""
     from mlops_rakuten.monitoring.reference import TEST_SPLIT, Built, lock_outs

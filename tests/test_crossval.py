@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from mlops_rakuten.core.demo_data import write_demo_data
 from mlops_rakuten.devtools.crossval import cross_validate, load_products
 
 from conftest import ROOT, real_sample
+
+pytestmark = pytest.mark.slow
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 

@@ -27,6 +27,8 @@ from mlops_rakuten.stages.train import fit_holdout_and_shipped, save_model
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow
+
 PARAMS = ROOT / "params.yaml"
 
 # Written by hand as a shopper would type them, not drawn from the generator: most words here are

@@ -17,6 +17,8 @@ from mlops_rakuten.ops.experiments import learning_curve_points, parse_queue_sta
 
 from conftest import reproduced_project, run
 
+pytestmark = pytest.mark.slow
+
 STAGES = ["ingest", "preprocess", "split", "featurize", "train", "evaluate"]
 VENV = Path(sys.executable).parent.parent
 

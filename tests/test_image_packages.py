@@ -84,6 +84,7 @@ def test_a_vanished_debian_revision_is_caught(apt):
     assert "Version '1.22.1-9+deb12u11' for 'nginx' was not found" in result.stderr
 
 
+@pytest.mark.slow
 def test_every_python_package_of_the_lock_is_installable(tmp_path: Path):
     # A full resolution of the lock as pip sees it today (the API image installs it as constraints):
     # every pinned version exists for this interpreter and platform, and the pins agree with each other.

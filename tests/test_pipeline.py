@@ -9,6 +9,7 @@ from pathlib import Path
 
 import joblib
 import pandas as pd
+import pytest
 import yaml
 
 from mlops_rakuten.core.categories import CODES
@@ -18,6 +19,7 @@ from conftest import ROOT, run
 STAGES = ["check_params", "ingest", "preprocess", "split", "featurize", "train", "evaluate"]
 
 
+@pytest.mark.slow
 def test_repro_builds_metrics_plots_and_a_model_that_predicts_raw_text(project: Path):
     out = run(["dvc", "repro"], project).stdout
     assert [s for s in STAGES if f"Running stage '{s}'" in out] == STAGES
@@ -58,6 +60,7 @@ def test_repro_builds_metrics_plots_and_a_model_that_predicts_raw_text(project: 
     assert "parseInt(datum['predicted_class'])" in json.dumps(plots["data"]["plots/predictions.csv"][0]["content"])
 
 
+@pytest.mark.slow
 def test_repro_is_byte_for_byte_reproducible(project: Path):
     run(["dvc", "repro"], project)
     first_lock = (project / "dvc.lock").read_bytes()
@@ -70,6 +73,7 @@ def test_repro_is_byte_for_byte_reproducible(project: Path):
     assert "Running stage" not in run(["dvc", "repro"], project).stdout
 
 
+@pytest.mark.slow
 def test_changing_model_params_reruns_only_train_and_evaluate(project: Path):
     run(["dvc", "repro"], project)
     params = project / "params.yaml"

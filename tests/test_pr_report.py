@@ -16,6 +16,8 @@ from mlops_rakuten.ops.pr_report import MARKER
 
 from conftest import ROOT, needs, reproduced_project, run
 
+pytestmark = pytest.mark.slow
+
 VENV = Path(sys.executable).parent.parent
 WORKFLOW = ROOT / ".github/workflows/pr-report.yml"
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -200,6 +200,8 @@ import pandas as pd
 from pathlib import Path
 from mlops_rakuten.ops import raw_append
 from mlops_rakuten.ops.batches import Arrival
+
+pytestmark = pytest.mark.slow
 calls = {{"n": 0}}
 real = getattr(os, {target!r})
 def crash_on_call_{when}(*args, **kwargs):
