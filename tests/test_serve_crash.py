@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 
 import httpx
 import pytest
@@ -91,10 +90,10 @@ def test_a_run_that_outlives_its_server_keeps_the_project_until_it_ends(settings
     # A last stage that waits for the test's word (at most 5 minutes), so the run is still going when the new
     # server is up, however slowly it starts.
     dvc_yaml = settings.project_dir / "dvc.yaml"
-    release = settings.project_dir / "linger.release"
+    release, lingering = settings.project_dir / "linger.release", settings.project_dir / "linger.started"
     pipeline = yaml.safe_load(dvc_yaml.read_text())
     pipeline["stages"]["linger"] = {
-        "cmd": f"for i in $(seq 1500); do [ -f {release.name} ] && break; sleep 0.2; done",
+        "cmd": f"touch {lingering.name}; for i in $(seq 1500); do [ -f {release.name} ] && break; sleep 0.2; done",
         "deps": [MODEL_PATH],
     }
     dvc_yaml.write_text(yaml.safe_dump(pipeline, sort_keys=False))
@@ -104,7 +103,7 @@ def test_a_run_that_outlives_its_server_keeps_the_project_until_it_ends(settings
     started = httpx.post(f"{url}/train", headers=admin, timeout=10)
     assert started.status_code == 202, started.text
     job_id = started.json()["job_id"]
-    time.sleep(1)
+    wait_until(lingering.exists, "the run to reach its last stage", timeout=300)
     server.kill()  # the server alone: its dvc repro goes on
     server.wait()
 
