@@ -45,7 +45,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "serve/auth.py": ("tests/test_tokens.py",),
     "serve/users.py": ("tests/test_users_file.py",),
     "serve/login_limits.py": ("tests/test_login_limits.py",),
-    "ops/registry.py": ("tests/test_registry_checks.py",),
+    "ops/registry.py": ("tests/test_registry_checks.py", "tests/test_registry_register.py"),
     "monitoring/signals.py": ("tests/test_drift_significance.py",),
     "monitoring/significance.py": ("tests/test_drift_significance.py",),
     "monitoring/drift.py": ("tests/test_drift_window.py",),
