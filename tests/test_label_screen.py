@@ -107,9 +107,18 @@ def test_products_production_is_unsure_of_lower_what_is_expected():
     assert not sure["passed"] and sure["expected"] == 0.85 and sure["classes"][0]["recall"] == 0.9
 
 
-def test_too_few_rows_of_a_class_are_not_judged():
-    labels, predicted = hand_built(9, 0)
-    assert screened(labels, predicted, 0.0, {10: 0.95})["classes"] == []
+@pytest.mark.parametrize("nudge, flagged", [(1.001, True), (0.999, False)])
+def test_class_p_value_at_alpha_boundary(nudge, flagged):
+    labels, predicted = hand_built(60, 40)  # one class: Holm's first threshold is alpha itself
+    p = binomial_less(40, 60, 0.95)
+    result = screened(labels, predicted, 0.5, {10: 0.95}, alpha=p * nudge)
+    assert bool(result["classes"]) is flagged
+
+
+@pytest.mark.parametrize("rows, judged", [(9, False), (10, True)])
+def test_a_class_is_judged_from_ten_rows(rows, judged):
+    labels, predicted = hand_built(rows, 0)
+    assert bool(screened(labels, predicted, 0.0, {10: 0.95})["classes"]) is judged
 
 
 def test_confident_learning_flags_rows_whose_label_is_unlikely_and_another_class_likely():
