@@ -26,7 +26,7 @@ from mlops_rakuten.monitoring.label_screen import (
 )
 from mlops_rakuten.monitoring.reference import Built, lock_outs
 from mlops_rakuten.ops.ingest import ingest
-from mlops_rakuten.ops.project_lock import state_dir
+from mlops_rakuten.ops.project_lock import project_lock, state_dir
 
 from conftest import reproduced_project, run
 from serve_support import auth, client, make_settings
@@ -227,7 +227,8 @@ def test_retrain_screens_an_unscreened_batch_again_and_commits_its_quarantine(bu
     assert answer["batch"]["status"] == ACCEPTED and answer["batch"]["screen"] is None
     run(["git", "commit", "-q", "-m", "late batch", "--", "data/raw.dvc"], built)
     production = Built("", None, lock_outs(run(["git", "show", "HEAD:dvc.lock"], built).stdout))
-    [done] = rescreen_new_batches(built, production, "HEAD")
+    with project_lock(state_dir(built)):  # as under POST /retrain: the server holds the project for the run
+        [done] = rescreen_new_batches(built, production, "HEAD")
     assert (
         done.id == answer["batch"]["id"]
         and done.status == QUARANTINED

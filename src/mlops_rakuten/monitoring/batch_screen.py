@@ -3,8 +3,10 @@
 A batch screened at upload may have been screened against an older model, or not at all (no model yet,
 or uploaded before the screen existed). So every batch still ``accepted`` whose rows production's data
 did not hold is screened again with production's own model and metrics (its commit's); one that fails
-now is quarantined (ops' ``decide``, `dvc add data/raw`) and data/raw.dvc committed, so the candidate,
-built from HEAD, never trains on it. Batches a person approved are not second-guessed.
+now is quarantined (the record and `dvc add data/raw`, as `rakuten batches` does) and data/raw.dvc
+committed, so the candidate, built from HEAD, never trains on it. Batches a person approved are not
+second-guessed. The project lock is not taken again: the retrain, like its other commits, runs as the
+project's owner (POST /retrain runs it under the server's lock, passed down).
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ from mlops_rakuten.core.predict import load_model
 from mlops_rakuten.monitoring.label_screen import parse_metrics, screen_batch
 from mlops_rakuten.monitoring.reference import MODEL_PATH, Built
 from mlops_rakuten.ops.commands import run
-from mlops_rakuten.ops.ingest import decide
-from mlops_rakuten.ops.project_lock import state_dir
+from mlops_rakuten.ops.ingest import record_decision
 from mlops_rakuten.stages.ingest import X_COLUMNS, Y_COLUMNS, join_challenge, read_challenge_csv
 
 log = logging.getLogger("retrain")
@@ -62,7 +63,7 @@ def rescreen_new_batches(project: Path, production: Built, commit: str) -> list[
         result = screen_batch(model, rows, expected, recalls)
         if result["passed"]:
             continue
-        quarantined.append(decide(project, state_dir(project), batch.id, QUARANTINED, result))
+        quarantined.append(record_decision(project, batch.id, QUARANTINED, result))
         log.warning("batch %d from %s quarantined before the candidate: %s", batch.id, batch.source, result["reason"])
     if quarantined:
         run(["git", "add", RAW_POINTER], project)

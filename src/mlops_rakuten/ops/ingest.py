@@ -233,9 +233,15 @@ def decide(project: Path, state_dir: Path, batch_id: int, status: str, screen: d
     """Approve, reject or quarantine a batch: its status (and screen, if given) changed in the record and
     data/raw recorded with `dvc add`."""
     with project_lock(state_dir):
-        finish_pending(project)
-        batch = set_status(project / RAW_DIR, batch_id, status, screen)
-        added = run(["dvc", "add", "-q", RAW_DIR], project, check=False)
-        if added.returncode != 0:
-            raise NotRecorded(f"batch {batch_id} is {status} in the record but `dvc add {RAW_DIR}` failed")
+        return record_decision(project, batch_id, status, screen)
+
+
+def record_decision(project: Path, batch_id: int, status: str, screen: dict[str, Any] | None = None) -> Batch:
+    """``decide`` for a caller that already holds the project (`rakuten retrain`, which the server runs
+    under its lock, passed down: taking it again would find it busy)."""
+    finish_pending(project)
+    batch = set_status(project / RAW_DIR, batch_id, status, screen)
+    added = run(["dvc", "add", "-q", RAW_DIR], project, check=False)
+    if added.returncode != 0:
+        raise NotRecorded(f"batch {batch_id} is {status} in the record but `dvc add {RAW_DIR}` failed")
     return batch
