@@ -22,6 +22,8 @@ from mlops_rakuten.serve.project import project_lock
 from conftest import run
 from serve_support import auth, build_project, client, make_settings, wait_until
 
+pytestmark = pytest.mark.slow
+
 HEADER = "designation,description,prdtypecode\n"
 GOOD = 'Piscine tubulaire Intex 3 m,"<p>Avec pompe, bâche</p>",2583\nCarte Pokémon Pikachu holo,,1160\n'
 
@@ -200,8 +202,6 @@ import pandas as pd
 from pathlib import Path
 from mlops_rakuten.ops import raw_append
 from mlops_rakuten.ops.batches import Arrival
-
-pytestmark = pytest.mark.slow
 calls = {{"n": 0}}
 real = getattr(os, {target!r})
 def crash_on_call_{when}(*args, **kwargs):
