@@ -76,9 +76,11 @@ check: setup ## layers, lint, format, types, workflow security: the static check
 
 # Test tiers (pyproject.toml's markers): `server`, `container` and `browser` tests start real
 # servers, containers or Chromium; test-fast runs everything else.
+# Spread over TEST_JOBS processes (pytest-xdist); `make test` runs serially, its servers on loopback ports.
+TEST_JOBS ?= 2
 .PHONY: test-fast
 test-fast: setup ## the tests that start no server, container or browser and run nothing end to end
-	pytest -m 'not (server or container or browser or slow)'
+	pytest -n $(TEST_JOBS) -m 'not (server or container or browser or slow)'
 
 .PHONY: test
 test: check ## the static checks and every test: what CI runs
