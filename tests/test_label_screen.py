@@ -194,6 +194,7 @@ def built(tmp_path_factory) -> Path:
     return reproduced_project(tmp_path_factory.mktemp("screen") / "project")
 
 
+@pytest.mark.slow  # the `built` project runs the pipeline
 def test_ingest_screens_quarantines_poisoned_batches_and_approve_trains_them(built: Path, tmp_path: Path):
     batch_csv(tmp_path / "clean.csv", 240, 31)
     answer = rakuten(built, "ingest", str(tmp_path / "clean.csv"), "--source", "clean", "--json")["batch"]
@@ -219,6 +220,7 @@ def test_ingest_screens_quarantines_poisoned_batches_and_approve_trains_them(bui
     assert pd.Index(range(relabelled["first_index"], relabelled["last_index"] + 1)).isin(trained_rows(built)).all()
 
 
+@pytest.mark.slow  # the `built` project runs the pipeline
 def test_retrain_screens_an_unscreened_batch_again_and_commits_its_quarantine(built: Path, tmp_path: Path):
     rng = np.random.default_rng(41)
     path = tmp_path / "late.csv"
@@ -240,6 +242,7 @@ def test_retrain_screens_an_unscreened_batch_again_and_commits_its_quarantine(bu
     assert "Quarantine batch" in run(["git", "log", "-1", "--format=%s"], built).stdout
 
 
+@pytest.mark.slow  # the `built` project runs the pipeline
 def test_post_ingest_screens_with_the_served_model(built: Path, tmp_path: Path):
     settings = make_settings(built, tmp_path / "secrets")
     rng = np.random.default_rng(51)
