@@ -26,16 +26,7 @@ from mlops_rakuten.monitoring.slices import (
     verdict,
 )
 
-A, B, C, D = 2583, 2582, 1560, 10  # pools, garden furniture, furniture, old books
-
-
-def built(name: str, *groups: tuple[int, int, int, int]) -> Slice:
-    actual, production, candidate = [], [], []
-    for true, prod, cand, count in groups:
-        actual += [true] * count
-        production += [prod] * count
-        candidate += [cand] * count
-    return Slice(name, np.array(actual), np.array(production), np.array(candidate))
+from hand_built import A, B, C, D, built
 
 
 def background(n: int) -> list[tuple[int, int, int, int]]:

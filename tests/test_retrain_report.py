@@ -16,17 +16,7 @@ from mlops_rakuten.monitoring.comparison import compare, predicted_codes, scored
 from mlops_rakuten.monitoring.gate import CLASS_DROP, F1_MARGIN
 from mlops_rakuten.monitoring.slices import Slice
 
-A, B, C, D = 2583, 2582, 1560, 10  # pools, garden furniture, furniture, old books
-
-
-def built(name: str, *groups: tuple[int, int, int, int]) -> Slice:
-    """Groups of (true class, production's prediction, candidate's prediction, how many)."""
-    actual, production, candidate = [], [], []
-    for true, prod, cand, count in groups:
-        actual += [true] * count
-        production += [prod] * count
-        candidate += [cand] * count
-    return Slice(name, np.array(actual), np.array(production), np.array(candidate))
+from hand_built import A, B, C, D, built
 
 
 def judged(slices: list[Slice], about: dict[str, str], **limits: float) -> comparison.Comparison:

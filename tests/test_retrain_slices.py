@@ -13,18 +13,9 @@ import pytest
 from mlops_rakuten.monitoring.gate import CLASS_DROP, CONFIDENCE, F1_MARGIN, REPLICATES
 from mlops_rakuten.monitoring.slices import NOISE, TOO_FEW, WORSE, Slice, decide, judge, paired_bootstrap
 
-A, B, C, D, E = 2583, 2582, 1560, 10, 2585  # pools, garden furniture, furniture, old books, garden tools
+from hand_built import A, B, C, D, E, built
+
 EMPTY = Slice("new since production", np.array([], int), np.array([], int), np.array([], int))
-
-
-def built(name: str, *groups: tuple[int, int, int, int]) -> Slice:
-    """Groups of (true class, production's prediction, candidate's prediction, how many)."""
-    actual, production, candidate = [], [], []
-    for true, prod, cand, count in groups:
-        actual += [true] * count
-        production += [prod] * count
-        candidate += [cand] * count
-    return Slice(name, np.array(actual), np.array(production), np.array(candidate))
 
 
 def test_slices_of_unequal_lengths_are_refused():
