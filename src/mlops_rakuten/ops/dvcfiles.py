@@ -38,14 +38,19 @@ def read_yaml(path: Path) -> Any:
         return None
 
 
-def locked_md5(lock: Any, path: str) -> str | None:
-    """The md5 a parsed dvc.lock records for the output ``path`` (of whichever stage writes it)."""
+def _locked(lock: Any, path: str, kind: str) -> str | None:
+    """The md5 a parsed dvc.lock records for ``path`` among its stages' ``kind`` (outs or deps)."""
     stages = (lock or {}).get("stages") if isinstance(lock, dict) else None
     for stage in (stages or {}).values():
-        for out in (stage or {}).get("outs") or []:
-            if isinstance(out, dict) and out.get("path") == path and out.get("md5"):
-                return out["md5"]
+        for entry in (stage or {}).get(kind) or []:
+            if isinstance(entry, dict) and entry.get("path") == path and entry.get("md5"):
+                return entry["md5"]
     return None
+
+
+def locked_md5(lock: Any, path: str) -> str | None:
+    """The md5 a parsed dvc.lock records for the output ``path`` (of whichever stage writes it)."""
+    return _locked(lock, path, "outs")
 
 
 def pointer_out(pointer: Any) -> dict[str, Any]:
@@ -56,9 +61,4 @@ def pointer_out(pointer: Any) -> dict[str, Any]:
 
 def locked_dep_md5(lock: Any, path: str) -> str | None:
     """The md5 a parsed dvc.lock records for ``path`` as a stage's dependency (the first stage reading it)."""
-    stages = (lock or {}).get("stages") if isinstance(lock, dict) else None
-    for stage in (stages or {}).values():
-        for dep in (stage or {}).get("deps") or []:
-            if isinstance(dep, dict) and dep.get("path") == path and dep.get("md5"):
-                return dep["md5"]
-    return None
+    return _locked(lock, path, "deps")
