@@ -136,6 +136,18 @@ def test_admin_passes_user_routes_and_predict_without_model_is_503(api, settings
     assert response.status_code == 503 and "no model loaded" in response.json()["detail"]
 
 
+def test_why_the_model_is_missing_is_for_admins_only(api, settings):
+    """The model's error names absolute paths of the server: an admin's /info shows it, a user's does not."""
+    admin = api.get("/info", headers=auth(settings, "alice", "admin")).json()
+    user = api.get("/info", headers=auth(settings, "bob", "user"))
+    assert str(settings.project_dir) in admin["model"]["error"]  # an untrained project: no model file
+    assert user.status_code == 200 and user.json()["model"]["ready"] is False
+    assert "error" not in user.json()["model"] and str(settings.project_dir) not in user.text
+    # Nor does a user's /predict say why: the 503 points to an admin.
+    refused = api.post("/predict", json={"designation": "Piscine"}, headers=auth(settings, "bob", "user"))
+    assert refused.status_code == 503 and str(settings.project_dir) not in refused.text
+
+
 def answered(api, path: str, headers: dict[str, str], status: int, what: str):
     """The response to GET ``path`` once it has ``status``: the server looks at the users file once a second."""
 

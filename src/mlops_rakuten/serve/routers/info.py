@@ -22,6 +22,11 @@ from mlops_rakuten.serve.users import User
 router = APIRouter(tags=["info"])
 
 
+# Why a model or a registry version failed names the server's own paths: for admins only, as is the users
+# file's problem. Others see that it failed (``ready``, /health's "degraded"), not why.
+ADMIN_ONLY = "error"
+
+
 @router.get("/info", responses=responses(400, 401, 403, 413))
 def info(request: Request, user: Annotated[User, Depends(require_user)]) -> dict:
     state = request.app.state
@@ -30,25 +35,31 @@ def info(request: Request, user: Annotated[User, Depends(require_user)]) -> dict
     follower = state.follower  # `rakuten serve --model NAME#STAGE`: a registry version, maybe followed
     registry = follower.served if follower else state.settings.registry_model
     recorded = registry["md5"] if registry else locked_model_md5(root)
+    admin = user.can("admin")
+    model = {
+        "ready": loaded is not None,
+        "path": MODEL_PATH if not registry else registry["path"],
+        "md5": recorded,  # dvc.lock's word for the train stage's output (at the version's commit)
+        "registry": {
+            **{key: registry.get(key) for key in ("reference", "name", "version", "stages", "commit", "since")},
+            **follower.describe(),
+        }
+        if registry
+        else None,
+        "loaded_md5": loaded.md5 if loaded else None,
+        # False when the served model is not the recorded one: a run whose train stage succeeded but
+        # whose evaluate failed (the old model keeps serving), or a hand-edited workspace.
+        "matches_dvc_lock": loaded is not None and loaded.md5 == recorded,
+        "loaded_at": loaded.loaded_at if loaded else None,
+        "load_seconds": loaded.load_seconds if loaded else None,
+        "error": state.model.error,
+    }
+    if not admin:
+        model.pop(ADMIN_ONLY)
+        if model["registry"]:
+            model["registry"].pop(ADMIN_ONLY)
     return {
-        "model": {
-            "ready": loaded is not None,
-            "path": MODEL_PATH if not registry else registry["path"],
-            "md5": recorded,  # dvc.lock's word for the train stage's output (at the version's commit)
-            "registry": {
-                **{key: registry.get(key) for key in ("reference", "name", "version", "stages", "commit", "since")},
-                **follower.describe(),
-            }
-            if registry
-            else None,
-            "loaded_md5": loaded.md5 if loaded else None,
-            # False when the served model is not the recorded one: a run whose train stage succeeded but
-            # whose evaluate failed (the old model keeps serving), or a hand-edited workspace.
-            "matches_dvc_lock": loaded is not None and loaded.md5 == recorded,
-            "loaded_at": loaded.loaded_at if loaded else None,
-            "load_seconds": loaded.load_seconds if loaded else None,
-            "error": state.model.error,
-        },
+        "model": model,
         "data": data_version(root),
         # A registry model's own params and metrics (at its version's commit), else the workspace's.
         "params": registry["params"] if registry else model_params(root),
@@ -58,5 +69,5 @@ def info(request: Request, user: Annotated[User, Depends(require_user)]) -> dict
         # status "interrupted": the server stopped mid-run; the last good model kept serving.
         "last_training": state.jobs.latest(),
         # Why /health says "degraded" (the users file's path, a user's name): for admins only.
-        **({"users_file_error": state.users.file_error()} if user.can("admin") else {}),
+        **({"users_file_error": state.users.file_error()} if admin else {}),
     }

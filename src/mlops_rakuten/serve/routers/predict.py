@@ -129,7 +129,8 @@ async def predict(request: Request, _: Annotated[User, Depends(require_user)]) -
     if model is None:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail=f"no model loaded ({state.model.error}); an admin can POST /train",
+            # Why (a path on the server) is in the log and an admin's /info, not in an answer to any user.
+            detail="no model loaded; an admin sees why on GET /info and can POST /train",
         )
     known = len(model.pipeline.classes_)
     errors = [
