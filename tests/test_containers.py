@@ -136,7 +136,9 @@ def test_compose_prometheus_config_loads_the_alert_rules():
     path = ROOT / "deployments/prometheus/prometheus-compose.yml"
     result = subprocess.run([needs("promtool"), "check", "config", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 rule files found" in result.stdout + result.stderr
+    rule_files = yaml.safe_load(path.read_text())["rule_files"]
+    assert f"{len(rule_files)} rule files found" in result.stdout + result.stderr
+    assert {"alerts.yml", "drift-alerts.yml", "accuracy-alerts.yml"} <= set(rule_files)
     job = yaml.safe_load(path.read_text())["scrape_configs"][0]
     host_job = yaml.safe_load((ROOT / "deployments/prometheus/prometheus.yml").read_text())["scrape_configs"][0]
     assert job["job_name"] == host_job["job_name"] == "rakuten-api"  # the rules select this job
