@@ -21,6 +21,7 @@ from mlops_rakuten.ops.ingest import finish_interrupted_ingest
 from mlops_rakuten.serve import follow, roles
 from mlops_rakuten.serve.batching import Batcher
 from mlops_rakuten.serve.connections import on_loop_error
+from mlops_rakuten.serve.forwarded import ForwardedMiddleware, TrustedProxies
 from mlops_rakuten.serve.guard import GuardMiddleware, route_rules
 from mlops_rakuten.serve.jobs import TrainJobs
 from mlops_rakuten.serve.login_limits import LoginLimits
@@ -94,4 +95,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The last added runs first: metrics time everything, including what the guard refuses unread.
     app.add_middleware(GuardMiddleware, state=app.state, rules=route_rules(api_routes))
     app.add_middleware(MetricsMiddleware, metrics=metrics, route_paths=route_paths)
+    # Outermost: every part of the app sees the client's address, not the proxy's.
+    app.add_middleware(ForwardedMiddleware, trusted=TrustedProxies(settings.trusted_proxies))
     return app

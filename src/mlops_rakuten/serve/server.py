@@ -16,7 +16,6 @@ from mlops_rakuten.serve.roles import ROLE_ENV, writes_project
 from mlops_rakuten.serve.settings import (
     MODEL_REFERENCE_ENV,
     RESOLVED_MODEL_ENV,
-    TRUSTED_PROXIES_ENV,
     load_settings,
     users_file,
 )
@@ -73,9 +72,6 @@ def serve(
         shutil.rmtree(shared, ignore_errors=True)
         shared.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(shared)
-    # proxy_headers: behind nginx, client addresses (and so per-address login limits) come from
-    # X-Forwarded-For, trusted only from the proxy's address.
-    trusted = os.environ.get(TRUSTED_PROXIES_ENV, "127.0.0.1")
     # DeadlineProtocol: a request's head and body must arrive in time, so slow clients cannot hold connections.
     listen.run(
         "mlops_rakuten.serve.app:create_app",
@@ -83,8 +79,9 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        proxy_headers=True,
-        forwarded_allow_ips=trusted,
+        # Not uvicorn's: it believes the leftmost X-Forwarded-For entry when every peer is trusted. The app
+        # takes the nearest entry no trusted proxy is (serve/forwarded.py, RAKUTEN_TRUSTED_PROXIES).
+        proxy_headers=False,
         access_log=access_log,
         log_level="info",
         http=DeadlineProtocol,

@@ -10,8 +10,9 @@ RAKUTEN_LOGIN_PER_MINUTE           POST /token attempts per client address and m
 RAKUTEN_LOGIN_FAILURES_PER_MINUTE  failed POST /token attempts per user name and minute (default 5)
 RAKUTEN_MODEL           a model registry reference to serve instead of the workspace model, e.g.
                         rakuten-classifier#prod (same as `rakuten serve --model`; docs/team.md)
-RAKUTEN_TRUSTED_PROXIES addresses whose X-Forwarded-For is believed (default 127.0.0.1: nginx on the same
-                        host; the container stack sets * because only its nginx can reach the API)
+RAKUTEN_TRUSTED_PROXIES addresses and networks whose X-Forwarded-For is believed (default 127.0.0.1: nginx
+                        on the same host; the container stack sets * because only its nginx can reach the
+                        API); the client is the nearest entry that is no trusted proxy (serve/forwarded.py)
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class Settings:
     login_per_minute: int = 20
     login_failures_per_minute: int = 5
     registry_model: dict | None = None  # name, version, stages, commit, md5, path of a fetched registry model
+    trusted_proxies: str = "127.0.0.1"
 
     @property
     def model_path(self) -> Path:
@@ -110,6 +112,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         login_per_minute=_positive(env, "RAKUTEN_LOGIN_PER_MINUTE", 20, "attempts"),
         login_failures_per_minute=_positive(env, "RAKUTEN_LOGIN_FAILURES_PER_MINUTE", 5, "attempts"),
         registry_model=json.loads(env[RESOLVED_MODEL_ENV]) if env.get(RESOLVED_MODEL_ENV) else None,
+        trusted_proxies=env.get(TRUSTED_PROXIES_ENV) or "127.0.0.1",
     )
 
 
