@@ -168,3 +168,42 @@ def test_a_model_trained_by_the_writer_reaches_every_replica(stack):
     for url in stack["replicas"]:
         wait_until(lambda url=url: model_version(url, admin) == new, f"{url} to serve the new model", timeout=10)
     assert model_version(stack["nginx"], admin, verify=stack["context"]) == new
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
+    return {path.name: (s.st_ino, s.st_mtime_ns, s.st_size) for path in folder.iterdir() if (s := path.stat())}
+
+
+def test_reload_on_a_replica_writes_only_its_own_state_folder(stack, tmp_path):
+    """The container stack mounts the writer's state folder read-only in each replica: /reload must not write there."""
+    settings, admin = stack["settings"], auth(stack["settings"], "alice", "admin")
+    served = model_version(stack["replicas"][0], admin)
+    writer_state, own_state = tmp_path / "writer-state", tmp_path / "replica-state"
+    writer_state.mkdir()
+    (writer_state / "model.published").write_text(served + "\n")  # what the writer's last /train wrote
+    writer_state.chmod(0o555)  # read-only, as mounted (root writes anyway: the snapshot below tells)
+    before = _snapshot(writer_state)
+    port, log = free_port(), tmp_path / "replica.log"
+    env = {**server_env(settings), "RAKUTEN_STATE_DIR": str(own_state), "RAKUTEN_WRITER_STATE_DIR": str(writer_state)}
+    with open(log, "w") as output:
+        replica = subprocess.Popen(
+            [RAKUTEN, "serve", "--port", str(port), "--role", "predict"],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: httpx.get(f"{url}/health", timeout=2).json()["model_ready"], "the replica", process=replica, log=log
+        )
+        reloaded = httpx.post(f"{url}/reload", headers=admin, timeout=120)
+        assert reloaded.status_code == 200, reloaded.text
+        assert reloaded.json()["md5"] == served == model_version(url, admin)
+    finally:
+        stop(replica)
+        writer_state.chmod(0o755)
+    assert _snapshot(writer_state) == before, "the replica wrote into the writer's state folder"
+    # Its own workers learn of the reload from its own marker; the crash fallback is its own copy too.
+    assert (own_state / "model.published").read_text().strip() == served
+    assert (own_state / "last-good-model.joblib").is_file()

@@ -58,7 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if roles.writes_project(role):
         finish_interrupted_ingest(settings.project_dir, settings.state_dir)
     metrics = Metrics()
-    holder = ModelHolder(settings.model_path, roles.published_marker(settings), metrics.model_changed)
+    own_marker, watched = roles.model_markers(settings)  # a replica watches the writer's marker, writes its own
+    holder = ModelHolder(settings.model_path, own_marker, metrics.model_changed, watched=watched)
     follower = follow.attach(settings, holder, metrics)  # a registry stage followed: its version, kept current
     jobs = TrainJobs(settings, holder, on_finish=lambda outcome: metrics.train_runs.labels(outcome).inc())
     if jobs.unfinished():  # the model file may be from a run that never finished: not served before it is

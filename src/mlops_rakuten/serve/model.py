@@ -4,7 +4,9 @@ Several uvicorn workers may serve the same project. The worker that ran the
 training reloads at once and writes a small "published" marker; every worker
 looks at that marker at most once a second and reloads when it names a model
 other than its own. A failed run never publishes, so the old model keeps
-serving everywhere.
+serving everywhere. A predict replica with its own state folder also watches
+the writer's marker, and publishes (after its own /reload) only into its own
+folder: the writer's is not its to write (the container stack mounts it read-only).
 
 Each model loaded is also copied into the state folder ("last good"). DVC
 deletes a stage's outputs before running it, so after a crash mid-training
@@ -53,16 +55,17 @@ class ModelHolder:
         marker: Path,
         on_change: Callable[[LoadedModel | None, LoadedModel], None],
         last_good: Path | None = None,
+        watched: tuple[Path, ...] = (),
     ):
         self.path = path
-        self.marker = marker
+        self.marker = marker  # this server's: publish() writes it
         self.last_good = last_good or marker.with_name("last-good-model.joblib")
         self.on_change = on_change
         self.loaded: LoadedModel | None = None
         self.version = self.since = ""  # of the registry model at ``path`` (serve/follow.py), else empty
         self.error: str | None = None
         self._reloading = threading.Lock()
-        self._marker = FileWatch(marker)
+        self._markers = [FileWatch(path) for path in (marker, *watched)]  # another server's too, read only
 
     def load(self) -> bool:
         """Load the file into memory; on failure keep what is served and remember why.
@@ -147,18 +150,20 @@ class ModelHolder:
 
     def current(self) -> LoadedModel | None:
         """The served model, first picking up one another worker published (within a second)."""
-        if self._marker.changed():
-            self._follow_marker()
+        changed = [watch.path for watch in self._markers if watch.changed()]  # each looked at: none skipped
+        if changed:
+            self._follow_markers(changed)
         return self.loaded
 
-    def _follow_marker(self) -> None:
+    def _follow_markers(self, markers: list[Path]) -> None:
         # Only one request per worker reloads; the others keep answering with the old model meanwhile.
         if not self._reloading.acquire(blocking=False):
             return
         try:
-            published = self.marker.read_text().strip() if self.marker.exists() else ""
-            if published and (self.loaded is None or self.loaded.md5 != published):
-                self.load()
+            for marker in markers:
+                published = marker.read_text().strip() if marker.exists() else ""
+                if published and (self.loaded is None or self.loaded.md5 != published):
+                    self.load()
         finally:
             self._reloading.release()
 
@@ -168,4 +173,4 @@ class ModelHolder:
             return
         with atomic_open(self.marker) as handle:
             handle.write(self.loaded.md5 + "\n")
-        self._marker.mark_seen()
+        self._markers[0].mark_seen()

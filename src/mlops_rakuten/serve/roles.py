@@ -45,6 +45,19 @@ def writes_project(name: str) -> bool:
     return name != "predict"
 
 
+MARKER = "model.published"
+
+
 def published_marker(settings: Settings) -> Path:
     """The file the writer rewrites when /train produced a model (serve/model.py): every role watches it."""
-    return Path(os.environ.get(WRITER_STATE_ENV) or settings.state_dir) / "model.published"
+    return Path(os.environ.get(WRITER_STATE_ENV) or settings.state_dir) / MARKER
+
+
+def model_markers(settings: Settings) -> tuple[Path, tuple[Path, ...]]:
+    """(the marker this server writes, the other server's it only watches) for serve/model.py's ModelHolder.
+
+    Each server writes only its own state folder: a predict replica's /reload tells its own workers
+    through its own marker, and learns of the writer's new models from the writer's.
+    """
+    own, writer = settings.state_dir / MARKER, published_marker(settings)
+    return own, (() if writer == own else (writer,))
