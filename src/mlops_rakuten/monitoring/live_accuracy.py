@@ -14,8 +14,11 @@ is cleaned again on both sides (the log holds it cleaned, data/raw holds it as u
 sent back unchanged joins exactly, and a product whose text someone edited is no longer the product the
 model answered and is not joined.
 
-What counts: rows of accepted or approved batches (quarantined and rejected labels are not trusted),
-the latest batch's label when a product was labelled twice, and only predictions logged before that
+What counts: rows of every batch but rejected ones (a person judged those labels wrong). Quarantined
+batches count: the label screen quarantines a batch whose labels disagree with production, which is just
+what labels of traffic the model gets wrong do (measured: a source the demo model does not know, labelled
+truly, agrees 4 % and is quarantined); their products are counted apart, so the on-call engineer knows to
+review them (`rakuten batches list`). The latest batch's label counts when a product was labelled twice, and only predictions logged before that
 batch arrived (a later model may have been fitted on the label). A product answered several times by
 one model counts once: the same text always gets the same answer, and counting it again would narrow
 the interval with no new evidence. Model versions no dvc.lock records are counted, not labelled, and
@@ -40,7 +43,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from mlops_rakuten.core.batches import TRAINS, batch_of, read_batches
+from mlops_rakuten.core.batches import QUARANTINED, REJECTED, batch_of, read_batches
 from mlops_rakuten.core.challenge import X_COLUMNS, Y_COLUMNS, read_challenge_csv
 from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.core.paths import METRICS, RAW_DIR, X_FILE, Y_FILE
@@ -75,23 +78,26 @@ def wilson(correct: int, n: int, z: float = Z) -> tuple[float, float]:
 class Label:
     code: int
     arrived: datetime  # when its batch was ingested
+    quarantined: bool  # its batch awaits review
 
 
 def labelled_products(raw_dir: Path) -> dict[str, Label]:
-    """Join key -> label, for the rows of accepted and approved batches (the latest batch wins)."""
-    batches = [b for b in read_batches(raw_dir) if b.status in TRAINS]
+    """Join key -> label, for the rows of every batch not rejected (the latest batch wins)."""
+    batches = [b for b in read_batches(raw_dir) if b.status != REJECTED]
     if not batches:
         return {}
     x = read_challenge_csv(raw_dir / X_FILE, X_COLUMNS)
     y = read_challenge_csv(raw_dir / Y_FILE, Y_COLUMNS)
     owner = batch_of(x.index, batches)
     arrived = {b.id: _utc(b.time) for b in batches}
+    quarantined = {b.id for b in batches if b.status == QUARANTINED}
     labels: dict[str, Label] = {}
     for batch_id, designation, description, code in zip(
         owner, x["designation"], x["description"], y["prdtypecode"].reindex(x.index), strict=True
     ):
         if batch_id >= 0 and isinstance(code, str) and code.strip():
-            labels[join_key(designation, description)] = Label(int(code), arrived[int(batch_id)])
+            batch = int(batch_id)
+            labels[join_key(designation, description)] = Label(int(code), arrived[batch], batch in quarantined)
     return labels
 
 
@@ -108,6 +114,7 @@ class VersionAccuracy:
     correct: int
     holdout: float  # NaN when its metrics cannot be read
     n_test: int
+    quarantined: int = 0  # of the labelled, products whose batch is quarantined (awaits review)
 
     @property
     def accuracy(self) -> float:
@@ -132,7 +139,7 @@ class VersionAccuracy:
 @dataclass
 class LiveAccuracy:
     versions: list[VersionAccuracy] = field(default_factory=list)  # newest answering model first
-    labelled_products: int = 0  # labelled products of the accepted batches
+    labelled_products: int = 0  # labelled products of batches not rejected
     unknown_model: int = 0  # labelled predictions by models no dvc.lock records
     older_models: int = 0  # labelled predictions by models beyond MAX_VERSIONS
     no_text: int = 0  # logged predictions without text (features mode): cannot be joined
@@ -197,10 +204,11 @@ def measure(project: Path, log_dir: Path, builds: Builds | None = None, now: dat
             result.older_models += len(answers[version])
         else:
             built, holdout, n_test = found
-            correct = sum(1 for key, code in answers[version].items() if labels[key].code == code)
-            result.versions.append(
-                VersionAccuracy(version, built.commit or "workspace", len(answers[version]), correct, holdout, n_test)
-            )
+            mine = answers[version]
+            correct = sum(1 for key, code in mine.items() if labels[key].code == code)
+            quarantined = sum(1 for key in mine if labels[key].quarantined)
+            where = built.commit or "workspace"
+            result.versions.append(VersionAccuracy(version, where, len(mine), correct, holdout, n_test, quarantined))
     return result
 
 
@@ -215,6 +223,7 @@ class LiveAccuracyGauges:
         self.lower = gauge("_lower", "Lower bound of the 95 % Wilson interval of rakuten_live_accuracy")
         self.upper = gauge("_upper", "Upper bound of the 95 % Wilson interval of rakuten_live_accuracy")
         self.labelled = gauge("_labelled_products", "Logged products of this model that came back labelled")
+        self.quarantined = gauge("_quarantined_products", "Of those, products whose batch is quarantined")
         self.holdout = gauge("_holdout", "The model's accuracy on its test split (metrics/metrics.json)")
         self.holdout_lower = gauge("_holdout_lower", "Lower bound of the 95 % Wilson interval of the holdout accuracy")
         self.holdout_upper = gauge("_holdout_upper", "Upper bound of the 95 % Wilson interval of the holdout accuracy")
@@ -229,6 +238,7 @@ class LiveAccuracyGauges:
             self.lower,
             self.upper,
             self.labelled,
+            self.quarantined,
             self.holdout,
             self.holdout_lower,
             self.holdout_upper,
@@ -236,7 +246,10 @@ class LiveAccuracyGauges:
         for each in gauges:
             each.clear()  # a version that no longer answers leaves the series
         for version in result.versions:
-            values = (version.accuracy, *version.interval, version.labelled, version.holdout, *version.holdout_interval)
+            values = (
+                *(version.accuracy, *version.interval, version.labelled, version.quarantined),
+                *(version.holdout, *version.holdout_interval),
+            )
             for each, value in zip(gauges, values, strict=True):
                 each.labels(version.model_version).set(value)
         for reason in ("unknown_model", "older_models", "no_text"):
@@ -247,7 +260,7 @@ class LiveAccuracyGauges:
 
 def summary(result: LiveAccuracy) -> str:
     """What the monitor logs after each measure: one line per model version."""
-    lines = [f"live accuracy: {result.labelled_products} labelled product(s) in accepted batches"]
+    lines = [f"live accuracy: {result.labelled_products} labelled product(s) in batches not rejected"]
     for v in result.versions:
         low, high = v.interval
         hold_low, hold_high = v.holdout_interval
@@ -255,7 +268,7 @@ def summary(result: LiveAccuracy) -> str:
         lines.append(
             f"  model {v.model_version[:12]} ({v.built_at[:12]}): {v.correct}/{v.labelled} = {v.accuracy:.3f} "
             f"[{low:.3f}, {high:.3f}]; holdout {v.holdout:.3f} [{hold_low:.3f}, {hold_high:.3f}] "
-            f"on {v.n_test}: {verdict}"
+            f"on {v.n_test}: {verdict}" + (f"; {v.quarantined} from quarantined batches" if v.quarantined else "")
         )
     for reason in ("unknown_model", "older_models", "no_text"):
         if getattr(result, reason):
