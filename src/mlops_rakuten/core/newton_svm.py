@@ -96,7 +96,7 @@ def fit_binary(
         direction, moved_in, reached = _newton_direction(x_in, cost_in, gradient, CG_TOLERANCE * norm)
         capped += not reached
         moved = moved_in if x_in is x else x @ direction.astype(np.float32)  # X·direction, for the scores
-        step = _line_search(w, scores, sign, cost, direction, moved, float(gradient @ direction))
+        step = line_search(w, scores, sign, cost, direction, moved, float(gradient @ direction))
         if step == 0.0:  # no decrease left at float32 precision: as converged as it gets, short of tol
             log.warning(
                 "Newton solver stopped at step %d: the line search found no decrease in %d halvings, "
@@ -153,7 +153,7 @@ def _newton_direction(
     return direction, moved, False
 
 
-def _line_search(
+def line_search(
     w: np.ndarray,
     scores: np.ndarray,
     sign: np.ndarray,

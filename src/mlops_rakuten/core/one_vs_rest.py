@@ -1,4 +1,4 @@
-"""A multi-class linear SVM fitted one class at a time, the classes shared out over processes.
+"""A multi-class linear SVM: its one-vs-rest problems shared out over processes.
 
 Each of the 27 one-vs-rest problems is an independent binary problem: class k
 against the rest, class k's rows weighted like ``class_weight`` weights them
@@ -6,7 +6,10 @@ in scikit-learn's multi-class LinearSVC (the others keep weight 1). The
 matrix is prepared once, then forked processes (which share it, copy on
 write) solve their share of the classes with ``model.solver``:
 
-- ``newton``: LinearSVC's objective solved in the primal (mlops_rakuten.core.newton_svm);
+- ``block``: LinearSVC's objective in the primal, all the classes of a process in one
+  Newton solver whose matrix products take them as one dense block (mlops_rakuten.core.block_newton);
+  each process gets every n_jobs-th class;
+- ``newton``: the same objective and stopping rule, one class at a time (mlops_rakuten.core.newton_svm);
 - ``liblinear``: scikit-learn's LinearSVC with liblinear's dual solver, reseeded
   with ``model.seed`` for every class.
 
@@ -19,18 +22,22 @@ model is byte-identical for any number of processes.
 from __future__ import annotations
 
 import multiprocessing
+import warnings
 from typing import Any
 
 import numpy as np
 from scipy import sparse
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 from sklearn.utils.class_weight import compute_class_weight
 from threadpoolctl import threadpool_limits
 
-from mlops_rakuten.core import newton_svm
+from mlops_rakuten.core import block_newton, newton_svm
 from mlops_rakuten.core.errors import InputError
 
-BinaryFits = tuple[np.ndarray, np.ndarray, np.ndarray]  # coef rows, intercepts, iterations
+# coef rows, intercepts, iterations, and whether max_iter stopped the class short of model.tol (block only)
+BinaryFits = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+PRIMAL = ("block", "newton")  # the solvers of this project: LinearSVC's primal problem, float32 rows
 
 _SHARED: dict[str, Any] = {}  # set before forking: the children read the matrix without a copy
 
@@ -41,7 +48,7 @@ def _classifier(params: dict[str, Any], class_weight: Any) -> LinearSVC:
     liblinear: its dual solver, seeded. newton: the primal problem (``dual=False``, the same
     squared-hinge objective and stopping rule as liblinear's primal solver); it uses no seed.
     """
-    if params["solver"] == "newton":
+    if params["solver"] in PRIMAL:
         return LinearSVC(
             C=params["C"],
             class_weight=class_weight,
@@ -67,6 +74,8 @@ def fit_binaries(
 
     ``weights`` holds, per label, the class weights of its rows and of the rest.
     """
+    if params["solver"] == "block":
+        return _fit_block(rows, y, labels, weights, params)
     n_features = rows.shape[1] - 1 if params["solver"] == "newton" else rows.shape[1]
     coef = np.empty((len(labels), n_features))
     intercept, iterations = np.empty(len(labels)), np.empty(len(labels), dtype=np.int64)
@@ -82,7 +91,19 @@ def fit_binaries(
                 binary = _classifier(params, {1: float(weight), 0: float(rest_weight)})
                 binary.fit(rows, positive.astype(np.int8))
                 coef[row], intercept[row], iterations[row] = binary.coef_[0], binary.intercept_[0], binary.n_iter_
-    return coef, intercept, iterations
+    return coef, intercept, iterations, np.zeros(len(labels), dtype=bool)
+
+
+def _fit_block(
+    rows: sparse.csr_matrix, y: np.ndarray, labels: np.ndarray, weights: np.ndarray, params: dict[str, Any]
+) -> BinaryFits:
+    """All of ``labels`` in one block solver."""
+    positive = y[None, :] == labels[:, None]
+    cost = params["C"] * np.where(positive, weights[:, :1].astype(float), weights[:, 1:].astype(float))
+    with threadpool_limits(limits=1):  # BLAS sums in a fixed order, whatever the machine
+        return block_newton.fit_block(
+            rows, positive, cost, params["tol"], params["max_iter"], names=[str(label) for label in labels]
+        )
 
 
 def _fit_share(share: np.ndarray) -> BinaryFits:
@@ -106,19 +127,32 @@ def fit_linear_svc(x: sparse.spmatrix, y: np.ndarray, params: dict[str, Any], n_
         labels, weights = classes[1:], class_weights[None, ::-1]
     else:
         labels, weights = classes, np.column_stack([class_weights, np.ones(len(classes))])
-    rows = newton_svm.prepare(x) if params["solver"] == "newton" else sparse.csr_matrix(x, dtype=np.float64)
+    rows = newton_svm.prepare(x) if params["solver"] in PRIMAL else sparse.csr_matrix(x, dtype=np.float64)
     _SHARED["problem"] = (rows, y, labels, weights, params)
     try:
         if n_jobs == 1:
-            fitted = [_fit_share(np.arange(len(labels)))]
+            shares = [np.arange(len(labels))]
+        elif params["solver"] == "block":  # one block per process; every n_jobs-th class, to mix costs
+            shares = [np.arange(start, len(labels), n_jobs) for start in range(min(n_jobs, len(labels)))]
         else:  # one class per task, handed to whichever process is free: the costs differ a lot
-            with multiprocessing.get_context("fork").Pool(min(n_jobs, len(labels))) as pool:
-                fitted = pool.map(_fit_share, [np.array([k]) for k in range(len(labels))], chunksize=1)
+            shares = [np.array([k]) for k in range(len(labels))]
+        if len(shares) == 1:
+            fitted = [_fit_share(shares[0])]
+        else:
+            with multiprocessing.get_context("fork").Pool(min(n_jobs, len(shares))) as pool:
+                fitted = pool.map(_fit_share, shares, chunksize=1)
     finally:
         _SHARED.clear()
-    coef = np.vstack([share_coef for share_coef, _, _ in fitted])
-    intercept = np.concatenate([share_intercept for _, share_intercept, _ in fitted])
-    iterations = np.concatenate([share_iterations for _, _, share_iterations in fitted])
+    order = np.argsort(np.concatenate(shares), kind="stable")  # back to class order
+    coef = np.vstack([share[0] for share in fitted])[order]
+    intercept, iterations, short = (np.concatenate([share[i] for share in fitted])[order] for i in (1, 2, 3))
+    if short.any():  # warned here, in the parent: a forked process's warnings would go nowhere
+        warnings.warn(
+            f"LinearSVC (solver {params['solver']}) stopped at model.max_iter={params['max_iter']} short of "
+            f"model.tol for class(es) {', '.join(map(str, labels[short]))}: raise model.max_iter or model.tol",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
     model = _classifier(params, params["class_weight"])
     model.classes_, model.coef_, model.intercept_ = classes, coef, intercept
     model.n_features_in_, model.n_iter_ = x.shape[1], int(iterations.max())

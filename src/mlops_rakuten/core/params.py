@@ -90,7 +90,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
     "model": {
         "C": _number(0, 1e6),
         "class_weight": _one_of(None, "balanced"),
-        "solver": _one_of("newton", "liblinear"),
+        "solver": _one_of("block", "newton", "liblinear"),
         "tol": _number(0, 1),
         "max_iter": _integer(1),
         "seed": _SEED,

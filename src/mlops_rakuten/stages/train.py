@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
             else "the hold-out one (refit_on_all is false)"
         )
     )
-    steps = "Newton steps" if params["solver"] == "newton" else "passes"
+    steps = "passes" if params["solver"] == "liblinear" else "Newton steps"
     log.info(
         "LinearSVC(C=%s, solver %s), %d features, %d classes in %d processes, up to %d %s per class "
         "(limit %d): hold-out model on %d train rows, shipped model %s; %.1fs",
