@@ -132,4 +132,9 @@ class Monitor:
         )
         if self.retrain_seconds:
             threading.Thread(target=self._retrain_forever, name="retrain", daemon=True).start()
+        # Live accuracy from labelled feedback, in a thread of its own at drift's pace (monitoring/live_accuracy.py).
+        from mlops_rakuten.monitoring.live_accuracy import live_accuracy_forever
+
+        live = (self.registry, self.project, self.log_dir, interval)
+        threading.Thread(target=live_accuracy_forever, args=live, name="live-accuracy", daemon=True).start()
         self._drift_forever(interval)
