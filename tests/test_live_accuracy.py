@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry
@@ -28,6 +29,7 @@ from mlops_rakuten.monitoring.prediction_log import LogSettings, PredictionLog
 from mlops_rakuten.ops.dvcfiles import file_md5
 
 from conftest import ROOT, needs, reproduced_project, run
+from serve_support import free_port, stop, wait_until
 
 RAKUTEN = str(Path(sys.executable).parent / "rakuten")
 
@@ -237,3 +239,38 @@ def test_hand_written_accuracy_alert_tests_pass():
         text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def live_gauges(port: int) -> dict[str, float]:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("rakuten_live_accuracy") and not line.startswith("#")
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.server  # a real `rakuten monitor`
+def test_the_monitor_serves_the_live_accuracy_gauges(scenario, tmp_path):
+    port, log = free_port(), tmp_path / "monitor.log"
+    command = [RAKUTEN, "monitor", "--interval", "1h", "--port", str(port), "--log-dir", str(scenario["folder"])]
+    with open(log, "w") as output:
+        process = subprocess.Popen(
+            [*command, "--reports", str(tmp_path)], cwd=scenario["project"], stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        label = f'{{model_version="{scenario["md5"]}"}}'
+        served = wait_until(
+            lambda: f"rakuten_live_accuracy{label}" in (gauges := live_gauges(port)) and gauges,
+            "the monitor's first live accuracy",
+            timeout=120,
+            process=process,
+            log=log,
+        )
+    finally:
+        stop(process)
+    version = measure(scenario["project"], scenario["folder"]).versions[0]
+    assert served[f"rakuten_live_accuracy{label}"] == version.accuracy
+    assert served[f"rakuten_live_accuracy_upper{label}"] == version.interval[1]
+    assert "SIGNIFICANTLY BELOW holdout" in log.read_text()  # what the monitor's log tells the on-call engineer
