@@ -1,5 +1,5 @@
 """The split shape on one machine: one writer and two predict replicas of one project, nginx routing
-/ingest and /train to the writer and the rest to the replicas.
+the writer's own routes (/ingest, /train, /retrain) to the writer and the rest to the replicas.
 
 Real `rakuten serve --role ...` processes, Debian's nginx, a real `dvc repro` through /train. The
 module owns its project (it trains it): tests run in file order.
@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from mlops_rakuten.serve import roles
 
 from conftest import ROOT, needs, run
 from serve_support import (
@@ -37,7 +39,10 @@ RAKUTEN = str(Path(sys.executable).parent / "rakuten")
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    """{"writer": url, "replicas": [url, url], "nginx": url, "settings", "context"}; all stopped at the end."""
+    """{"writer": url, "replicas": [url, url], "nginx": url, "nginx_log", "settings", "context"}; all stopped at the end.
+
+    nginx sends to the writer and to the first replica only, so its access log says which one answered.
+    """
     root = tmp_path_factory.mktemp("roles")
     settings = make_settings(build_project(root / "project"), root / "secrets")
     processes, urls = [], {}
@@ -97,12 +102,51 @@ def stack(tmp_path_factory):
             "writer": urls["writer"],
             "replicas": [urls["replica-1"], urls["replica-2"]],
             "nginx": nginx,
+            "nginx_log": prefix / "access.log",
             "settings": settings,
             "context": context,
         }
     finally:
         for process in processes:
             stop(process)
+
+
+def test_nginx_sends_to_the_writer_what_the_route_table_makes_the_writers():
+    config = (ROOT / "deployments/nginx/nginx.conf").read_text()
+    writer_locations = re.findall(r"location ~ (\S+) \{[^}]*?proxy_pass http://rakuten_writer;", config)
+    assert writer_locations == [roles.nginx_writer_location()], (
+        f"deployments/nginx/nginx.conf: the writer's location must be {roles.nginx_writer_location()} "
+        f"(serve/roles.py's route table), found {writer_locations}"
+    )
+
+
+def test_every_route_of_the_api_reaches_its_role_through_nginx(stack):
+    """Each route of the writer's and the replica's OpenAPI documents, sent through the shipped nginx.
+
+    A route only the writer's document has must be answered by the writer, any other by the replica; the
+    request carries no token, so the app answers from its guard (401) or the route itself, never 404.
+    """
+    writer, replica = stack["writer"], stack["replicas"][0]
+    documents = {url: httpx.get(f"{url}/openapi.json", timeout=10).json()["paths"] for url in (writer, replica)}
+    routes = sorted(
+        {(method.upper(), path) for paths in documents.values() for path, item in paths.items() for method in item}
+    )
+    assert {("POST", "/retrain"), ("GET", "/retrain/{job_id}"), ("POST", "/predict")} <= set(routes)
+    probes = {}
+    with httpx.Client(base_url=stack["nginx"], verify=stack["context"], timeout=30) as api:
+        for number, (method, path) in enumerate(routes):
+            probe = f"routing-probe-{number}"
+            answer = api.request(method, re.sub(r"\{\w+\}", "0123456789abcdef", path), params={"probe": probe})
+            probes[probe] = (method, path, answer.status_code)
+    lines = stack["nginx_log"].read_text().splitlines()
+    wrong = []
+    for probe, (method, path, status) in probes.items():
+        line = next(line for line in lines if f"probe={probe} " in line)
+        answered_by = line.rsplit("upstream=", 1)[1].strip()
+        expected = writer if path not in documents[replica] else replica
+        if f"http://{answered_by}" != expected or status == 404:
+            wrong.append(f"{method} {path}: {status} from {answered_by}, expected {expected}")
+    assert not wrong, "\n".join(wrong)
 
 
 def model_version(url: str, headers: dict, **options) -> str:

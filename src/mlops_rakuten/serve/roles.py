@@ -29,15 +29,32 @@ def role(env: dict[str, str] | None = None) -> str:
     return value
 
 
+# The route table, in the API's order. A router is either shared, or one role's own: the writer's own are
+# the one place that decides what nginx sends to the writer (``nginx_writer_location`` derives the regex;
+# tests/test_serve_roles.py checks deployments/nginx/nginx.conf against it and walks every route of the
+# API through the real nginx).
+ROUTERS = ("token", "predict", "info", "ingest", "train", "retrain", "reload", "health")
+OWN = {"predict": ("predict",), "writer": ("ingest", "train", "retrain")}
+
+
 def routers(name: str) -> tuple[ModuleType, ...]:
     """The routers a server of role ``name`` mounts (/metrics and /health come with every role)."""
     from mlops_rakuten.serve.routers import health, info, ingest, predict, reload, retrain, token, train
 
-    if name == "predict":
-        return token, predict, info, reload, health
-    if name == "writer":
-        return token, info, ingest, train, retrain, reload, health
-    return token, predict, info, ingest, train, retrain, reload, health
+    modules = dict(zip(ROUTERS, (token, predict, info, ingest, train, retrain, reload, health), strict=True))
+    others = {router for role, own in OWN.items() if role != name for router in own} if name in OWN else set()
+    return tuple(modules[router] for router in ROUTERS if router not in others)
+
+
+def writer_prefixes() -> list[str]:
+    """The first path segment of every route only the writer has (/train/{job_id}: "train"), sorted."""
+    writer_only = [module for module in routers("writer") if module.__name__.rpartition(".")[2] in OWN["writer"]]
+    return sorted({route.path.split("/")[1] for module in writer_only for route in module.router.routes})
+
+
+def nginx_writer_location() -> str:
+    """nginx's location regex for the writer's own routes: their first segment, alone or followed by a slash."""
+    return f"^/({'|'.join(writer_prefixes())})(/|$)"
 
 
 def writes_project(name: str) -> bool:
@@ -61,3 +78,7 @@ def model_markers(settings: Settings) -> tuple[Path, tuple[Path, ...]]:
     """
     own, writer = settings.state_dir / MARKER, published_marker(settings)
     return own, (() if writer == own else (writer,))
+
+
+if __name__ == "__main__":  # deployments/nginx/nginx.conf's writer location, from the route table
+    print(nginx_writer_location())
