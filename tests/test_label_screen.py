@@ -16,14 +16,8 @@ import pytest
 from mlops_rakuten.core.batches import ACCEPTED, QUARANTINED, Batch, read_batches
 from mlops_rakuten.core.demo_data import generate
 from mlops_rakuten.monitoring.batch_screen import new_batches, rescreen_new_batches
-from mlops_rakuten.monitoring.label_screen import (
-    Measured,
-    binomial_less,
-    judge,
-    label_issues,
-    lower_bound,
-    parse_metrics,
-)
+from mlops_rakuten.monitoring.label_screen import judge, parse_metrics
+from mlops_rakuten.monitoring.label_statistics import Measured, binomial_less, label_issues, lower_bound
 from mlops_rakuten.monitoring.reference import Built, lock_outs
 from mlops_rakuten.ops.ingest import ingest
 from mlops_rakuten.ops.project_lock import project_lock, state_dir

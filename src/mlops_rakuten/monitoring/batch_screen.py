@@ -2,8 +2,8 @@
 
 A batch screened at upload may have been screened against an older model, or not at all (no model yet,
 or uploaded before the screen existed). So every batch still ``accepted`` whose rows production's data
-did not hold is screened again with production's own model and metrics (its commit's); one that fails
-now is quarantined (the record and `dvc add data/raw`, as `rakuten batches` does) and data/raw.dvc
+did not hold is screened again with production's own model, metrics and test predictions (its
+commit's); one that fails now is quarantined (the record and `dvc add data/raw`, as `rakuten batches` does) and data/raw.dvc
 committed, so the candidate, built from HEAD, never trains on it. Batches a person approved are not
 second-guessed. The project lock is not taken again: the retrain, like its other commits, runs as the
 project's owner (POST /retrain runs it under the server's lock, passed down).
@@ -21,6 +21,7 @@ from mlops_rakuten.core.dataset import read_products
 from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.core.paths import CLASS_METRICS, METRICS, RAW_DIR, RAW_POINTER, X_FILE, Y_FILE
 from mlops_rakuten.core.predict import load_model
+from mlops_rakuten.monitoring.label_pairs import TEST_PREDICTIONS, Confusion, parse_predictions
 from mlops_rakuten.monitoring.label_screen import parse_metrics, screen_batch
 from mlops_rakuten.monitoring.reference import MODEL_PATH, Built
 from mlops_rakuten.ops.commands import run
@@ -43,6 +44,15 @@ def _git_text(project: Path, commit: str, path: str) -> str:
     return shown.stdout
 
 
+def _test_confusion(project: Path, commit: str) -> Confusion | None:
+    """Production's confusion on its test split at its commit (None: a commit without test predictions)."""
+    shown = run(["git", "show", f"{commit}:{TEST_PREDICTIONS}"], project, check=False)
+    if shown.returncode != 0:
+        log.warning("production's commit %s has no %s: the screen's pair test is skipped", commit[:7], TEST_PREDICTIONS)
+        return None
+    return parse_predictions(shown.stdout, f"{TEST_PREDICTIONS} at {commit[:7]}")
+
+
 def rescreen_new_batches(project: Path, production: Built, commit: str) -> list[Batch]:
     """Screen the new accepted batches with production; quarantine (and commit) those that fail now."""
     batches = [b for b in read_batches(project / RAW_DIR) if b.status == ACCEPTED]
@@ -52,6 +62,7 @@ def rescreen_new_batches(project: Path, production: Built, commit: str) -> list[
         return []
     model = load_model(production.file(project, MODEL_PATH))
     expected, recalls = parse_metrics(_git_text(project, commit, METRICS), _git_text(project, commit, CLASS_METRICS))
+    confusion = _test_confusion(project, commit)
     raw = project / RAW_DIR
     x_path, y_path = raw / X_FILE, raw / Y_FILE
     products = join_challenge(
@@ -60,7 +71,7 @@ def rescreen_new_batches(project: Path, production: Built, commit: str) -> list[
     quarantined = []
     for batch in batches:
         rows = products.loc[batch.first_index : batch.last_index]
-        result = screen_batch(model, rows, expected, recalls)
+        result = screen_batch(model, rows, expected, recalls, confusion)
         if result["passed"]:
             continue
         quarantined.append(record_decision(project, batch.id, QUARANTINED, result))
