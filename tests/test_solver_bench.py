@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -18,11 +19,15 @@ def test_solver_bench_prints_one_timed_and_scored_row_per_solver(tmp_path: Path,
     assert out.startswith("demo data (1,500 rows; no real sample in ")
     rows = [line for line in out.splitlines() if line.startswith("| ") and "CPU s" not in line]
     assert [row.split(" | ")[0] for row in rows] == [
-        f"| Newton (this project), `tol` {TOL}",
+        f"| Newton per class (this project), `tol` {TOL}",
+        f"| Newton, all classes in one block (this project), `tol` {TOL}",
         f"| `LinearSVC(dual=False)`, `tol` {TOL}",
         "| `LinearSVC(dual=False)`, default `tol` (1e-4)",
         "| `LinearSVC(dual=True)`, default `tol` (1e-4)",
     ]
     scores = [float(row.rstrip(" |").rsplit("| ", 1)[1]) for row in rows]
+    assert re.search(
+        r"\nblock against per class: CPU [0-9.]+ s against [0-9.]+ s \(per class / block = [0-9.]+\); the same ", out
+    )
     # The same objective and data: the solvers learn models of the same quality.
     assert max(scores) - min(scores) < 0.05 and min(scores) > 0.5
