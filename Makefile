@@ -51,8 +51,8 @@ rebuild-venv:
 $(VENV)/.installed: requirements.lock pyproject.toml $(REBUILD_VENV)
 	@test -x $(BIN)/python || { $(call check_python,$(PYTHON)); }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 .PHONY: data
@@ -114,13 +114,15 @@ docs-build: setup ## build the documentation site into site/, strict
 docs-outputs: setup ## rerun the commands whose output the docs show, rewrite the blocks
 	python docs/outputs.py
 
-# Re-pin every dependency to the newest release (then commit requirements.lock).
+# Re-pin every dependency to the newest release, with the sha256 of each release's files on PyPI
+# (devtools/locked_requirements.py), then commit requirements.lock.
+LOCK_VENV := /tmp/mlops-rakuten-lock
 .PHONY: lock
-lock: ## re-pin every dependency to its newest release (requirements.lock)
-	rm -rf /tmp/mlops-rakuten-lock && $(PYTHON) -m venv /tmp/mlops-rakuten-lock
-	/tmp/mlops-rakuten-lock/bin/pip install --quiet --upgrade setuptools -e '.[serve,test,docs,plots]'
-	( echo '# Exact versions of every dependency (make installs these). Regenerate: make lock'; \
-	  /tmp/mlops-rakuten-lock/bin/pip freeze --all --exclude-editable | grep -v -e '^mlops' -e '^pip==' ) > requirements.lock
+lock: ## re-pin every dependency to its newest release, hashes included (requirements.lock)
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --upgrade setuptools -e '.[serve,test,docs,plots]'
+	$(LOCK_VENV)/bin/pip freeze --all --exclude-editable | grep -v -e '^mlops' -e '^pip==' > $(LOCK_VENV)/frozen.txt
+	$(LOCK_VENV)/bin/python src/mlops_rakuten/devtools/locked_requirements.py hash $(LOCK_VENV)/frozen.txt requirements.lock
 
 .PHONY: clean
 clean: ## remove .venv

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from mlops_rakuten.devtools.locked_requirements import format_lock, parse_lock
+
 from conftest import ROOT, run
 
 
@@ -64,12 +66,14 @@ def test_make_refuses_an_unsupported_python_before_creating_the_venv(tmp_path: P
 def test_make_setup_with_another_python_rebuilds_the_venv(tmp_path: Path):
     """A .venv whose interpreter is another version is replaced, not refused until `make clean`.
 
-    A copy of the Makefile with an empty lock and a one-module project keeps the install to seconds."""
+    A copy of the Makefile with a lock of setuptools alone (the build backend, with its hashes) and a
+    one-module project keeps the install to seconds."""
     project = tmp_path / "project"
     (project / "docker").mkdir(parents=True)
     shutil.copy2(ROOT / "Makefile", project / "Makefile")
     shutil.copy2(ROOT / "docker" / "containers.mk", project / "docker" / "containers.mk")
-    (project / "requirements.lock").write_text("# nothing pinned\n")
+    backend = parse_lock((ROOT / "requirements.lock").read_text())["setuptools"]
+    (project / "requirements.lock").write_text(format_lock({"setuptools": backend}))
     (project / "pyproject.toml").write_text(
         '[project]\nname = "tiny"\nversion = "0"\n[tool.setuptools]\npy-modules = []\n'
     )
@@ -112,8 +116,11 @@ STAGE_PACKAGES = ["numpy", "scipy", "scikit-learn", "pandas", "joblib", "PyYAML"
 
 def stage_venv(python: str, folder: Path) -> Path:
     run([python, "-m", "venv", str(folder)], ROOT)
-    pip = [str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    run([*pip, "-c", str(ROOT / "requirements.lock"), *STAGE_PACKAGES], ROOT)
+    installer = ROOT / "src/mlops_rakuten/devtools/locked_requirements.py"
+    run(
+        [str(folder / "bin" / "python"), str(installer), "install", str(ROOT / "requirements.lock"), *STAGE_PACKAGES],
+        ROOT,
+    )
     return folder / "bin" / "python"
 
 
