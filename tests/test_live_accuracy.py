@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import random
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -195,15 +196,32 @@ def test_the_gauges_carry_the_measure_per_model_version(scenario):
 
 
 @pytest.mark.slow  # the scenario runs the pipeline
-def test_a_rejected_feedback_batch_no_longer_counts(scenario, tmp_path):
-    project = scenario["project"]
+def test_the_gauges_follow_a_rejected_batch_and_a_log_gone_and_nothing_else(scenario, tmp_path):
+    project, folder = scenario["project"], tmp_path / "log"
+    shutil.copytree(scenario["folder"], folder)
+    registry = CollectorRegistry()
+    gauges, label = LiveAccuracyGauges(registry), {"model_version": scenario["md5"]}
+    gauges.update(project, folder)
+    gauges.update(project, folder)  # nothing changed: the last measure stands
+    assert gauges.measures == 1
+    assert (
+        registry.get_sample_value("rakuten_live_accuracy_labelled_products", label)
+        == scenario["bad"][0].versions[0].labelled
+    )
     second = scenario["batches"][1]
     run([RAKUTEN, "batches", "reject", str(second["id"])], project)
     try:
-        (version,) = measure(project, scenario["folder"]).versions
+        gauges.update(project, folder)
+        assert gauges.measures == 2
+        assert registry.get_sample_value("rakuten_live_accuracy_labelled_products", label) == len(scenario["keys"][0])
+        (version,) = measure(project, folder).versions
         assert (version.correct, version.labelled) == scenario["good"][1]
     finally:
         run([RAKUTEN, "batches", "approve", str(second["id"])], project)
+    for path in folder.iterdir():  # the log's retention deleted every file
+        path.unlink()
+    gauges.update(project, folder)
+    assert gauges.measures == 3 and registry.get_sample_value("rakuten_live_accuracy", label) is None
 
 
 @pytest.mark.slow  # the scenario runs the pipeline

@@ -43,11 +43,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from mlops_rakuten.core.batches import QUARANTINED, REJECTED, batch_of, read_batches
+from mlops_rakuten.core.batches import BATCHES_FILE, QUARANTINED, REJECTED, batch_of, read_batches
 from mlops_rakuten.core.challenge import X_COLUMNS, Y_COLUMNS, read_challenge_csv
 from mlops_rakuten.core.errors import InputError
-from mlops_rakuten.core.paths import METRICS, RAW_DIR, X_FILE, Y_FILE
+from mlops_rakuten.core.paths import DVC_LOCK, METRICS, RAW_DIR, X_FILE, Y_FILE
 from mlops_rakuten.monitoring.log_files import read_window
+from mlops_rakuten.monitoring.prediction_log import FILE_GLOB
 from mlops_rakuten.monitoring.reference import Built, find_build
 from mlops_rakuten.ops.commands import run
 from mlops_rakuten.ops.dvcfiles import file_md5
@@ -162,18 +163,19 @@ def holdout_accuracy(project: Path, built: Built) -> tuple[float, int]:
 
 
 class Builds:
-    """find_build with memory: a model's build never changes, and searching the history costs git calls."""
+    """find_build with memory: a model's build never changes, and searching the history costs git calls.
+    A version no dvc.lock records is looked up again next time (it may have been committed since)."""
 
     def __init__(self) -> None:
-        self._known: dict[str, tuple[Built, float, int] | None] = {}
+        self._known: dict[str, tuple[Built, float, int]] = {}
 
     def get(self, project: Path, version: str) -> tuple[Built, float, int] | None:
         if version not in self._known:
             try:
                 built = find_build(project, version)
-                self._known[version] = (built, *holdout_accuracy(project, built))
             except InputError:
-                self._known[version] = None
+                return None
+            self._known[version] = (built, *holdout_accuracy(project, built))
         return self._known[version]
 
 
@@ -229,33 +231,47 @@ class LiveAccuracyGauges:
         self.holdout_upper = gauge("_holdout_upper", "Upper bound of the 95 % Wilson interval of the holdout accuracy")
         self.left_out = gauge("_left_out_products", "Labelled predictions not scored, by reason", ("reason",))
         self.last_success = gauge("_last_success_timestamp_seconds", "When live accuracy was last measured", ())
+        self.live = (self.accuracy, self.lower, self.upper, self.labelled, self.quarantined)
         self.builds = Builds()
+        self.result: LiveAccuracy | None = None
+        self.inputs: tuple = ()
+        self.measures = 0  # measures done (the others reused the last one)
+        self.shown: set[str] = set()
 
     def update(self, project: Path, log_dir: Path) -> LiveAccuracy:
-        result = measure(project, log_dir, self.builds)
-        gauges = (
-            self.accuracy,
-            self.lower,
-            self.upper,
-            self.labelled,
-            self.quarantined,
-            self.holdout,
-            self.holdout_lower,
-            self.holdout_upper,
-        )
-        for each in gauges:
-            each.clear()  # a version that no longer answers leaves the series
-        for version in result.versions:
-            values = (
-                *(version.accuracy, *version.interval, version.labelled, version.quarantined),
-                *(version.holdout, *version.holdout_interval),
-            )
-            for each, value in zip(gauges, values, strict=True):
+        """Measure again when a batch, dvc.lock or the set of log files changed, then set the gauges. New rows
+        in the same log files need no new measure: they were answered after every label arrived."""
+        inputs = _fingerprint(project, log_dir)
+        if self.result is None or inputs != self.inputs:
+            self.result, self.inputs = measure(project, log_dir, self.builds), inputs
+            self.measures += 1
+        gauges = (*self.live, self.holdout, self.holdout_lower, self.holdout_upper)
+        for version in self.result.versions:
+            values = (version.accuracy, *version.interval, version.labelled, version.quarantined)
+            for each, value in zip(gauges, (*values, version.holdout, *version.holdout_interval), strict=True):
                 each.labels(version.model_version).set(value)
+        shown = {version.model_version for version in self.result.versions}
+        for gone in self.shown - shown:  # removed, not cleared first: a scrape never sees the series vanish
+            for each in gauges:
+                each.remove(gone)
+        self.shown = shown
         for reason in ("unknown_model", "older_models", "no_text"):
-            self.left_out.labels(reason).set(getattr(result, reason))
+            self.left_out.labels(reason).set(getattr(self.result, reason))
         self.last_success.set(time.time())
-        return result
+        return self.result
+
+
+def _fingerprint(project: Path, log_dir: Path) -> tuple:
+    def stat(path: Path) -> tuple[int, int] | None:
+        try:
+            found = path.stat()
+        except OSError:
+            return None
+        return found.st_mtime_ns, found.st_size
+
+    raw = project / RAW_DIR
+    files = (raw / BATCHES_FILE, raw / X_FILE, raw / Y_FILE, project / DVC_LOCK, project / METRICS)
+    return tuple(stat(path) for path in files), tuple(sorted(p.name for p in log_dir.glob(FILE_GLOB)))
 
 
 def summary(result: LiveAccuracy) -> str:
