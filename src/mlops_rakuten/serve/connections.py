@@ -21,6 +21,17 @@ traceback, for every connection it could not accept, thousands a second. The
 handler ``on_loop_error`` instead closes the oldest waiting connections, so accepting
 resumes. Closed connections are counted and logged at most once a minute, never
 with a traceback.
+
+Sending has a deadline too. A client that never reads its answers (a 1 KiB receive buffer,
+400 pipelined GET /openapi.json) once kept its connection forever: the answers filled the
+kernel's buffers (up to 4 MiB each: tcp_wmem), then the transport's, and uvicorn waited for room
+to write. The kernel now keeps at most UNSENT_BYTES of a connection's answers not yet sent
+(TCP_NOTSENT_LOWAT; what is in flight is bounded by the client's window), and a transport
+paused for writing (its buffer past the high-water mark) for SEND_SECONDS, or closed with bytes
+the client does not take within FLUSH_SECONDS, is aborted with a reset, which frees the kernel's
+buffers too. Such connections are the first to make room at the limit. Pipelined requests are
+answered one at a time (h11 pauses reading until an answer is sent), so unread answers never
+pile up beyond the transport's buffer and one answer.
 """
 
 from __future__ import annotations
@@ -29,6 +40,8 @@ import asyncio
 import functools
 import logging
 import resource
+import socket
+import struct
 import time
 
 import h11
@@ -37,6 +50,12 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 HEAD_SECONDS = 10.0
 BODY_GRACE_SECONDS = 10.0
 BODY_MIN_BYTES_PER_SECOND = 32 * 2**10
+SEND_SECONDS = 10.0  # an answer the client takes nothing of for this long is dropped, with the connection
+FLUSH_SECONDS = 5.0  # a closed connection's last bytes: the client takes them within this or is reset
+# A connection just accepted (a /health probe among a burst, say) has had no time to send its request:
+# another new connection does not crowd it out before this. (Out of descriptors, the oldest go at once.)
+SPARED_SECONDS = 0.5
+UNSENT_BYTES = 128 * 2**10  # per connection, in the kernel; the transport buffers up to 64 KiB more
 # File descriptors kept for everything but client connections: the listening socket, the model and
 # users files, logs, `dvc` subprocesses' pipes during /ingest and /train.
 RESERVED_DESCRIPTORS = 48
@@ -68,7 +87,7 @@ class _Dropped:
     """Connections closed for being slow or crowded out, logged as one line a minute at most."""
 
     def __init__(self) -> None:
-        self.counts = {"slow": 0, "crowded out": 0, "refused": 0}
+        self.counts = {"slow": 0, "not reading": 0, "crowded out": 0, "refused": 0}
         self.logged_at = -LOG_EVERY_SECONDS
 
     def add(self, reason: str, count: int = 1) -> None:
@@ -77,10 +96,11 @@ class _Dropped:
         if now - self.logged_at >= LOG_EVERY_SECONDS:
             self.logged_at = now
             log.warning(
-                "connections closed before their request was in, since the start: %d too slow, %d crowded "
-                "out by newer ones at the connection limit, %d not accepted for lack of file descriptors "
-                "(totals; this line repeats at most once a minute)",
+                "connections closed, since the start: %d too slow sending their request, %d not reading "
+                "their answers, %d crowded out by newer ones at the connection limit, %d not accepted for lack "
+                "of file descriptors (totals; this line repeats at most once a minute)",
                 self.counts["slow"],
+                self.counts["not reading"],
                 self.counts["crowded out"],
                 self.counts["refused"],
             )
@@ -91,22 +111,33 @@ _open: set[DeadlineProtocol] = set()
 _room_made_at = 0.0
 
 
-def _make_room(count: int) -> int:
-    """Close the ``count`` connections that have waited longest for their requests; how many were closed."""
+def _make_room(count: int, spare_new: bool = False) -> int:
+    """Close ``count`` connections, those not reading their answers first, then those that have waited
+    longest for their requests (SPARED_SECONDS at least if ``spare_new``); how many were closed."""
+    now = next(iter(_open)).loop.time() if _open else 0.0
+    # Behind: answers wait in the transport, the kernel holding UNSENT_BYTES already (not yet paused, perhaps).
+    behind = [c for c in _open if c._stuck_since is not None or c.transport.get_write_buffer_size()]
+    behind.sort(key=lambda c: now if c._stuck_since is None else c._stuck_since)
     waiting = [
         c
         for c in _open
-        if c.conn.their_state in _WAITING
+        if c not in behind
+        and c.conn.their_state in _WAITING
+        and not (spare_new and now - c._since < SPARED_SECONDS)
         and not c.transport.is_closing()
         and not (c.cycle is not None and c.cycle.response_started and not c.cycle.response_complete)
     ]
     waiting.sort(key=lambda c: c._since)
-    for connection in waiting[:count]:
+    chosen = (behind + waiting)[:count]
+    for connection in chosen:
         connection._disarm()
-        connection._close(
-            503, "Service Unavailable", "too many connections waiting for their requests; this one waited longest\n"
-        )
-    return len(waiting[:count])
+        if connection in behind:
+            connection._reset()
+        else:
+            connection._close(
+                503, "Service Unavailable", "too many connections waiting for their requests; this one waited longest\n"
+            )
+    return len(chosen)
 
 
 def on_loop_error(loop: asyncio.AbstractEventLoop, context: dict) -> None:
@@ -139,14 +170,20 @@ class DeadlineProtocol(H11Protocol):
         self._since = self.loop.time()  # when the current wait for the client began
         self._body_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._stuck_since: float | None = None  # since when the client has not been taking its answers
+        self._send_timer: asyncio.TimerHandle | None = None
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, UNSENT_BYTES)
         self._arm()
         _open.add(self)
         if len(_open) > max_connections():
-            dropped.add("crowded out", _make_room(1))
+            dropped.add("crowded out", _make_room(1, spare_new=True))
 
     def connection_lost(self, exc: Exception | None) -> None:
         _open.discard(self)
         self._disarm()
+        self._unwatch_send()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -165,6 +202,64 @@ class DeadlineProtocol(H11Protocol):
         if self.conn.their_state is h11.IDLE:  # the next request's head is due from now
             self._since = self.loop.time()
         self._arm()
+        self._watch_flush()  # the answer said `connection: close`
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._watch_send(SEND_SECONDS)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._unwatch_send()
+        self._watch_flush()
+
+    def timeout_keep_alive_handler(self) -> None:
+        super().timeout_keep_alive_handler()
+        self._watch_flush()
+
+    def send_400_response(self, msg: str) -> None:
+        super().send_400_response(msg)
+        self._watch_flush()
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self._watch_flush()
+
+    def _watch_send(self, seconds: float) -> None:
+        """Reset the connection unless the client takes some of its answer within ``seconds``."""
+        if self._send_timer is None and not self._lost():
+            self._stuck_since = self.loop.time()
+            self._send_timer = self.loop.call_later(seconds, self._not_reading)
+
+    def _watch_flush(self) -> None:
+        """Closed with bytes still to send: the client has FLUSH_SECONDS to take them (asyncio would wait forever)."""
+        if self.transport.is_closing() and self.transport.get_write_buffer_size():
+            self._watch_send(FLUSH_SECONDS)
+
+    def _unwatch_send(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+        self._stuck_since = None
+
+    def _lost(self) -> bool:
+        return self not in _open
+
+    def _not_reading(self) -> None:
+        self._send_timer = None
+        if not self._lost():
+            dropped.add("not reading")
+            self._reset()
+
+    def _reset(self) -> None:
+        """Abort with a reset: the unsent answer is dropped from the kernel too, not left for a client that never reads."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass  # already gone: the abort below is enough
+        self.transport.abort()
 
     def _deadline(self) -> float | None:
         state = self.conn.their_state
@@ -217,3 +312,4 @@ class DeadlineProtocol(H11Protocol):
             self.cycle.disconnected = True
             self.cycle.message_event.set()
         self.transport.close()
+        self._watch_flush()
