@@ -258,6 +258,12 @@ bench-real: setup ## cross-validated quality and speed on the real sample (DATA)
 bench-gate: setup ## screen quarantined / gate refused / accepted per scenario, and the gate's intervals
 	python -m mlops_rakuten.devtools.gate_bench
 
+# Drift alerts on replayed traffic (docs/monitoring.md): time to the first alert per scenario, false alerts
+# in a clean week, false positives per window size, the cost of a day window; about 20 minutes on 2 busy cores.
+.PHONY: bench-drift
+bench-drift: data repro ## time to the first drift alert per scenario, false alerts on clean traffic
+	python -m mlops_rakuten.devtools.drift_bench
+
 # Mutation testing of the modules that decide something (docs/getting-started.md): mutmut changes
 # one thing at a time in a scratch copy and runs the module's unit tests on each change; prints the
 # score per module and every surviving mutant. MUTATE=serve/auth.py narrows it to listed modules.

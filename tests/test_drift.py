@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from mlops_rakuten.core.demo_data import generate
+from mlops_rakuten.devtools.drift_alert_timeline import rules
 from mlops_rakuten.monitoring.significance import SIGNALS
 from test_prediction_log import logged_rows, login
 
@@ -108,8 +109,10 @@ def drift(project: Path, folder: Path, report: Path) -> dict:
     )
     assert done.returncode == 0, done.stderr
     print(done.stdout)
-    result = json.loads(done.stdout)
+    short, result = json.loads(done.stdout)["windows"]
     assert result["tested"] and set(result["signals"]) == set(SIGNALS), done.stdout
+    # Logged within a minute: the short window (the last hour) holds the same products.
+    assert short["window"] == "short" and short["products"] == result["products"] == WINDOW
     return result
 
 
@@ -172,7 +175,7 @@ def monitored(project: Path, folder: Path, reports: Path) -> dict[str, float]:
         )
     try:
         return wait_until(
-            lambda: scrape(port).get("rakuten_drift_window_products") == WINDOW and scrape(port),
+            lambda: scrape(port).get('rakuten_drift_window_products{window="day"}') == WINDOW and scrape(port),
             "the monitor's first drift run",
             timeout=120,
             process=process,
@@ -184,52 +187,44 @@ def monitored(project: Path, folder: Path, reports: Path) -> dict[str, float]:
 
 @pytest.mark.server
 def test_monitor_gauges_fire_the_alerts_on_shifted_windows_only(logged, tmp_path):
+    """The gauges a real monitor served, held for 90 minutes, through promtool: each rule fires on the series
+    its condition (read off the gauges) names, and nowhere else."""
     promtool = needs("promtool")
     project, folders = logged
     gauges = {name: monitored(project, folder, tmp_path / name) for name, folder in folders.items()}
     assert (tmp_path / "same" / "drift.html").is_file()
     series: list[str] = []
-    expected: dict[str, list[str]] = {
-        "RakutenInputDrift": [],
-        "RakutenUnknownTokensRising": [],
-        "RakutenTop1ScoreFalling": [],
-    }
-    alert_of = {"unknown_majority": "RakutenUnknownTokensRising", "low_score": "RakutenTop1ScoreFalling"}
-    summaries = {
-        "RakutenInputDrift": lambda signal, v: (
-            f"Drift of {signal}: effect {v:.2f}, significant, for an hour: see the monitor's reports/drift.html"
-        ),
-        "RakutenUnknownTokensRising": lambda _, v: (
-            f"{v * 100:.4g}% more products of mostly unknown words than in the test split"
-        ),
-        "RakutenTop1ScoreFalling": lambda _, v: (
-            f"{v * 100:.4g}% more products with a top-1 score under 0.5 than in the test split"
-        ),
-    }
+    expected: dict[str, list[str]] = {rule.name: [] for rule in rules(ROOT)}
     for name, values in gauges.items():
         where = f'job="rakuten-monitor", instance="{name}"'
         for key, value in values.items():
-            if key.startswith(("rakuten_drift_effect{", "rakuten_drift_significant{", "rakuten_drift_min_effect{")):
+            if key.startswith(("rakuten_drift_effect{", "rakuten_drift_alert{", "rakuten_drift_page_effect{")):
                 labels = key[key.index("{") + 1 : -1]
                 series.append(
                     f"      - series: '{key[: key.index('{')]}{{{where}, {labels}}}'\n        values: '{value}x150'"
                 )
-        for signal in SIGNALS:
-            effect = values[f'rakuten_drift_effect{{signal="{signal}"}}']
-            significant = values[f'rakuten_drift_significant{{signal="{signal}"}}'] == 1
-            assert (values[f'rakuten_drift_alert{{signal="{signal}"}}'] == 1) == (
-                significant and effect >= values[f'rakuten_drift_min_effect{{signal="{signal}"}}']
-            )
-            if values[f'rakuten_drift_alert{{signal="{signal}"}}'] == 1:
-                alert = alert_of.get(signal, "RakutenInputDrift")
-                expected[alert].append(
-                    f"          - exp_labels: {{severity: warning, job: rakuten-monitor, instance: {name}, "
-                    f'signal: {signal}}}\n            exp_annotations:\n              summary: "'
-                    f'{summaries[alert](signal, effect)}"'
-                )
+        for window in ("short", "day"):
+            for signal in SIGNALS:
+                at = f'window="{window}",signal="{signal}"'
+                effect, alert = values[f"rakuten_drift_effect{{{at}}}"], values[f"rakuten_drift_alert{{{at}}}"] == 1
+                significant = values[f"rakuten_drift_significant{{{at}}}"] == 1
+                assert alert == (significant and effect >= values[f'rakuten_drift_min_effect{{signal="{signal}"}}'])
+                page = alert and effect >= values[f'rakuten_drift_page_effect{{signal="{signal}"}}']
+                for rule in rules(ROOT):
+                    if (
+                        window in rule.windows
+                        and signal in rule.signals
+                        and (page if rule.condition == "page" else alert)
+                    ):
+                        expected[rule.name].append(
+                            f"          - exp_labels: {{severity: {rule.severity}, job: rakuten-monitor, "
+                            f"instance: {name}, window: {window}, signal: {signal}}}\n"
+                            f"            exp_annotations:\n              summary: {json.dumps(rule.summary.format(window=window, signal=signal, value=effect))}"
+                        )
     fired = {alert: {line.split("instance: ")[1].split(",")[0] for line in lines} for alert, lines in expected.items()}
     assert fired["RakutenInputDrift"] >= {"two_classes"} and "same" not in fired["RakutenInputDrift"]
     assert fired["RakutenUnknownTokensRising"] == fired["RakutenTop1ScoreFalling"] == {"english"}
+    assert fired["RakutenDriftPage"] == {"two_classes", "english"}  # the whole window changed
     tests = [
         f"      - eval_time: 90m\n        alertname: {alert}\n        exp_alerts:\n" + "\n".join(lines)
         for alert, lines in expected.items()

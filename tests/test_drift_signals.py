@@ -237,12 +237,17 @@ def test_bad_lines_and_unknown_models_are_counted_and_left_out(model, tmp_path, 
     )
     code, out, err = drift_json(project, tmp_path, monkeypatch, capsys)
     assert code == 0, err
-    report = json.loads(out)
+    short, report = json.loads(out)["windows"]
+    assert (short["window"], report["window"]) == ("short", "day")
     assert report["model"] == md5 and report["products"] == 150 and report["tested"]
     assert report["left_out"] == {"earlier_model": 0, "unknown_model": 5, "unreadable_lines": 1}
+    # The short window (the last hour) holds the same products; unreadable lines are counted once, on the day.
+    assert (
+        short["products"] == 150 and short["left_out"]["unknown_model"] == 5 and short["signals"] == report["signals"]
+    )
     assert set(report["signals"]) == set(SIGNALS)
     for result in report["signals"].values():
-        assert {"statistic", "threshold", "significant", "alert", "effect", "p_value"} <= set(result)
+        assert {"statistic", "threshold", "significant", "alert", "page", "effect", "p_value"} <= set(result)
         assert isinstance(result["significant"], bool) and isinstance(result["alert"], bool)
         assert 0 < result["threshold"] <= ALPHA
     text = summary(measure(project, read_window(tmp_path, datetime.now(timezone.utc) - timedelta(hours=1))))
@@ -266,10 +271,10 @@ def test_a_window_of_three_products_is_reported_not_tested(model, tmp_path, monk
     )
     code, out, err = drift_json(project, tmp_path, monkeypatch, capsys)
     assert code == 0, err
-    report = json.loads(out)
-    assert report["products"] == 3 and not report["tested"] and report["min_products"] == MIN_WINDOW
-    for result in report["signals"].values():  # nothing made up
-        assert result["statistic"] is None and result["significant"] is None and result["alert"] is None
+    for report in json.loads(out)["windows"]:
+        assert report["products"] == 3 and not report["tested"] and report["min_products"] == MIN_WINDOW
+        for result in report["signals"].values():  # nothing made up
+            assert result["statistic"] is None and result["significant"] is None and result["alert"] is None
     drift = measure(project, read_window(tmp_path, datetime.now(timezone.utc) - timedelta(hours=1)))
     assert drift.results == {} and as_dict(drift)["tested"] is False
     assert f"fewer than {MIN_WINDOW} products: not tested" in summary(drift)

@@ -21,6 +21,7 @@ from mlops_rakuten.monitoring.signals import token_counts, unknown_share, word_v
 from mlops_rakuten.monitoring.significance import (
     ALPHA,
     CLASS_DRAWS,
+    PAGE_EFFECT,
     SIGNALS,
     TABLE_HEADER,
     TESTS,
@@ -130,7 +131,7 @@ def test_a_distribution_is_kolmogorov_smirnov(signal):
         expected.statistic,
     )
     assert (result.p_value, result.window, result.reference) == (expected.pvalue, window.mean(), reference.mean())
-    assert result.min_effect == 0.10 and math.isnan(result.threshold) and not result.significant
+    assert result.min_effect == 0.05 and math.isnan(result.threshold) and not result.significant
 
 
 @pytest.mark.parametrize(
@@ -141,7 +142,7 @@ def test_each_share_flags_strictly_past_its_threshold(signal, flagged, kept):
     window = np.array([flagged] * 30 + [kept] * 70, dtype=float)
     reference = np.array([flagged] * 10 + [kept] * 90, dtype=float)
     result = score_signal(signal, window, reference)
-    assert (result.test, result.statistic, result.min_effect) == ("fisher-exact", 30, 0.05)
+    assert (result.test, result.statistic, result.min_effect) == ("fisher-exact", 30, 0.03)
     assert (result.window, result.reference) == (0.3, 0.1) and result.effect == pytest.approx(0.2)
     assert result.p_value == share_test(window == flagged, reference == flagged)[1]
 
@@ -178,6 +179,25 @@ def test_an_alert_needs_significance_and_the_minimum_effect():
         (False, False, "-"),
     ]
     assert decided[0].threshold == ALPHA / 3 and holm([made("z", ALPHA)])[0].significant
+
+
+def test_a_page_needs_an_alert_and_the_page_effect():
+    """unknown_majority pages from 10 points more products; a significant one under its minimum never pages."""
+    decided = holm(
+        [
+            made("unknown_majority", 0.001, effect=0.10, min_effect=0.03),
+            made("low_score", 0.001, effect=0.099, min_effect=0.03),
+            made("no_text", 0.5, effect=0.5, min_effect=0.03),
+            made("predicted_class", 0.001, effect=0.3, min_effect=0.4),
+        ]
+    )
+    assert [(r.alert, r.page, r.verdict) for r in decided] == [
+        (True, True, "PAGE"),
+        (True, False, "ALERT"),
+        (False, False, "-"),
+        (False, False, "significant"),
+    ]
+    assert PAGE_EFFECT["unknown_majority"] == 0.10 and set(PAGE_EFFECT) == set(SIGNALS)
 
 
 def test_assess_tests_every_signal_on_its_column_and_baseline():

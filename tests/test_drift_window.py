@@ -203,7 +203,8 @@ def test_the_summary_names_every_number():
     result.results = assess(result.window, result.baseline)
     lines = summary(result, Path("reports/drift.md")).splitlines()
     assert lines[:5] == [
-        "model abc (built at workspace); window: 3 products, reference: 6 products of its training split, 6 of its test split",
+        "day window: 3 products; model abc (built at workspace); "
+        "reference: 6 products of its training split, 6 of its test split",
         "  2 product(s) answered by an earlier model left out",
         "  4 product(s) answered by a model no dvc.lock records left out",
         "  5 unreadable line(s) of the log left out (cut by a full disk or a crash mid-write)",

@@ -26,15 +26,40 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _drift(args: argparse.Namespace) -> None:
-    from mlops_rakuten.monitoring.drift import as_dict, measure, summary
+    from mlops_rakuten.monitoring.drift import as_dict, measure_windows, summary
     from mlops_rakuten.monitoring.log_files import read_window, since_time
     from mlops_rakuten.monitoring.prediction_log import default_folder
     from mlops_rakuten.monitoring.report import write_report
 
-    drift = measure(args.project, read_window(args.log_dir or default_folder(), since_time(args.since)))
-    text = summary(drift, args.out)
-    write_report(drift, args.out, text)
-    print(json.dumps(as_dict(drift), indent=2, allow_nan=False) if args.json else text)
+    windows = measure_windows(args.project, read_window(args.log_dir or default_folder(), since_time(args.since)))
+    text = "\n\n".join(summary(drift) for _, drift in windows) + f"\nreport: {args.out}"
+    write_report(windows, args.out, text)
+    if args.json:
+        print(json.dumps({"windows": [as_dict(drift) for _, drift in windows]}, indent=2, allow_nan=False))
+    else:
+        print(text)
+
+
+def _replay(args: argparse.Namespace) -> None:
+    from mlops_rakuten.core.errors import InputError
+    from mlops_rakuten.core.predict import load_model
+    from mlops_rakuten.monitoring.log_files import since_time
+    from mlops_rakuten.monitoring.replay import ReplayModel, read_products, replay
+    from mlops_rakuten.ops.dvcfiles import file_md5
+
+    try:
+        start = since_time(args.start)
+    except InputError as exc:
+        raise InputError(str(exc).replace("--since", "--start", 1)) from None
+    products = read_products(args.products)
+    model = ReplayModel(load_model(args.model), file_md5(args.model))
+    done = replay(model, products, args.log_dir, start, args.per_hour)
+    refused = f"; {done.no_text} without text left out (/predict refuses them)" if done.no_text else ""
+    print(
+        f"wrote {done.logged} prediction(s) of model {model.md5} from {done.first} to {done.last} "
+        f"into {done.path}{refused}",
+        file=sys.stderr,
+    )
 
 
 def _monitor(args: argparse.Namespace) -> None:
@@ -94,18 +119,36 @@ def add_commands(commands) -> None:
     )
     export.set_defaults(run=_export)
 
+    replay = actions.add_parser(
+        "replay",
+        help="write the log the server would have written had it answered PRODUCTS.csv at --per-hour from --start",
+    )
+    replay.add_argument("products", type=Path, metavar="PRODUCTS.csv", help="products in the /ingest format")
+    replay.add_argument("--log-dir", type=Path, required=True, help="folder to write the log file into")
+    replay.add_argument("--start", required=True, help="time of the first answer: ISO time, or 30m, 12h, 1d ago")
+    replay.add_argument("--per-hour", type=float, required=True, help="products answered an hour")
+    replay.add_argument(
+        "--model", type=Path, default=Path("models/model.joblib"), help="model (default models/model.joblib)"
+    )
+    replay.set_defaults(run=_replay)
+
     log_dir = {"type": Path, "help": "the prediction log folder (default as for predictions export)"}
     drift = commands.add_parser(
         "drift",
-        help="logged predictions vs the served model's training split: HTML report and a summary (docs/monitoring.md)",
+        help="logged predictions vs the served model's training split, over a short window (the last hour, at "
+        "least the last 1,000 products) and the long one: HTML report and a summary (docs/monitoring.md)",
     )
-    drift.add_argument("--since", default="1d", help="window start: 30m, 12h, 1d, 2w or an ISO time (default 1d)")
+    drift.add_argument(
+        "--since", default="1d", help="long window's start: 30m, 12h, 1d, 2w or an ISO time (default 1d)"
+    )
     drift.add_argument(
         "--out", type=Path, default=Path("reports/drift.html"), help="HTML report (default reports/drift.html)"
     )
     drift.add_argument("--project", type=Path, default=Path("."), help="the DVC project (default: here)")
     drift.add_argument("--log-dir", **log_dir)
-    drift.add_argument("--json", action="store_true", help="print every signal's test as JSON instead of the summary")
+    drift.add_argument(
+        "--json", action="store_true", help="print every window's and signal's test as JSON instead of the summary"
+    )
     drift.set_defaults(run=_drift)
 
     from mlops_rakuten.monitoring.gate import CLASS_DROP, F1_MARGIN
@@ -156,10 +199,12 @@ def add_commands(commands) -> None:
     )
     env = os.environ
     monitor.add_argument(
-        "--interval", default=env.get("RAKUTEN_MONITOR_INTERVAL") or "15m", help="time between drift runs (default 15m)"
+        "--interval", default=env.get("RAKUTEN_MONITOR_INTERVAL") or "5m", help="time between drift runs (default 5m)"
     )
     monitor.add_argument(
-        "--since", default=env.get("RAKUTEN_MONITOR_WINDOW") or "1d", help="window of each run (default 1d)"
+        "--since",
+        default=env.get("RAKUTEN_MONITOR_WINDOW") or "1d",
+        help="long window of each run (default 1d; the short one is the last hour, at least 1,000 products)",
     )
     monitor.add_argument("--reports", type=Path, default=Path("reports"), help="folder for the latest reports")
     monitor.add_argument(

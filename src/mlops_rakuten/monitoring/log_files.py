@@ -67,7 +67,7 @@ def read_window(folder: Path, since: datetime) -> Window:
         for row in _lines(path):
             if row is None:
                 bad += 1
-            elif _time(row) >= since:
+            elif row_time(row) >= since:
                 rows.append(row)
     rows.sort(key=lambda row: row["time"])
     return Window(rows, since, files, bad)
@@ -98,7 +98,7 @@ def _is_prediction(row: Any) -> bool:
     )
 
 
-def _time(row: dict[str, Any]) -> datetime:
+def row_time(row: dict[str, Any]) -> datetime:
     try:
         moment = datetime.fromisoformat(row["time"])
     except (TypeError, ValueError):

@@ -1,5 +1,8 @@
 """The monitor service: drift on a schedule, its tests as Prometheus gauges, and an optional scheduled retrain.
 
+Every run scores two windows (monitoring/drift.py): ``window="short"`` (the last hour, at least the last 1,000
+products) and ``window="day"``; each signal gauge carries ``window`` and ``signal`` labels (2 x 7 series).
+
 It reads the prediction log the API writes (a shared folder or volume) and the project the model was
 built from; it never talks to the API, so it can run in its own, heavier, container.
 """
@@ -18,10 +21,10 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from mlops_rakuten.core.errors import InputError
-from mlops_rakuten.monitoring.drift import measure, summary
+from mlops_rakuten.monitoring.drift import measure_windows, summary
 from mlops_rakuten.monitoring.log_files import read_window, since_time
 from mlops_rakuten.monitoring.report import write_report
-from mlops_rakuten.monitoring.significance import SIGNALS, TESTS
+from mlops_rakuten.monitoring.significance import PAGE_EFFECT, SIGNALS, TESTS
 
 # gauge -> (Result field, help); one series per signal, NaN while the window is too small to test
 SIGNAL_GAUGES = {
@@ -32,6 +35,7 @@ SIGNAL_GAUGES = {
     "significant": ("significant", "1 if the test is significant after the correction, else 0"),
     "alert": ("alert", "1 if significant and the effect reaches rakuten_drift_min_effect, else 0"),
 }
+WINDOWS = ("short", "day")
 
 log = logging.getLogger("monitor")
 _SPAN = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -53,14 +57,20 @@ class Monitor:
         self.registry = CollectorRegistry()
         gauge = lambda name, text, labels=(): Gauge(name, text, labels, registry=self.registry)  # noqa: E731
         self.signals = {
-            name: gauge(f"rakuten_drift_{name}", text, ["signal"]) for name, (_, text) in SIGNAL_GAUGES.items()
+            name: gauge(f"rakuten_drift_{name}", text, ["window", "signal"])
+            for name, (_, text) in SIGNAL_GAUGES.items()
         }
         self.min_effect = gauge("rakuten_drift_min_effect", "Smallest effect that alerts, per signal", ["signal"])
-        self.left_out = gauge("rakuten_drift_left_out_rows", "Window rows not tested, by reason", ["reason"])
-        self.products = gauge("rakuten_drift_window_products", "Logged predictions in the drift window")
-        self.top1 = gauge("rakuten_drift_mean_top1_score", "Mean top-1 score", ["data"])
+        self.page_effect = gauge(
+            "rakuten_drift_page_effect", "Smallest effect that pages on the short window, per signal", ["signal"]
+        )
+        self.left_out = gauge("rakuten_drift_left_out_rows", "Window rows not tested, by reason", ["window", "reason"])
+        self.products = gauge("rakuten_drift_window_products", "Logged predictions in the drift window", ["window"])
+        self.top1 = gauge("rakuten_drift_mean_top1_score", "Mean top-1 score", ["window", "data"])
         self.unknown = gauge(
-            "rakuten_drift_unknown_token_share", "Mean share of word tokens unknown to the model", ["data"]
+            "rakuten_drift_unknown_token_share",
+            "Mean share of word tokens unknown to the model",
+            ["window", "data"],
         )
         self.last_success = gauge("rakuten_drift_last_success_timestamp_seconds", "When drift last ran to the end")
         self.runs = Counter("rakuten_drift_runs_total", "Drift runs, by outcome", ["outcome"], registry=self.registry)
@@ -69,34 +79,39 @@ class Monitor:
         )
         for signal in SIGNALS:
             self.min_effect.labels(signal).set(TESTS[signal][2])
-            for name in SIGNAL_GAUGES:
-                self.signals[name].labels(signal).set(math.nan)
+            self.page_effect.labels(signal).set(PAGE_EFFECT[signal])
+            for window in WINDOWS:
+                for name in SIGNAL_GAUGES:
+                    self.signals[name].labels(window, signal).set(math.nan)
 
     def run_once(self) -> str:
-        """One drift run: gauges set, report written; returns the summary (raises on failure)."""
+        """One drift run: gauges set, report written; returns the summaries (raises on failure)."""
         report = self.reports / "drift.html"
-        drift = measure(self.project, read_window(self.log_dir, since_time(self.since)))
-        text = summary(drift, report)
-        write_report(drift, report, text)
+        windows = measure_windows(self.project, read_window(self.log_dir, since_time(self.since)))
+        text = "\n\n".join(summary(drift) for _, drift in windows) + f"\nreport: {report}"
+        write_report(windows, report, text)
+        for window, drift in windows:
+            self._set(window, drift)
+        self.last_success.set(time.time())
+        return text
+
+    def _set(self, window: str, drift) -> None:
         for signal in SIGNALS:
             result = drift.results.get(signal)
             for name, (field, _) in SIGNAL_GAUGES.items():
-                self.signals[name].labels(signal).set(math.nan if result is None else float(getattr(result, field)))
-        self.products.set(len(drift.window))
+                value = math.nan if result is None else float(getattr(result, field))
+                self.signals[name].labels(window, signal).set(value)
+        self.products.labels(window).set(len(drift.window))
         for reason, rows in (
             ("earlier_model", drift.other_models),
             ("unknown_model", drift.unknown_models),
             ("unreadable_line", drift.unreadable_lines),
         ):
-            self.left_out.labels(reason).set(rows)
-        window, reference = drift.means("score")
-        self.top1.labels("window").set(window)
-        self.top1.labels("reference").set(reference)
-        window, reference = drift.means("unknown_share")
-        self.unknown.labels("window").set(window)
-        self.unknown.labels("reference").set(reference)
-        self.last_success.set(time.time())
-        return text
+            self.left_out.labels(window, reason).set(rows)
+        for gauge, column in ((self.top1, "score"), (self.unknown, "unknown_share")):
+            now, then = drift.means(column)
+            gauge.labels(window, "window").set(now)
+            gauge.labels(window, "reference").set(then)
 
     def _drift_forever(self, interval: float) -> None:
         while True:

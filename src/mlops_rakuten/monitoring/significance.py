@@ -18,6 +18,10 @@ no_text           is under 0.5 / whose cleaned text is under 10 characters, agai
 The signals of one window are one family: Holm's step-down correction keeps the chance that a window
 like the reference marks any signal significant at or under ALPHA. A signal alerts when it is
 significant AND its effect reaches its minimum in TESTS: large windows make tiny, harmless shifts significant.
+It pages when it alerts with an effect of at least PAGE_EFFECT: a large share of the traffic has changed.
+The minimums and the page effects were tuned with `make bench-drift` (docs/monitoring.md): at 3,600 products
+an hour they page on a fully broken feed within 30 minutes and alert on a 10 % contaminated one within two
+hours, while clean traffic stays under them for days.
 """
 
 from __future__ import annotations
@@ -38,15 +42,27 @@ CLASS_DRAWS = 4_999  # simulated class mixes per test: p-values down to 0.0002, 
 SEED = 0
 
 # signal -> (test, column of the signal frames, minimum effect for an alert). The minimums: a tenth of the
-# products moved (class mix, distributions), five points more products of a bad kind (shares).
+# products changed class, a twentieth moved (distributions), three points more products of a bad kind
+# (shares): a tenth of the traffic from a source the model does not know moves them about twice as far.
 TESTS: dict[str, tuple[str, str, float]] = {
     "predicted_class": ("chi-square", "prdtypecode", 0.10),
-    "top1_score": ("kolmogorov-smirnov", "score", 0.10),
-    "text_length": ("kolmogorov-smirnov", "text_chars", 0.10),
-    "unknown_tokens": ("kolmogorov-smirnov", "unknown_share", 0.10),
-    "unknown_majority": ("fisher-exact", "unknown_share", 0.05),
-    "low_score": ("fisher-exact", "score", 0.05),
-    "no_text": ("fisher-exact", "text_chars", 0.05),
+    "top1_score": ("kolmogorov-smirnov", "score", 0.05),
+    "text_length": ("kolmogorov-smirnov", "text_chars", 0.05),
+    "unknown_tokens": ("kolmogorov-smirnov", "unknown_share", 0.05),
+    "unknown_majority": ("fisher-exact", "unknown_share", 0.03),
+    "low_score": ("fisher-exact", "score", 0.03),
+    "no_text": ("fisher-exact", "text_chars", 0.03),
+}
+# signal -> smallest effect that pages (with an alert): 15 % of the products changed class, a fifth moved,
+# ten points more products of a bad kind.
+PAGE_EFFECT: dict[str, float] = {
+    "predicted_class": 0.15,
+    "top1_score": 0.20,
+    "text_length": 0.20,
+    "unknown_tokens": 0.20,
+    "unknown_majority": 0.10,
+    "low_score": 0.10,
+    "no_text": 0.10,
 }
 SIGNALS = tuple(TESTS)
 FLAGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -69,10 +85,11 @@ class Result:
     threshold: float = math.nan  # Holm's p-value threshold at this signal's rank
     significant: bool = False
     alert: bool = False  # significant and effect >= min_effect
+    page: bool = False  # alert and effect >= PAGE_EFFECT[signal]
 
     @property
     def verdict(self) -> str:
-        return "ALERT" if self.alert else "significant" if self.significant else "-"
+        return "PAGE" if self.page else "ALERT" if self.alert else "significant" if self.significant else "-"
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready: NaN becomes None."""
@@ -136,7 +153,8 @@ def holm(results: list[Result], alpha: float = ALPHA) -> list[Result]:
         threshold = alpha / (len(tested) - rank)
         rejecting = rejecting and result.p_value <= threshold
         alert = rejecting and result.effect >= result.min_effect
-        decided[result.signal] = replace(result, threshold=threshold, significant=rejecting, alert=alert)
+        page = alert and result.effect >= PAGE_EFFECT.get(result.signal, math.inf)
+        decided[result.signal] = replace(result, threshold=threshold, significant=rejecting, alert=alert, page=page)
     return [decided.get(r.signal, r) for r in results]
 
 
