@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -22,12 +23,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sklearn.pipeline import Pipeline
 
+from mlops_rakuten.core.batches import BATCHES_FILE, Batch
 from mlops_rakuten.core.categories import DEFAULT_TOP_K
 from mlops_rakuten.core.demo_data import COLOURS, WORDS, generate
+from mlops_rakuten.core.paths import X_FILE, Y_FILE
 from mlops_rakuten.core.predict import clean_texts, load_model, predict_top_k_cleaned
 from mlops_rakuten.monitoring.live_accuracy import LiveAccuracyGauges, join_key, measure, summary, wilson
 from mlops_rakuten.monitoring.prediction_log import LogSettings, PredictionLog
 from mlops_rakuten.ops.dvcfiles import file_md5
+from mlops_rakuten.text import clean_text
 
 from conftest import ROOT, needs, reproduced_project, run
 from serve_support import free_port, stop, wait_until
@@ -51,6 +55,75 @@ def test_the_join_key_is_the_text_the_model_read():
     )
     assert join_key("Piscine", "spa bleue") == join_key("Piscine spa", "bleue")
     assert join_key("Piscine spa", "") != join_key("Piscine spas", "")  # an edited text is another product
+
+
+def hand_made_project(root: Path, x_rows: list[list[str]], codes: list[int], arrived: str) -> Path:
+    """data/raw with one accepted batch of ``x_rows`` (designation, description), a dvc.lock recording model
+    md5 "m" * 32 and its metrics (accuracy 0.9 on 200)."""
+    raw = root / "data" / "raw"
+    raw.mkdir(parents=True)
+    with open(raw / X_FILE, "w", newline="", encoding="utf-8") as xs, open(raw / Y_FILE, "w", newline="") as ys:
+        csv.writer(xs).writerows([["", "designation", "description", "productid", "imageid"]])
+        csv.writer(ys).writerows([["", "prdtypecode"]])
+        csv.writer(xs).writerows([[i, d, s, "", ""] for i, (d, s) in enumerate(x_rows)])
+        csv.writer(ys).writerows([[i, code] for i, code in enumerate(codes)])
+    batch = Batch(1, "feedback", arrived, 0, len(x_rows) - 1, len(x_rows), 0, "accepted")
+    (raw / BATCHES_FILE).write_text(json.dumps(batch.as_dict()) + "\n")
+    (root / "metrics").mkdir()
+    (root / "metrics" / "metrics.json").write_text('{"accuracy": 0.9, "n_test": 200}')
+    outs = [{"path": "models/model.joblib", "md5": "m" * 32}]
+    outs.append({"path": "metrics/metrics.json", "md5": file_md5(root / "metrics" / "metrics.json")})
+    (root / "dvc.lock").write_text(json.dumps({"schema": "2.0", "stages": {"train": {"outs": outs}}}))
+    return root
+
+
+def log_line(when: str, version: str, code: int, designation: str, description: str = "") -> str:
+    row = {"time": when, "model_version": version, "prdtypecode": code, "score": 0.9, "top_k": [[code, 0.9]]}
+    return json.dumps({**row, "text_chars": 9, "designation": designation, "description": description})
+
+
+def test_an_export_sent_back_and_a_product_labelled_from_its_html_both_join(tmp_path):
+    triple = "Piscine &amp;amp;amp; spa"  # cleaned once, as logged: "Piscine &amp; spa"; cleaned twice: "Piscine & spa"
+    logged = clean_text(triple)
+    assert logged == "Piscine &amp; spa" != clean_text(logged)
+    project = hand_made_project(
+        tmp_path / "p",
+        [[logged, ""], ["<b>Robot</b> piscine", "&eacute;lectrique"], ["Chaise de jardin", ""]],
+        [2583, 2583, 2582],
+        "2026-01-02T00:00:00Z",
+    )
+    folder = tmp_path / "log"
+    folder.mkdir()
+    (folder / "predictions-20260101T000000-h-1-1.jsonl").write_text(
+        "\n".join(
+            [
+                log_line("2026-01-01T10:00:00.000+00:00", "m" * 32, 2583, logged),  # the export sent back
+                log_line("2026-01-01T10:00:01.000+00:00", "m" * 32, 1300, "Robot piscine", "électrique"),  # wrong
+                log_line("2026-01-01T10:00:02.000+00:00", "m" * 32, 2582, "Chaise de jardin"),
+                log_line("2026-01-01T10:00:03.000+00:00", "m" * 32, 2582, "Chaise de jardin"),  # again: once
+                log_line("2026-01-02T10:00:00.000+00:00", "m" * 32, 1300, "Chaise de jardin"),  # after its label
+                log_line("2026-01-01T10:00:04.000+00:00", "u" * 32, 2583, logged),  # a model no dvc.lock records
+                '{"time": "2026-01-01T10:00:05',  # cut mid-write
+                json.dumps(
+                    {
+                        "time": "2026-01-01T10:00:06.000+00:00",
+                        "model_version": "m" * 32,
+                        "prdtypecode": 10,
+                        "score": 0.5,
+                        "tokens": 3,
+                        "unknown_tokens": 0,
+                    }
+                ),  # features mode: no text
+            ]
+        )
+        + "\n"
+    )
+    result = measure(project, folder, now=datetime(2026, 1, 3, tzinfo=timezone.utc))
+    (version,) = result.versions
+    assert (version.correct, version.labelled, version.holdout, version.n_test) == (2, 3, 0.9, 200)
+    assert (result.labelled_products, result.unknown_model, result.no_text) == (3, 1, 1)
+    assert not version.below_holdout  # 2 of 3: an interval far too wide to say anything
+    assert measure(project, folder, now=datetime(2026, 3, 1, tzinfo=timezone.utc)).versions == []  # past retention
 
 
 @dataclass(frozen=True)

@@ -1,33 +1,25 @@
-"""Accuracy on live traffic, from logged predictions whose products came back labelled.
+"""Accuracy on live traffic, from logged predictions whose products came back labelled (docs/monitoring.md).
 
-`rakuten predictions export` writes logged products as an /ingest CSV; once someone fills in their
-prdtypecode they come back through `rakuten ingest` or POST /ingest as a batch of data/raw. Each such
-product is joined to the predictions the log holds for it, and every model version that answered gets
-its accuracy on them with a 95 % Wilson interval, beside the accuracy its holdout measured
-(metrics/metrics.json of the dvc.lock that built it, with its own Wilson interval on n_test products).
+Products exported from the log (`rakuten predictions export`) come back labelled as a batch of data/raw
+(`rakuten ingest`, POST /ingest). Each is joined to its logged predictions, and every model version that
+answered gets its accuracy with a 95 % Wilson interval, beside its holdout accuracy (metrics/metrics.json
+of the dvc.lock that built it, with a Wilson interval on its n_test products).
 
-The join key is the product's text as the model read it: product_text(designation, description), the
-cleaned title and description joined, as serving builds the model's input. The log holds no product id
-and the export writes none, so the text is the only key both sides have; and it is the right one, since
-two products with the same key are the same input and got the same answer from the same model. The text
-is cleaned again on both sides (the log holds it cleaned, data/raw holds it as uploaded), so an export
-sent back unchanged joins exactly, and a product whose text someone edited is no longer the product the
-model answered and is not joined.
+Join key: the text the model read (title and description, cleaned, joined). The log and the export have no
+product id, so the text is the only key both sides have, and the right one: the same text is the same input,
+so the same answer. The log holds the text cleaned (joined as it stands: nothing to compute per logged row);
+a labelled row is keyed as it stands (an export sent back) and cleaned (a product labelled from its original
+HTML). An edited text is another product and does not join.
 
-What counts: rows of every batch but rejected ones (a person judged those labels wrong). Quarantined
-batches count: the label screen quarantines a batch whose labels disagree with production, which is just
-what labels of traffic the model gets wrong do (measured: a source the demo model does not know, labelled
-truly, agrees 4 % and is quarantined); their products are counted apart, so the on-call engineer knows to
-review them (`rakuten batches list`). The latest batch's label counts when a product was labelled twice, and only predictions logged before that
-batch arrived (a later model may have been fitted on the label). A product answered several times by
-one model counts once: the same text always gets the same answer, and counting it again would narrow
-the interval with no new evidence. Model versions no dvc.lock records are counted, not labelled, and
-the gauges carry at most MAX_VERSIONS versions (the latest to answer), so their label set stays bounded.
+What counts: every batch but rejected ones. Quarantined batches count, apart: the label screen quarantines
+labels that disagree with production, which true labels of traffic the model gets wrong do. A product's
+latest label counts, only against predictions logged before it arrived (a later model may have trained on
+it), once per model (the same text gets the same answer: counting it again would narrow the interval with
+no new evidence). Versions no dvc.lock records are counted, not labelled; at most MAX_VERSIONS are.
 
-The test (deployments/prometheus/accuracy-alerts.yml): live accuracy is significantly below the holdout's
-when the two 95 % Wilson intervals do not overlap, the live one below (``upper < holdout_lower``). Two
-independent intervals that do not overlap reject equal accuracies one-sided at well under 2.5 %; the
-served model is refitted on train + test, so the holdout figure errs low and the test errs quiet.
+The alert's test (deployments/prometheus/accuracy-alerts.yml): the two 95 % intervals apart, live below
+(``upper < holdout_lower``): one-sided, well under 2.5 % when the accuracies are equal. The served model is
+refitted on train + test, so its holdout figure errs low and the test errs quiet.
 """
 
 from __future__ import annotations
@@ -65,6 +57,11 @@ def join_key(designation: Any, description: Any) -> str:
     return product_text(designation, description).replace("\x00", "")
 
 
+def logged_key(row: dict[str, Any]) -> str:
+    """join_key of a logged row, whose title and description the log holds already cleaned."""
+    return f"{row['designation']} {row.get('description', '')}".strip().replace("\x00", "")
+
+
 def wilson(correct: int, n: int, z: float = Z) -> tuple[float, float]:
     """Wilson score interval of a proportion; (nan, nan) without a trial."""
     if n <= 0:
@@ -82,24 +79,29 @@ class Label:
     quarantined: bool  # its batch awaits review
 
 
-def labelled_products(raw_dir: Path) -> dict[str, Label]:
-    """Join key -> label, for the rows of every batch not rejected (the latest batch wins)."""
+def labelled_products(raw_dir: Path) -> tuple[dict[str, Label], int]:
+    """Join key -> label, for the rows of every batch not rejected (the latest batch wins); and how many
+    distinct products they are."""
     batches = [b for b in read_batches(raw_dir) if b.status != REJECTED]
     if not batches:
-        return {}
+        return {}, 0
     x = read_challenge_csv(raw_dir / X_FILE, X_COLUMNS)
     y = read_challenge_csv(raw_dir / Y_FILE, Y_COLUMNS)
     owner = batch_of(x.index, batches)
     arrived = {b.id: _utc(b.time) for b in batches}
     quarantined = {b.id for b in batches if b.status == QUARANTINED}
     labels: dict[str, Label] = {}
+    products = set()
     for batch_id, designation, description, code in zip(
         owner, x["designation"], x["description"], y["prdtypecode"].reindex(x.index), strict=True
     ):
         if batch_id >= 0 and isinstance(code, str) and code.strip():
             batch = int(batch_id)
-            labels[join_key(designation, description)] = Label(int(code), arrived[batch], batch in quarantined)
-    return labels
+            label = Label(int(code), arrived[batch], batch in quarantined)
+            labels[key := join_key(designation, description)] = label
+            products.add(key)
+            labels[f"{designation} {description}".strip().replace("\x00", "")] = label  # as exported
+    return labels, len(products)
 
 
 def _utc(text: str) -> datetime:
@@ -182,8 +184,8 @@ class Builds:
 def measure(project: Path, log_dir: Path, builds: Builds | None = None, now: datetime | None = None) -> LiveAccuracy:
     """Live accuracy per model version from the project's labelled batches and the prediction log."""
     builds = builds or Builds()
-    labels = labelled_products(project / RAW_DIR)
-    result = LiveAccuracy(labelled_products=len(labels))
+    labels, products = labelled_products(project / RAW_DIR)
+    result = LiveAccuracy(labelled_products=products)
     since = (now or datetime.now(timezone.utc)) - timedelta(days=LOOKBACK_DAYS)
     answers: dict[str, dict[str, int]] = {}  # model version -> join key -> predicted code (latest first seen)
     latest: dict[str, str] = {}  # model version -> time of its latest labelled prediction
@@ -191,7 +193,7 @@ def measure(project: Path, log_dir: Path, builds: Builds | None = None, now: dat
         if "designation" not in row:
             result.no_text += 1
             continue
-        key = join_key(row["designation"], row.get("description", ""))
+        key = logged_key(row)
         label = labels.get(key)
         if label is None or _utc(row["time"]) >= label.arrived:
             continue
