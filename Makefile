@@ -95,6 +95,13 @@ bench: setup ## full-size pipeline, experiments and memory; the solver against l
 	python -m mlops_rakuten.devtools.benchmark --sample "$(abspath $(SAMPLE))"
 	python -m mlops_rakuten.devtools.solver_bench --sample "$(abspath $(SAMPLE))"
 
+# The pipeline's cost curve (docs/speed.md): every stage on 85k to 850k demo products in a scratch copy;
+# writes docs/bench/scale.json and docs/img/scale.png. SIZES="85000 170000" runs fewer.
+SIZES ?= 85000 170000 425000 850000
+.PHONY: bench-scale
+bench-scale: setup ## wall, CPU, peak memory per stage from 85k to 850k products; features, non-zeros
+	python -m mlops_rakuten.devtools.scale_bench --sizes $(SIZES)
+
 # The documentation site (docs/, mkdocs.yml): served with live reload, or built into the
 # git-ignored site/. --strict turns a broken link or a page missing from the nav into an error.
 DOCS_ADDR ?= 127.0.0.1:8001
