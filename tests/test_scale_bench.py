@@ -45,9 +45,9 @@ def test_the_table_lists_every_stage_by_size_with_totals(tmp_path: Path, capsys)
         ["| 200,000", "train"],
         ["| 200,000", "**all** (50,000 features, 16.0 M non-zeros)"],
     ]
-    # Totals add the stages' wall and CPU, keep the largest peak; µs per product from the wall time.
-    assert rows[2].endswith("| **12.0** | **3.0** | **0.25** | **120** |")
-    assert rows[5].endswith("| **22.0** | **3.0** | **0.25** | **110** |")
+    # Totals add the stages' wall and CPU, keep the largest peak; µs per product from each.
+    assert rows[2].endswith("| **12.0** | **3.0** | **0.25** | **120** | **30** |")
+    assert rows[5].endswith("| **22.0** | **3.0** | **0.25** | **110** | **15** |")
 
 
 def test_the_chart_is_a_png_drawn_from_the_file(tmp_path: Path):
