@@ -67,7 +67,9 @@ def test_each_window_shows_every_signal_with_its_thresholds_and_state(tmp_path):
             assert statistic == f"{result.statistic:.4g}"
             assert effect == f"{result.effect:.3f} <small>/ {result.min_effect:.2f}</small>"
             assert p_value == f"{result.p_value:.2g} <small>/ {result.threshold:.2g}</small>"
-            assert state == {"-": "ok"}.get(result.verdict, result.verdict)
+            assert state == {"-": "ok"}.get(result.verdict, result.verdict).replace(
+                "PAGE", "ALERT" if result is day.results[signal] else "PAGE"
+            )
     # The shifted short window alerts on its share signals; the clean day window on none.
     assert short.results["low_score"].alert and short.results["no_text"].alert  # and PAGE where pages exist
     assert not any(r.alert for r in day.results.values())
@@ -127,3 +129,13 @@ def test_histograms_share_bins_and_y_scale_and_the_reference_stays_whole(shifted
         import matplotlib.pyplot as plt
 
         plt.close(figure)
+
+
+def test_only_the_short_window_pages_as_the_alert_rules_do(tmp_path):
+    broken = drift(500, 9, shifted=1.0)  # every product near-empty, unsure, unknown: page-sized effects
+    assert any(r.verdict == "PAGE" for r in broken.results.values())
+    page = written(tmp_path, [("short", broken), ("day", broken)])
+    row = signal_row(page, "no_text")
+    assert re.findall(r'class="state (\w+)">(\w+)<', row) == [("page", "PAGE"), ("alert", "ALERT")]
+    assert '<div class="badge page"><b>short window</b>: PAGE: ' in page
+    assert '<div class="badge alert"><b>day window</b>: ALERT: ' in page and "day window</b>: PAGE" not in page

@@ -46,6 +46,7 @@ REFERENCE_COLOR = "#9aa5b1"
 WINDOW_COLORS = ("#d9480f", "#1c7ed6", "#2b8a3e")  # first window, second, third
 STATE_CLASS = {"PAGE": "page", "ALERT": "alert", "significant": "significant", "-": "ok"}
 
+PAGING_WINDOWS = ("short",)  # the window deployments/prometheus/drift-alerts.yml pages on; the others warn
 Windows = Sequence[tuple[str, Drift]]
 
 
@@ -123,7 +124,12 @@ def _number(value: float, digits: str = ".3f") -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, digits)
 
 
-def _cells(result: Result | None, products: int) -> str:
+def _state(window: str, result: Result) -> str:
+    """The result's verdict as the alert rules act on it: only the short window pages."""
+    return "ALERT" if result.verdict == "PAGE" and window not in PAGING_WINDOWS else result.verdict
+
+
+def _cells(window: str, result: Result | None, products: int) -> str:
     if result is None:
         why = f"fewer than {MIN_WINDOW} products ({products}): not tested"
         return f'<td colspan=3 class=untested>{why}</td><td class="state untested">not tested</td>'
@@ -131,7 +137,7 @@ def _cells(result: Result | None, products: int) -> str:
         f"<td class=num>{_number(result.statistic, '.4g')}</td>"
         f"<td class=num>{_number(result.effect)} <small>/ {result.min_effect:.2f}</small></td>"
         f"<td class=num>{_number(result.p_value, '.2g')} <small>/ {_number(result.threshold, '.2g')}</small></td>"
-        f'<td class="state {STATE_CLASS.get(result.verdict, "alert")}">{result.verdict.replace("-", "ok")}</td>'
+        f'<td class="state {STATE_CLASS[_state(window, result)]}">{_state(window, result).replace("-", "ok")}</td>'
     )
 
 
@@ -142,7 +148,7 @@ def _table(windows: Windows) -> str:
     each = "<th>statistic</th><th>effect / min</th><th>p-value / threshold</th><th>state</th>" * len(windows)
     rows = "".join(
         f'<tr><th class=signal title="{html.escape(MEANING[signal])}">{signal}</th>'
-        + "".join(_cells(drift.results.get(signal), len(drift.window)) for _, drift in windows)
+        + "".join(_cells(name, drift.results.get(signal), len(drift.window)) for name, drift in windows)
         + "</tr>"
         for signal in SIGNALS
     )
@@ -154,7 +160,7 @@ def _banner(windows: Windows) -> str:
     for name, drift in windows:
         by_state: dict[str, list[str]] = {}
         for signal, result in drift.results.items():
-            by_state.setdefault(result.verdict, []).append(signal)
+            by_state.setdefault(_state(name, result), []).append(signal)
         if not drift.results:
             state, text = "untested", f"not tested ({len(drift.window)} products, fewer than {MIN_WINDOW})"
         elif by_state.keys() - {"-", "significant"}:  # an alert or a page
