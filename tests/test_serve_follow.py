@@ -3,7 +3,9 @@
 Real processes: `rakuten serve --follow` with 2 workers on loopback, a bare git remote holding the
 GTO tags, the model bytes on SeaweedFS. While clients send /predict without pause, prod is rolled
 back to v1.0.0 and promoted to v1.1.0 again with `make rollback` (`gto assign --force --push`); then a
-v1.2.0 whose model file is not a model is promoted. The module owns its registry: tests run in order.
+v1.2.0 whose model file is not a model is promoted, a v1.3.0 whose object in the bucket was replaced by
+another (valid) model, and a v1.4.0 whose object was deleted from the bucket: each is refused while v1.1.0
+answers every request. The module owns its registry: tests run in order.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import threading
 import time
 
 import httpx
+import joblib
 import pytest
 
-from test_registry import NAME, RAKUTEN, make, registry  # noqa: F401 (registry: the fixture, v1.0.0 and v1.1.0)
+from test_registry import NAME, RAKUTEN, make, model_md5, registry  # noqa: F401 (registry: the fixture)
 
 from conftest import ROOT, run
 from serve_support import auth, free_port, make_settings, server_env, stop, wait_until
+from team_remote import cache_file
 
 pytestmark = pytest.mark.server
 
@@ -170,6 +174,8 @@ def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(registry, fol
 
     model = wait_until(reported, "every worker to report the failure", timeout=10)
     assert model["loaded_md5"] == good and model["registry"]["version"] == "v1.1.0"
+    user_info = httpx.get(f"{url}/info", headers=auth(settings, "bob", "user"), timeout=10)
+    assert "error" not in user_info.json()["model"]["registry"] and "not a saved model" not in user_info.text
     metrics = httpx.get(f"{url}/metrics").text
     assert "rakuten_registry_check_failing 1.0" in metrics
     failures = next(line for line in metrics.splitlines() if line.startswith("rakuten_registry_check_failures_total"))
@@ -188,6 +194,79 @@ def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(registry, fol
         "every worker to see the failure resolved",
         timeout=10,
     )  # the other worker within a second
+
+
+def released(maintainer, version: str, compress: int, good: str) -> str:
+    """``version`` registered on a new commit: the good model saved again (other bytes, a valid model), pushed."""
+    joblib.dump(joblib.load(cache_file(maintainer, good)), maintainer / "models/model.joblib", compress=compress)
+    run(["dvc", "commit", "-f", "-q"], maintainer)
+    run(["git", "commit", "-q", "-am", f"the model saved with compress={compress}"], maintainer)
+    run(["dvc", "push", "-q"], maintainer)
+    run(["git", "push", "-q", "origin", "main"], maintainer)
+    make(maintainer, "register", f"VERSION={version}")
+    return model_md5(maintainer)
+
+
+def bucket_key(registry, md5: str) -> str:  # noqa: F811
+    keys = [key for key in registry["remote"].object_sizes() if key.endswith(f"{md5[:2]}/{md5[2:]}")]
+    assert len(keys) == 1, keys
+    return keys[0]
+
+
+def refused_under_load(registry, follower, version: str, reason: str) -> None:  # noqa: F811
+    """Promote ``version``: refused with ``reason`` (log, admin's /info, metric), v1.1.0 answering throughout."""
+    url, settings, log = follower
+    maintainer, good = registry["root"] / "maintainer", registry["versions"]["v1.1.0"]
+    with Load(url, auth(settings, "bob", "user")) as load:
+        make(maintainer, "promote", f"VERSION={version}", "STAGE=prod")
+        wait_until(
+            lambda: httpx.get(f"{url}/health").json()["status"] == "degraded", "the refusal", timeout=SWITCH_SECONDS
+        )
+
+        def reported():
+            models = [served(url, settings) for _ in range(6)]
+            return all(reason in (m["registry"]["error"] or "") for m in models) and models[0]
+
+        model = wait_until(reported, f"every worker to report: {reason}", timeout=10)
+        time.sleep(2)
+    assert model["loaded_md5"] == good and model["registry"]["version"] == "v1.1.0"
+    assert {status for status, _, _ in load.answers} == {200}, [a for a in load.answers if a[0] != 200][:5]
+    assert {model for _, model, _ in load.answers} == {good} and len(load.answers) > 10
+    user_info = httpx.get(f"{url}/info", headers=auth(settings, "bob", "user"), timeout=10)
+    assert "error" not in user_info.json()["model"]["registry"] and reason not in user_info.text
+    assert "rakuten_registry_check_failing 1.0" in httpx.get(f"{url}/metrics").text
+    assert any("registry check failed" in line and reason in line for line in log.read_text().splitlines())
+    answer = httpx.post(f"{url}/reload", headers=auth(settings, "alice", "admin"), timeout=120)
+    assert answer.status_code == 502 and reason in answer.json()["detail"], answer.text
+
+    make(maintainer, "rollback", "VERSION=v1.1.0", "STAGE=prod")
+    answer = httpx.post(f"{url}/reload", headers=auth(settings, "alice", "admin"), timeout=120)
+    assert answer.status_code == 200 and answer.json()["version"] == "v1.1.0", answer.text
+    wait_until(
+        lambda: all(httpx.get(f"{url}/health").json()["status"] == "ok" for _ in range(6)), "healthy again", timeout=10
+    )
+    assert "rakuten_registry_check_failing 0.0" in httpx.get(f"{url}/metrics").text
+
+
+def test_a_model_object_replaced_in_the_bucket_is_refused(registry, follower):  # noqa: F811
+    """Someone with write access to the bucket swapped v1.3.0's bytes for another model, one that loads."""
+    maintainer, versions = registry["root"] / "maintainer", registry["versions"]
+    recorded = released(maintainer, "v1.3.0", 3, versions["v1.1.0"])
+    other = cache_file(maintainer, versions["v1.0.0"]).read_bytes()  # a real model: it would load
+    bucket = registry["remote"].s3
+    bucket.client().put_object(Bucket=bucket.bucket, Key=bucket_key(registry, recorded), Body=other)
+    # ops/registry.py's md5 check against the commit's dvc.lock is what refuses it, with these words.
+    refused_under_load(
+        registry, follower, "v1.3.0", f"downloaded model md5 {versions['v1.0.0']} differs from dvc.lock's {recorded}"
+    )
+
+
+def test_a_model_object_missing_from_the_bucket_is_refused(registry, follower):  # noqa: F811
+    maintainer, versions = registry["root"] / "maintainer", registry["versions"]
+    recorded = released(maintainer, "v1.4.0", 5, versions["v1.1.0"])
+    bucket = registry["remote"].s3
+    bucket.client().delete_object(Bucket=bucket.bucket, Key=bucket_key(registry, recorded))
+    refused_under_load(registry, follower, "v1.4.0", "model bytes not fetched from the DVC remote")
 
 
 def test_follow_without_a_registry_stage_is_refused(tmp_path):
