@@ -125,6 +125,19 @@ def test_an_export_sent_back_and_a_product_labelled_from_its_html_both_join(tmp_
     assert not version.below_holdout  # 2 of 3: an interval far too wide to say anything
     assert measure(project, folder, now=datetime(2026, 3, 1, tzinfo=timezone.utc)).versions == []  # past retention
 
+    # A newer model built since: the answering one's build and holdout are found in the history.
+    for command in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "m"]):
+        run(["git", *command], project)
+    (project / "metrics" / "metrics.json").write_text('{"accuracy": 0.5, "n_test": 10}')
+    (project / "dvc.lock").write_text((project / "dvc.lock").read_text().replace("m" * 32, "n" * 32))
+    (version,) = measure(project, folder, now=datetime(2026, 1, 3, tzinfo=timezone.utc)).versions
+    head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
+    assert (version.built_at, version.holdout, version.n_test) == (head, 0.9, 200)
+    (project / "metrics" / "metrics.json").write_text('{"accuracy": 0.5, "n_test": 10}')  # the workspace's, stale
+    (project / "dvc.lock").write_text((project / "dvc.lock").read_text().replace("n" * 32, "m" * 32))
+    (version,) = measure(project, folder, now=datetime(2026, 1, 3, tzinfo=timezone.utc)).versions
+    assert version.built_at == "workspace" and math.isnan(version.holdout)  # not the metrics built with it
+
 
 @dataclass(frozen=True)
 class Served:

@@ -24,6 +24,7 @@ refitted on train + test, so its holdout figure errs low and the test errs quiet
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -156,7 +157,8 @@ def holdout_accuracy(project: Path, built: Built) -> tuple[float, int]:
         text = path.read_text(encoding="utf-8") if path.is_file() and file_md5(path) == built.outs.get(METRICS) else ""
     else:
         shown = run(["git", "show", f"{built.commit}:{METRICS}"], project, check=False)
-        text = shown.stdout if shown.returncode == 0 else ""
+        recorded = shown.returncode == 0 and hashlib.md5(shown.stdout.encode()).hexdigest() == built.outs.get(METRICS)
+        text = shown.stdout if recorded else ""
     try:
         metrics = json.loads(text)
         return float(metrics["accuracy"]), int(metrics["n_test"])
