@@ -2,8 +2,12 @@
 
 Requests only put a record on a bounded in-memory queue; one thread per worker process cleans the
 text and appends it to that process's own file (no interleaving between workers). Files are rotated
-by size and age, and old ones deleted by age and total size. A write that fails (a full disk) is
-logged once a minute, counted in ``rakuten_prediction_log_errors_total`` and dropped: serving goes on.
+by size and age, and old ones deleted by age and total size; they are private (0600, in a 0700
+folder) and a writer never deletes another one's open file (monitoring/log_folder.py). A write that
+fails (a full disk) is logged once a minute, counted in ``rakuten_prediction_log_errors_total`` and
+dropped: serving goes on. Each user (token subject) may fill a budget of bytes a minute; beyond, its
+products are counted in ``rakuten_prediction_log_dropped_total`` and not logged
+(monitoring/log_budget.py). Texts longer than TEXT_MAX_CHARS are cut in the log (``"truncated": true``).
 
 Settings (environment, read by the server):
 
@@ -15,6 +19,7 @@ RAKUTEN_PREDICTION_LOG_ROTATE_MB       a file is closed past this size (default 
 RAKUTEN_PREDICTION_LOG_ROTATE_HOURS    ... or this age (default 24)
 RAKUTEN_PREDICTION_LOG_RETENTION_DAYS  closed files older than this are deleted (default 30)
 RAKUTEN_PREDICTION_LOG_MAX_MB          ... and the oldest beyond this total (default 1024)
+RAKUTEN_PREDICTION_LOG_USER_MB_PER_MINUTE  what one user may log a minute, per worker (default 1)
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ import json
 import logging
 import os
 import queue
-import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -36,13 +40,15 @@ import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter
 
 from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.monitoring.log_budget import TEXT_MAX_CHARS, UserBudget, record_bytes
+from mlops_rakuten.monitoring.log_folder import FILE_GLOB, file_name, open_private, private_folder, prune, writer_id
 from mlops_rakuten.monitoring.signals import token_counts
 from mlops_rakuten.text import clean_text
 
 log = logging.getLogger("serve.prediction_log")
 
 MODES = ("text", "features", "off")
-FILE_GLOB = "predictions-*.jsonl"
+__all__ = ["FILE_GLOB", "LogSettings", "PredictionLog", "default_folder"]  # FILE_GLOB: for the log's readers
 QUEUE_SIZE = 10_000  # records waiting for the writer; beyond, new ones are dropped and counted
 ERROR_LOG_SECONDS = 60  # a full disk is said once a minute, not once per prediction
 
@@ -55,6 +61,7 @@ class LogSettings:
     rotate_seconds: float = 24 * 3600
     retention_seconds: float = 30 * 86400
     max_total_bytes: int = 1024 * 2**20
+    user_bytes_per_minute: float = 2**20
 
     @classmethod
     def from_env(cls, state_dir: Path, environ: dict[str, str] | None = None) -> LogSettings:
@@ -69,6 +76,7 @@ class LogSettings:
             rotate_seconds=_number(env, "RAKUTEN_PREDICTION_LOG_ROTATE_HOURS", 24) * 3600,
             retention_seconds=_number(env, "RAKUTEN_PREDICTION_LOG_RETENTION_DAYS", 30) * 86400,
             max_total_bytes=int(_number(env, "RAKUTEN_PREDICTION_LOG_MAX_MB", 1024) * 2**20),
+            user_bytes_per_minute=_number(env, "RAKUTEN_PREDICTION_LOG_USER_MB_PER_MINUTE", 1) * 2**20,
         )
 
 
@@ -116,6 +124,17 @@ class PredictionLog:
         )
         for reason in ("write_failed", "queue_full"):
             self.errors.labels(reason)
+        self.dropped = Counter(
+            "rakuten_prediction_log_dropped_total",
+            "Predictions not logged on purpose (still answered): user_budget, the user's bytes a minute used up",
+            ["reason"],
+            registry=registry,
+        )
+        self.dropped.labels("user_budget")
+        self.budget = UserBudget(settings.user_bytes_per_minute)
+        self._over_budget: dict[str, int] = {}  # user: products not logged since the last warning
+        self._last_budget_log = -float(ERROR_LOG_SECONDS)
+        self._writer = writer_id()
         self._queue: queue.Queue[_Answered | None] = queue.Queue(QUEUE_SIZE)
         self._handle: BinaryIO | None = None
         self._opened_at = 0.0
@@ -127,15 +146,40 @@ class PredictionLog:
             self._thread.start()
 
     def append(
-        self, designation: str, description: str, codes: npt.ArrayLike, scores: npt.ArrayLike, model: Any
+        self,
+        designation: str,
+        description: str,
+        codes: npt.ArrayLike,
+        scores: npt.ArrayLike,
+        model: Any,
+        user: str = "",
     ) -> None:
-        """Queue one answered product; never blocks and never raises."""
+        """Queue one answered product, within ``user``'s budget; never blocks and never raises."""
         if self._thread is None:
+            return
+        if not self.budget.spend(user, record_bytes(designation, description)):
+            self._drop_over_budget(user)
             return
         try:
             self._queue.put_nowait(_Answered(time.time(), designation, description, codes, scores, model))
         except queue.Full:
             self.errors.labels("queue_full").inc()
+
+    def _drop_over_budget(self, user: str) -> None:
+        self.dropped.labels("user_budget").inc()
+        self._over_budget[user] = self._over_budget.get(user, 0) + 1
+        now = time.monotonic()
+        if now - self._last_budget_log >= ERROR_LOG_SECONDS:
+            self._last_budget_log = now
+            counts = ", ".join(f"{name or '(no user)'}: {count}" for name, count in sorted(self._over_budget.items()))
+            self._over_budget.clear()
+            log.warning(
+                "prediction log: products not logged, their user over its budget of %.2f MiB a minute "
+                "(RAKUTEN_PREDICTION_LOG_USER_MB_PER_MINUTE) since the last such line: %s; still answered, "
+                "counted in rakuten_prediction_log_dropped_total",
+                self.settings.user_bytes_per_minute / 2**20,
+                counts,
+            )
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued, then stop the writer (at server shutdown)."""
@@ -159,9 +203,11 @@ class PredictionLog:
         }
         designation, description = clean_text(item.designation), clean_text(item.description)
         text = f"{designation} {description}".strip()
-        row["text_chars"] = len(text)
+        row["text_chars"] = len(text)  # of the whole text, as the model saw it
         if self.settings.mode == "text":
-            row.update(designation=designation, description=description)
+            row.update(designation=designation[:TEXT_MAX_CHARS], description=description[:TEXT_MAX_CHARS])
+            if max(len(designation), len(description)) > TEXT_MAX_CHARS:
+                row["truncated"] = True
         else:
             tokens, unknown = token_counts(item.model.pipeline, [text])
             row.update(tokens=int(tokens[0]), unknown_tokens=int(unknown[0]))
@@ -196,20 +242,21 @@ class PredictionLog:
 
     def _file(self) -> BinaryIO:
         now = time.time()
+        folder = self.settings.folder
+        assert folder is not None  # set by from_env
         if self._handle is not None and (
             self._handle.tell() >= self.settings.rotate_bytes or now - self._opened_at >= self.settings.rotate_seconds
         ):
             self._close_file()
-            self._prune(now)
+            s = self.settings
+            prune(folder, s.retention_seconds, s.max_total_bytes, s.rotate_seconds, self._writer, None, now)
         if self._handle is None:
-            folder = self.settings.folder
-            assert folder is not None  # set by from_env
-            folder.mkdir(parents=True, exist_ok=True)
-            stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%dT%H%M%S")
+            if not self._files_opened:
+                private_folder(folder)  # created 0700, or narrowed if an older version left it open
+            else:
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # deleted meanwhile
             self._files_opened += 1  # several files may open within one second
-            # Host and pid: replicas in containers share the folder and may share a pid.
-            name = f"predictions-{stamp}-{socket.gethostname()}-{os.getpid()}-{self._files_opened}.jsonl"
-            self._handle = open(folder / name, "ab")
+            self._handle = open_private(folder / file_name(now, self._writer, self._files_opened))
             if self._handle.tell():  # reopened after a failed write: never continue a cut line
                 self._handle.write(b"\n")
             self._opened_at = now
@@ -222,25 +269,6 @@ class PredictionLog:
             except OSError:
                 pass
             self._handle = None
-
-    def _prune(self, now: float) -> None:
-        """Delete closed files past the retention age, then the oldest until the total fits."""
-        files = []
-        assert self.settings.folder is not None  # set by from_env
-        for path in self.settings.folder.glob(FILE_GLOB):
-            try:
-                stat = path.stat()
-            except OSError:
-                continue
-            files.append((stat.st_mtime, stat.st_size, path))
-        files.sort()
-        total = sum(size for _, size, _ in files)
-        for mtime, size, path in files:
-            if now - mtime <= self.settings.retention_seconds and total <= self.settings.max_total_bytes:
-                break
-            path.unlink(missing_ok=True)
-            total -= size
-            log.info("prediction log %s deleted (retention)", path.name)
 
     def _failed(self, count: int, exc: Exception) -> None:
         self.errors.labels("write_failed").inc(count)

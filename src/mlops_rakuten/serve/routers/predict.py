@@ -121,7 +121,7 @@ async def _products(request: Request) -> tuple[list[PredictRequest], list[list[s
     openapi_extra={**_BODY_DOC, **body_limit(PREDICT_MAX_BYTES)},
     responses=responses(400, 401, 403, 413, 422, 503),
 )
-async def predict(request: Request, _: Annotated[User, Depends(require_user)]) -> dict | list[dict]:
+async def predict(request: Request, user: Annotated[User, Depends(require_user)]) -> dict | list[dict]:
     """async: the model runs in a thread through the batcher, so the event loop stays free meanwhile."""
     products, where, many = await _products(request)
     state = request.app.state
@@ -155,6 +155,6 @@ async def predict(request: Request, _: Annotated[User, Depends(require_user)]) -
     for product, answer in zip(products, answers, strict=True):
         codes, scores, used = answer  # type: ignore[misc]  # exceptions were raised above
         state.metrics.predictions.labels(str(codes[0])).inc()
-        state.prediction_log.append(product.designation, product.description or "", codes, scores, used)
+        state.prediction_log.append(product.designation, product.description or "", codes, scores, used, user.name)
         results.append({"predictions": as_records(codes, scores), "model_version": used.md5})
     return results if many else results[0]
