@@ -205,7 +205,7 @@ def test_monitor_gauges_fire_the_alerts_on_shifted_windows_only(logged, tmp_path
                 )
         for window in ("short", "day"):
             for signal in SIGNALS:
-                at = f'window="{window}",signal="{signal}"'
+                at = f'signal="{signal}",window="{window}"'  # the exposition sorts labels
                 effect, alert = values[f"rakuten_drift_effect{{{at}}}"], values[f"rakuten_drift_alert{{{at}}}"] == 1
                 significant = values[f"rakuten_drift_significant{{{at}}}"] == 1
                 assert alert == (significant and effect >= values[f'rakuten_drift_min_effect{{signal="{signal}"}}'])
