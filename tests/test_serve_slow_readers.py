@@ -8,10 +8,11 @@ held every connection the server had room for, for good, and no /health probe go
 from __future__ import annotations
 
 import statistics
+import time
 
 import pytest
 
-from mlops_rakuten.devtools.slow_readers import attack
+from mlops_rakuten.devtools.slow_readers import attack, open_non_reader
 
 from serve_support import build_project, free_port, make_settings, start_server, stop
 
@@ -45,3 +46,26 @@ def test_clients_that_never_read_are_closed_and_health_keeps_answering(settings,
     assert statistics.median(answered) < 1, result.health
     text = log.read_text()
     assert "Traceback" not in text, text[-2000:]
+
+
+def test_a_client_reading_slowly_keeps_its_connection(settings, tmp_path):
+    """A 1 KiB receive buffer read four times a second: about 2 KiB/s, far below what the pipelined answers
+    need but above the 1 KiB/s minimum. Its answer waits longer than 10 s for room, and is never cut off."""
+    port = free_port()
+    process = start_server(settings, port, tmp_path / "server.log")
+    try:
+        sock = open_non_reader(port, pipelined=400)
+        received, start = 0, time.monotonic()
+        try:
+            while time.monotonic() - start < 2.5 * PROMISED_SECONDS:
+                time.sleep(0.25)
+                chunk = sock.recv(2048)
+                assert chunk, f"closed by the server after {time.monotonic() - start:.1f} s"
+                received += len(chunk)
+        except BlockingIOError:
+            pytest.fail(f"the server sent nothing for 0.25 s after {received} bytes")
+        finally:
+            sock.close()
+    finally:
+        stop(process)
+    assert received > 2.5 * PROMISED_SECONDS * 1024  # more than the minimum rate, all along

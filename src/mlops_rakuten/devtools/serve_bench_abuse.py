@@ -11,14 +11,24 @@ Against a real `rakuten serve` on loopback (the project's model, a throw-away us
 4. slow senders: connections to /token announcing a 4,000-byte body and sending one byte a
    second (they once stayed open as long as bytes came): how many the server holds at once, how
    long it keeps each, and /health's latency meanwhile. ``--open-files 128`` runs the server
-   under that descriptor limit (`ulimit -n`), fewer than the slow connections.
+   under that descriptor limit (`ulimit -n`), fewer than the slow connections;
+5. slow readers (devtools/slow_readers.py): 60 connections with a 1 KiB receive buffer pipelining
+   400 x GET /openapi.json and never reading, against a server of its own under
+   ``--reader-open-files`` (100) descriptors: the sockets the server holds over time, when each
+   client is closed, and /health meanwhile. Written to ``--out`` (docs/bench/serve_abuse.json);
+   ``--table FILE`` prints that file as the Markdown docs/serving-limits.md shows.
+
+``--only slow-readers`` runs the fifth step alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -27,7 +37,9 @@ import httpx
 import numpy as np
 import psutil
 
+from mlops_rakuten.core.atomic import atomic_open
 from mlops_rakuten.core.errors import InputError, exit_on_input_error
+from mlops_rakuten.devtools import slow_readers
 from mlops_rakuten.devtools.serve_bench import serving
 from mlops_rakuten.serve.settings import MODEL_PATH
 
@@ -203,6 +215,27 @@ def slow_senders(base: str, count: int, seconds: int) -> None:
     )
 
 
+def slow_reader_case(root: Path, clients: int, open_files: int, out: Path, argv: list[str]) -> None:
+    with serving(root, open_files=open_files) as (base, _, process):
+        result = slow_readers.attack(base, process.pid, clients=clients, pipelined=400, seconds=30)
+    print(result.summary())
+    print("sockets the server held (seconds, count): " + ", ".join(f"{s:.0f}:{n}" for s, n in result.held[::2]))
+    record = {
+        **result.as_dict(),
+        "open_files": open_files,
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "command": " ".join(["python -m mlops_rakuten.devtools.serve_bench_abuse", *argv]),
+        "cores": os.cpu_count(),
+        "load": round(os.getloadavg()[0], 1),
+        "python": platform.python_version(),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out) as handle:
+        json.dump(record, handle, indent=1)
+        handle.write("\n")
+    print(f"wrote {out}")
+
+
 @exit_on_input_error
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -214,17 +247,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slow", type=int, default=300, help="slow-sending connections (default 300)")
     parser.add_argument("--slow-seconds", type=int, default=40, help="how long they go on at most (default 40)")
     parser.add_argument("--open-files", type=int, help="the server's file-descriptor limit (`ulimit -n`)")
+    parser.add_argument("--readers", type=int, default=60, help="non-reading connections (default 60)")
+    parser.add_argument("--reader-open-files", type=int, default=100, help="their server's limit (default 100)")
+    parser.add_argument("--only", choices=["slow-readers"], help="run this step alone")
+    parser.add_argument("--out", type=Path, default=Path("docs/bench/serve_abuse.json"), help="the slow readers' JSON")
+    parser.add_argument("--table", type=Path, help="print this JSON as Markdown tables, and nothing else")
     args = parser.parse_args(argv)
+    if args.table:
+        try:
+            print(slow_readers.table(json.loads(args.table.read_text())))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{args.table}: not a slow-readers result of this benchmark ({exc})") from None
+        return
     root = args.project.resolve()
     if not (root / MODEL_PATH).is_file():
         raise InputError(f"{root / MODEL_PATH}: no model to serve; run `make run` first")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
-    with serving(root, open_files=args.open_files) as (base, token, process):
-        server = psutil.Process(process.pid)
-        huge_bodies(base, server, args.bodies, 2**30)
-        adversarial_load(base, token, server, args.attackers, args.requests)
-        junk_methods(base, args.junk)
-        slow_senders(base, args.slow, args.slow_seconds)
+    if not args.only:
+        with serving(root, open_files=args.open_files) as (base, token, process):
+            server = psutil.Process(process.pid)
+            huge_bodies(base, server, args.bodies, 2**30)
+            adversarial_load(base, token, server, args.attackers, args.requests)
+            junk_methods(base, args.junk)
+            slow_senders(base, args.slow, args.slow_seconds)
+    slow_reader_case(root, args.readers, args.reader_open_files, args.out, sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

@@ -128,3 +128,37 @@ def attack(
     result.closed_after = [None if c is None else round(c, 2) for c in closed]
     result.health = [None if h is None else round(h, 4) for h in result.health]
     return result
+
+
+def table(record: dict) -> str:
+    """The Markdown tables docs/serving-limits.md shows, from the JSON the benchmark wrote."""
+    closed = [s for s in record["closed_after"] if s is not None]
+    health = [s for s in record["health"] if s is not None]
+    lines = [
+        f"{record['clients']} clients pipelining {record['pipelined']} x `GET /openapi.json` with a 1 KiB receive "
+        f"buffer, never reading; server under `prlimit --nofile={record['open_files']}:{record['open_files']}`; "
+        f"{record['cores']} cores, load average {record['load']:.1f}; {record['date']}; `{record['command']}`",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| clients closed by the server | {len(closed)} of {record['clients']} |",
+        "| closed after (s): min, median, max | "
+        + (f"{min(closed):.1f}, {statistics.median(closed):.1f}, {max(closed):.1f} |" if closed else "— |"),
+        f"| `/health` probes answered | {len(health)} of {len(record['health'])} |",
+        "| `/health` (ms): p50, max | "
+        + (f"{statistics.median(health) * 1000:.0f}, {max(health) * 1000:.0f} |" if health else "— |"),
+        "",
+        "| seconds since the attack began | " + " | ".join(str(s) for s, _ in _per_second(record["held"])) + " |",
+        "|---" * (1 + len(_per_second(record["held"]))) + "|",
+        "| sockets the server held (most in that second) | "
+        + " | ".join(str(n) for _, n in _per_second(record["held"]))
+        + " |",
+    ]
+    return "\n".join(lines)
+
+
+def _per_second(held: list) -> list[tuple[int, int]]:
+    most: dict[int, int] = {}
+    for seconds, count in held:
+        most[int(seconds)] = max(most.get(int(seconds), 0), count)
+    return sorted(most.items())

@@ -22,24 +22,21 @@ handler ``on_loop_error`` instead closes the oldest waiting connections, so acce
 resumes. Closed connections are counted and logged at most once a minute, never
 with a traceback.
 
-Sending has a deadline too. A client that never reads its answers (a 1 KiB receive buffer,
-400 pipelined GET /openapi.json) once kept its connection forever: the answers filled the
-kernel's buffers (up to 4 MiB each: tcp_wmem), then the transport's, and uvicorn waited for room
-to write. The kernel now keeps at most UNSENT_BYTES of a connection's answers not yet sent
-(TCP_NOTSENT_LOWAT; what is in flight is bounded by the client's window), and a transport
-paused for writing (its buffer past the high-water mark) for SEND_SECONDS, or closed with bytes
-the client does not take within FLUSH_SECONDS, is aborted with a reset, which frees the kernel's
-buffers too. Such connections are the first to make room at the limit. Pipelined requests are
-answered one at a time (h11 pauses reading until an answer is sent), so unread answers never
-pile up beyond the transport's buffer and one answer.
+Sending has a deadline too. A client that never read its answers (1 KiB receive buffer, 400
+pipelined GET /openapi.json) kept its connection forever: answers filled the kernel's buffer (up to
+4 MiB: tcp_wmem), then asyncio's, and uvicorn waited for room. Now the kernel and the transport
+each hold at most UNSENT_BYTES of a connection's unsent answers (TCP_NOTSENT_LOWAT, and the
+transport's high-water mark), pipelined requests being answered one at a time; a transport paused
+for writing whose client takes less than SEND_MIN_BYTES_PER_SECOND over SEND_SECONDS (FLUSH_SECONDS
+once the server closed it) is reset, which drops the unsent bytes from the kernel too. Such
+connections are the first to make room at the limit.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import asyncio.constants
 import logging
-import resource
 import socket
 import struct
 import time
@@ -47,40 +44,23 @@ import time
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from mlops_rakuten.serve.descriptors import max_connections
+
 HEAD_SECONDS = 10.0
 BODY_GRACE_SECONDS = 10.0
 BODY_MIN_BYTES_PER_SECOND = 32 * 2**10
-SEND_SECONDS = 10.0  # an answer the client takes nothing of for this long is dropped, with the connection
+SEND_SECONDS = 10.0  # an answer waiting this long for the client to take SEND_MIN_BYTES_PER_SECOND: dropped
+SEND_MIN_BYTES_PER_SECOND = 2**10
 FLUSH_SECONDS = 5.0  # a closed connection's last bytes: the client takes them within this or is reset
 # A connection just accepted (a /health probe among a burst, say) has had no time to send its request:
 # another new connection does not crowd it out before this. (Out of descriptors, the oldest go at once.)
 SPARED_SECONDS = 0.5
-UNSENT_BYTES = 128 * 2**10  # per connection, in the kernel; the transport buffers up to 64 KiB more
-# File descriptors kept for everything but client connections: the listening socket, the model and
-# users files, logs, `dvc` subprocesses' pipes during /ingest and /train.
-RESERVED_DESCRIPTORS = 48
+ACCEPT_RETRY_SECONDS = 0.1  # out of descriptors, accept again this soon (asyncio's default: 1 s)
+UNSENT_BYTES = 32 * 2**10  # per connection, in the kernel, and as much in the transport (then it pauses)
 LOG_EVERY_SECONDS = 60.0
 
 log = logging.getLogger("serve.connections")
 _WAITING = (h11.IDLE, h11.SEND_BODY)  # the client's side of the request is not complete yet
-
-
-def raise_descriptor_limit() -> None:
-    """Raise this process's open-file limit to its hard maximum (`rakuten serve` does, before its workers start)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass  # a container may forbid it: the soft limit it left then decides
-
-
-@functools.cache  # read at the first connection: after `rakuten serve` has raised the limit
-def max_connections() -> int:
-    """The connections this process has descriptors for, beyond those it keeps for itself."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    soft = 1 << 16 if soft == resource.RLIM_INFINITY else min(soft, 1 << 16)
-    return max(8, soft - RESERVED_DESCRIPTORS)
 
 
 class _Dropped:
@@ -147,6 +127,9 @@ def on_loop_error(loop: asyncio.AbstractEventLoop, context: dict) -> None:
         loop.default_exception_handler(context)
         return
     dropped.add("refused")
+    # asyncio stops accepting for ACCEPT_RETRY_DELAY (1 s) after this, read once the handler returns; room is
+    # made below, so accepting again sooner lets a /health probe queued meanwhile in within a second.
+    asyncio.constants.ACCEPT_RETRY_DELAY = ACCEPT_RETRY_SECONDS  # type: ignore[misc,assignment]  # typeshed: Final
     now = time.monotonic()
     if now - _room_made_at >= 0.1:  # asyncio reports each connection of the burst: make room once for all
         _room_made_at = now
@@ -172,9 +155,11 @@ class DeadlineProtocol(H11Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._stuck_since: float | None = None  # since when the client has not been taking its answers
         self._send_timer: asyncio.TimerHandle | None = None
+        self._send_mark = 0  # bytes waiting in the transport when the send deadline was last set
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, UNSENT_BYTES)
+        transport.set_write_buffer_limits(high=UNSENT_BYTES)  # asyncio's default: 64 KiB
         self._arm()
         _open.add(self)
         if len(_open) > max_connections():
@@ -226,10 +211,11 @@ class DeadlineProtocol(H11Protocol):
         self._watch_flush()
 
     def _watch_send(self, seconds: float) -> None:
-        """Reset the connection unless the client takes some of its answer within ``seconds``."""
+        """Reset the connection unless the client takes SEND_MIN_BYTES_PER_SECOND of its answer each ``seconds``."""
         if self._send_timer is None and not self._lost():
             self._stuck_since = self.loop.time()
-            self._send_timer = self.loop.call_later(seconds, self._not_reading)
+            self._send_mark = self.transport.get_write_buffer_size()
+            self._send_timer = self.loop.call_later(seconds, self._not_reading, seconds)
 
     def _watch_flush(self) -> None:
         """Closed with bytes still to send: the client has FLUSH_SECONDS to take them (asyncio would wait forever)."""
@@ -245,11 +231,17 @@ class DeadlineProtocol(H11Protocol):
     def _lost(self) -> bool:
         return self not in _open
 
-    def _not_reading(self) -> None:
+    def _not_reading(self, seconds: float) -> None:
         self._send_timer = None
-        if not self._lost():
-            dropped.add("not reading")
-            self._reset()
+        if self._lost():
+            return
+        left = self.transport.get_write_buffer_size()
+        if self._send_mark - left >= SEND_MIN_BYTES_PER_SECOND * seconds:  # reading, slowly: another period
+            self._send_mark = left
+            self._send_timer = self.loop.call_later(seconds, self._not_reading, seconds)
+            return
+        dropped.add("not reading")
+        self._reset()
 
     def _reset(self) -> None:
         """Abort with a reset: the unsent answer is dropped from the kernel too, not left for a client that never reads."""

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.serve import roles
-from mlops_rakuten.serve.connections import DeadlineProtocol, raise_descriptor_limit
+from mlops_rakuten.serve.connections import DeadlineProtocol
+from mlops_rakuten.serve.descriptors import raise_descriptor_limit
 from mlops_rakuten.serve.follow import FOLLOW_SECONDS_ENV, follow_seconds, start_serving
 from mlops_rakuten.serve.roles import ROLE_ENV, writes_project
 from mlops_rakuten.serve.settings import (
