@@ -18,8 +18,8 @@ times in all has a smallest attainable p-value of a few percent. Tarone's correc
 only the K pairs whose smallest attainable p-value is at most alpha / K, so the family-wise rate
 stays at alpha while K is a handful: a 30 % relabelling of a 36-row class in a 300-row batch (p 1e-4
 to 1e-8 in the demo) is caught, where Bonferroni over all ~340 pairs of such a batch would need
-alpha / 340. A pair fails when its p is at most alpha / K and the batch's share is at least the
-effect minimum above the test split's.
+alpha / 340. A pair fails when its p is at most alpha / K and the batch's share is at least
+PAIR_EFFECT above the test split's.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ CONFIDENT = 0.5  # a top-1 score under this: production more likely wrong than r
 # Measured on demo batches (`make bench-gate`): at 0.01, 30 % of a 36-row class in a 300-row batch of
 # 27 classes is caught in 120 of 120 batches, at 0.001 in 117.
 PAIR_ALPHA = 0.01
+# 30 % of a class moved into one of similar size fills about a quarter of that class's rows (0.3 / 1.3);
+# 30 % of 2583's 36 demo rows moved into 1280's 17, a third. At 0.15, one clean five-class demo batch of
+# 20 failed (6 of 39 rows labelled 10 confidently predicted 40, against 0 of 73 test products).
+PAIR_EFFECT = 0.2
 TEST_PREDICTIONS = "plots/predictions.csv"  # the evaluate stage's: actual,predicted,... per test product
 
 Confusion = dict[int, dict[int, int]]  # production's test split: {actual class: {predicted class: count}}

@@ -25,7 +25,7 @@ them and reads what production measured from a project.
    agreement, and in a batch of all 27 classes B's own agreement test (2) has too few rows to see it
    reliably; the moved rows show sharper in one cell: labelled B, confidently predicted A, against how
    often production predicted A for real B products on its test split (plots/predictions.csv). Fisher
-   exact test with Tarone's correction at PAIR_ALPHA, same EFFECT minimum; a failing pair names both
+   exact test with Tarone's correction at PAIR_ALPHA, effect minimum PAIR_EFFECT; a failing pair names both
    classes. Skipped (and said) when production's test predictions are not there.
 4. **Per-row label issues**, the core of confident learning (Northcutt et al. 2021, cleanlab's
    ``find_label_issues``): production's scores (core/predict.py's softmax) as probabilities; per class
@@ -53,6 +53,7 @@ from mlops_rakuten.core.paths import CLASS_METRICS, METRICS
 from mlops_rakuten.core.predict import decision_values, has_text, load_model, softmax_scores
 from mlops_rakuten.monitoring.label_pairs import (
     PAIR_ALPHA,
+    PAIR_EFFECT,
     TEST_PREDICTIONS,
     Confusion,
     flagged_pairs,
@@ -118,7 +119,7 @@ def judge(
     overall = fails(p_value, target - agreement, alpha, effect)
     flagged = flagged_classes(labels, predicted, recalls, alpha, effect, MIN_CLASS_ROWS, top1)
     pairs, family = (
-        flagged_pairs(labels, predicted, top1, confusion, PAIR_ALPHA, effect, MIN_CLASS_ROWS)
+        flagged_pairs(labels, predicted, top1, confusion, PAIR_ALPHA, PAIR_EFFECT, MIN_CLASS_ROWS)
         if confusion is not None
         else ([], 0)
     )
