@@ -246,6 +246,7 @@ def test_the_json_says_what_was_tested_and_nothing_made_up():
         "alpha": 0.01,
         "correction": "holm",
     }
+    assert (untested["window"], untested["first"], untested["last"]) == ("day", None, None)
     assert untested["reference_products"] == {"training_split": 6, "test_split": 6}
     assert untested["left_out"] == {"earlier_model": 2, "unknown_model": 4, "unreadable_lines": 5}
     assert untested["means"]["text_chars"] == {"window": 10.0, "reference": 7.5}
@@ -258,6 +259,7 @@ def test_the_json_says_what_was_tested_and_nothing_made_up():
         "threshold": None,
         "significant": None,
         "alert": None,
+        "page": None,
     }
     result.results = assess(result.window, result.baseline)
     tested = as_dict(result)
