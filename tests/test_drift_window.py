@@ -202,18 +202,18 @@ def test_the_summary_names_every_number():
     result.other_models, result.unknown_models, result.unreadable_lines = 2, 4, 5
     result.results = assess(result.window, result.baseline)
     lines = summary(result, Path("reports/drift.md")).splitlines()
-    assert lines[:5] == [
-        "day window: 3 products; model abc (built at workspace); "
-        "reference: 6 products of its training split, 6 of its test split",
+    assert lines[:6] == [
+        "DAY WINDOW: 3 products",
+        "  model abc (built at workspace); reference: 6 products of its training split, 6 of its test split",
         "  2 product(s) answered by an earlier model left out",
         "  4 product(s) answered by a model no dvc.lock records left out",
         "  5 unreadable line(s) of the log left out (cut by a full disk or a crash mid-write)",
         "  tests at a 1% false-positive rate per window (Holm over the 7 signals):",
     ]
-    assert lines[5] == "  signal            statistic  effect   min   p-value threshold  verdict"
-    assert lines[6] == "  predicted_class       0.225   0.167  0.10         1    0.0033  -"
-    assert [line.split()[0] for line in lines[6:13]] == list(SIGNALS)
-    assert lines[13:] == [
+    assert lines[6] == "  signal            statistic  effect   min   p-value threshold  verdict"
+    assert lines[7] == "  predicted_class       0.225   0.167  0.10         1    0.0033  -"
+    assert [line.split()[0] for line in lines[7:14]] == list(SIGNALS)
+    assert lines[14:] == [
         "  mean top-1 score          window    0.700   reference    0.500",
         "  mean text length          window   10.000   reference    7.500",
         "  mean unknown-token share  window    0.150   reference    0.150",
@@ -227,8 +227,8 @@ def test_the_summary_names_every_number():
         == f"  most predicted in window: {CODES[0]} (50%), {CODES[1]} (25%), {CODES[2]} (12%)"
     )
     untested = summary(frames()).splitlines()
-    assert untested[1] == f"  fewer than {MIN_WINDOW} products: not tested (sampling noise would dominate)"
-    assert len(untested) == 6 and not untested[-1].startswith("report")
+    assert untested[2] == f"  fewer than {MIN_WINDOW} products: not tested (sampling noise would dominate)"
+    assert len(untested) == 7 and not untested[-1].startswith("report")
 
 
 def test_the_json_says_what_was_tested_and_nothing_made_up():

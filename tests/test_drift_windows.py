@@ -66,7 +66,8 @@ def test_the_short_window_is_the_last_hour_at_high_traffic_and_the_last_products
     assert (found["day"]["products"], found["short"]["products"]) == (1_200, SHORT_PRODUCTS)
     assert datetime.fromisoformat(found["short"]["first"]) < now - timedelta(hours=16)
     text = drift(project, quiet, "1d", monkeypatch, capsys)
-    assert text.startswith("short window (") and "\n\nday window (" in text and "verdict" in text
+    assert text.startswith("SHORT WINDOW: 1000 products, ") and "\n\nDAY WINDOW: 1200 products, " in text
+    assert text.count("verdict") == 2
 
 
 def test_rows_older_than_since_next_to_current_ones_are_left_out(model, tmp_path, monkeypatch, capsys):  # noqa: F811

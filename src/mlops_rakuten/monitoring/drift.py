@@ -181,10 +181,11 @@ def measure_windows(project: Path, window: Window) -> list[tuple[str, Drift]]:
 def summary(drift: Drift, report: Path | None = None) -> str:
     """One screen: the window, what was left out, each signal's test, and the means behind them."""
     window, reference = drift.window, drift.reference
-    span = f" ({drift.first[:19]} to {drift.last[:19]})" if drift.first else ""
+    span = f", {drift.first[:19].replace('T', ' ')} to {drift.last[:19].replace('T', ' ')}" if drift.first else ""
     lines = [
-        f"{drift.name} window{span}: {len(window)} products; model {drift.model_md5} (built at {drift.built_at}); "
-        f"reference: {len(reference)} products of its training split, {len(drift.held_out)} of its test split"
+        f"{drift.name.upper()} WINDOW: {len(window)} products{span}",
+        f"  model {drift.model_md5} (built at {drift.built_at}); reference: {len(reference)} products of its "
+        f"training split, {len(drift.held_out)} of its test split",
     ]
     if drift.other_models:
         lines.append(f"  {drift.other_models} product(s) answered by an earlier model left out")
