@@ -10,7 +10,8 @@ and checked with `promtool test rules` on the same series.
   read back once; CLEAN_DAYS days of traffic drawn from them (with replacement) at RATE, scored with the monitor's
   short and day windows every STEP minutes (the day window every DAY_STEP: its content moves slowly).
 - **scenarios**: a clean day, then SHIFT_HOURS of shifted traffic: a share (0..100 %) of genuine challenge
-  products (../shared/data/rakuten-sample, cycled; left out when absent), demo products of two classes only,
+  products (../shared/data/rakuten-sample, cycled; where absent, English listings from outside the demo
+  catalogue: devtools/out_of_catalogue.py), demo products of two classes only,
   or near-empty texts (one word of the title); time to the first alert and the first page from the shift.
 - **false positives per window size**: FP_DRAWS windows of each size drawn from the clean products.
 - **cost**: a day window of 100,000 logged products scored from the log files (both windows, `rakuten drift`'s
@@ -35,6 +36,7 @@ from mlops_rakuten.core.atomic import atomic_open
 from mlops_rakuten.core.demo_data import generate
 from mlops_rakuten.core.predict import load_model
 from mlops_rakuten.devtools import drift_alert_timeline as timeline
+from mlops_rakuten.devtools.out_of_catalogue import english_products
 from mlops_rakuten.monitoring.drift import SHORT_PRODUCTS, measure_windows, reference_frame, window_frame
 from mlops_rakuten.monitoring.log_files import read_window
 from mlops_rakuten.monitoring.reference import HOLDOUT_MODEL_PATH, MODEL_PATH, TEST_SPLIT, TRAIN_SPLIT
@@ -44,6 +46,7 @@ from mlops_rakuten.ops.dvcfiles import file_md5
 
 ROOT = Path(__file__).resolve().parents[3]
 GENUINE = ROOT.parent / "shared" / "data" / "rakuten-sample" / "X_train_update.csv"
+GENUINE_KIND, FOREIGN_KIND = "genuine products", "out-of-catalogue (English)"
 RATE = 3_600  # products an hour
 STEP, DAY_STEP = 5, 15  # minutes between monitor runs; between day-window scorings of the clean week
 CLEAN_DAYS, CLEAN_SEED, SHIFT_SEED = 7, 2_026, 2_027
@@ -112,10 +115,13 @@ def shifted(kind: str, share: int, clean: pd.DataFrame, rows: int, rand: np.rand
         return terse
     if kind == "clean":
         return clean.iloc[:rows].reset_index(drop=True)
-    genuine = pd.read_csv(GENUINE, dtype=str, keep_default_na=False)[["designation", "description"]]
+    if kind == GENUINE_KIND:
+        foreign = pd.read_csv(GENUINE, dtype=str, keep_default_na=False)[["designation", "description"]]
+    else:
+        foreign = english_products(5_000, SHIFT_SEED)
     take = rand.random(rows) < share / 100
     out = clean.iloc[:rows].reset_index(drop=True).copy()
-    picks = genuine.sample(int(take.sum()), replace=True, random_state=int(rand.integers(1 << 31)))
+    picks = foreign.sample(int(take.sum()), replace=True, random_state=int(rand.integers(1 << 31)))
     out.loc[take, ["designation", "description"]] = picks.to_numpy()
     return out
 
@@ -173,8 +179,8 @@ def false_positives(frame: pd.DataFrame, baseline, draws: int) -> list[dict[str,
 
 
 def scenarios() -> list[tuple[str, int]]:
-    kinds = [("genuine products", share) for share in SHARES] if GENUINE.is_file() else []
-    return [("clean", 0), *[k for k in kinds if k[1]], ("two classes", 100), ("near-empty text", 100)]
+    kind = GENUINE_KIND if GENUINE.is_file() else FOREIGN_KIND
+    return [("clean", 0), *[(kind, share) for share in SHARES if share], ("two classes", 100), ("near-empty text", 100)]
 
 
 def first_alerts(rules, runs) -> dict[str, Any]:
