@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 import time
 
+import httpx
 import pytest
 
 from mlops_rakuten.devtools.slow_readers import attack, open_non_reader
@@ -33,6 +34,7 @@ def test_clients_that_never_read_are_closed_and_health_keeps_answering(settings,
     process = start_server(settings, port, log, open_files=100)
     try:
         result = attack(f"http://127.0.0.1:{port}", process.pid, clients=60, pipelined=400, seconds=25)
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     finally:
         stop(process)
     print(result.summary())
@@ -46,6 +48,13 @@ def test_clients_that_never_read_are_closed_and_health_keeps_answering(settings,
     assert statistics.median(answered) < 1, result.health
     text = log.read_text()
     assert "Traceback" not in text, text[-2000:]
+    assert "not reading their answers" in text  # the once-a-minute line
+    closed = {
+        line.split('"')[1]: float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("rakuten_connections_closed_total{")
+    }
+    assert closed["not_reading"] + closed["crowded_out"] >= 60, closed
 
 
 def test_a_client_reading_slowly_keeps_its_connection(settings, tmp_path):

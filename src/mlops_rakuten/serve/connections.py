@@ -40,6 +40,7 @@ import logging
 import socket
 import struct
 import time
+from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -64,14 +65,20 @@ _WAITING = (h11.IDLE, h11.SEND_BODY)  # the client's side of the request is not 
 
 
 class _Dropped:
-    """Connections closed for being slow or crowded out, logged as one line a minute at most."""
+    """Connections closed for being slow or crowded out, logged as one line a minute at most.
+
+    ``counter``: the app's rakuten_connections_closed_total (serve/metrics.py), labelled by reason.
+    """
 
     def __init__(self) -> None:
         self.counts = {"slow": 0, "not reading": 0, "crowded out": 0, "refused": 0}
         self.logged_at = -LOG_EVERY_SECONDS
+        self.counter: Any = None
 
     def add(self, reason: str, count: int = 1) -> None:
         self.counts[reason] += count
+        if self.counter is not None and count:
+            self.counter.labels(reason.replace(" ", "_")).inc(count)
         now = time.monotonic()
         if now - self.logged_at >= LOG_EVERY_SECONDS:
             self.logged_at = now

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlops_rakuten.core.categories import CODES
+from mlops_rakuten.serve import connections
 from mlops_rakuten.serve.model import LoadedModel
 
 # Label values come from a fixed set, whatever a client sends: any other method, and any path that
@@ -78,6 +79,16 @@ class Metrics:
         )
         for code in CODES:  # every class shows up from the start, at 0
             self.predictions.labels(str(code))
+        self.connections_closed = Counter(
+            "rakuten_connections_closed_total",
+            "Connections the server closed: slow (request not in time), not_reading (answers not taken), "
+            "crowded_out (at the connection limit), refused (no file descriptor to accept them)",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in ("slow", "not_reading", "crowded_out", "refused"):
+            self.connections_closed.labels(reason)
+        connections.dropped.counter = self.connections_closed  # this process's app counts them from now
 
     def _info_labels(self, model: LoadedModel) -> tuple[str, ...]:
         return model.md5, str(model.path), model.version, self.model_stage if model.version else "", model.since
