@@ -47,18 +47,35 @@ def test_a_record_counts_its_text_cut_to_the_cap_in_utf8_bytes():
 def test_what_is_over_a_users_budget_is_counted_not_written_and_long_texts_are_cut(tmp_path):
     long = "piscine " * 2_500
     cost = record_bytes("Piscine", long)
-    log = PredictionLog(LogSettings(folder=tmp_path, user_bytes_per_minute=2 * cost), CollectorRegistry())
+    registry = CollectorRegistry()
+    log = PredictionLog(LogSettings(folder=tmp_path, user_bytes_per_minute=2 * cost), registry)
     for _ in range(3):
         log.append("Piscine", long, [10, 40], [0.9, 0.1], MODEL, user="bob")  # the third is over
     log.append("Carte Pokémon", "", [10, 40], [0.9, 0.1], MODEL, user="alice")
     log.close()
     rows = logged_rows(tmp_path)
     assert [row["designation"] for row in rows] == ["Piscine", "Piscine", "Carte Pokémon"]
-    assert log.dropped.labels("user_budget")._value.get() == 1
+    assert registry.get_sample_value("rakuten_prediction_log_dropped_total", {"reason": "user_budget"}) == 1
     cut = rows[0]
     assert len(cut["description"]) == TEXT_MAX_CHARS and cut["truncated"] is True
     assert cut["text_chars"] > 19_000  # the whole text's length, as the model saw it
     assert "truncated" not in rows[2]
+
+
+def test_a_folder_and_files_left_open_by_an_older_version_are_narrowed(tmp_path):
+    folder = tmp_path / "predictions"
+    folder.mkdir(mode=0o755)
+    older = folder / file_name(time.time() - 60, "host-a-1", 1)
+    older.write_text("{}\n")
+    os.chmod(folder, 0o755)
+    os.chmod(older, 0o644)
+    log = PredictionLog(LogSettings(folder=folder), CollectorRegistry())
+    log.append("Piscine", "", [10, 40], [0.9, 0.1], MODEL, user="bob")
+    log.close()
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(path.stat().st_mode) for path in folder.iterdir()} == {0o600} and len(
+        list(folder.iterdir())
+    ) == 2
 
 
 def test_pruning_spares_other_writers_files_they_may_still_append_to(tmp_path):
