@@ -215,6 +215,19 @@ def slow_senders(base: str, count: int, seconds: int) -> None:
     )
 
 
+def _without_project(argv: list[str]) -> list[str]:
+    """The arguments but ``--project``'s: a path of this machine, meaningless in the committed record."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip or arg.startswith("--project="):
+            skip = False
+        elif arg == "--project":
+            skip = True
+        else:
+            kept.append(arg)
+    return kept
+
+
 def slow_reader_case(root: Path, clients: int, open_files: int, out: Path, argv: list[str]) -> None:
     with serving(root, open_files=open_files) as (base, _, process):
         result = slow_readers.attack(base, process.pid, clients=clients, pipelined=400, seconds=30)
@@ -224,7 +237,7 @@ def slow_reader_case(root: Path, clients: int, open_files: int, out: Path, argv:
         **result.as_dict(),
         "open_files": open_files,
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
-        "command": " ".join(["python -m mlops_rakuten.devtools.serve_bench_abuse", *argv]),
+        "command": " ".join(["python -m mlops_rakuten.devtools.serve_bench_abuse", *_without_project(argv)]),
         "cores": os.cpu_count(),
         "load": round(os.getloadavg()[0], 1),
         "python": platform.python_version(),
