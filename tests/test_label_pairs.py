@@ -25,7 +25,7 @@ from mlops_rakuten.monitoring.label_pairs import (
     parse_predictions,
     tarone_family,
 )
-from mlops_rakuten.monitoring.label_screen import judge
+from mlops_rakuten.monitoring.label_screen import judge, production_metrics
 from mlops_rakuten.monitoring.label_statistics import Measured
 
 from conftest import reproduced_project, run
@@ -127,6 +127,16 @@ def test_test_predictions_without_their_columns_are_refused_naming_the_file():
     assert parse_predictions("actual,predicted,x\n10,10,a\n10,2583,b\n") == {10: {10: 1, 2583: 1}}
     with pytest.raises(InputError, match="plots/predictions.csv: no column predicted"):
         parse_predictions("actual,guess\n10,10\n")
+
+
+def test_a_project_without_test_predictions_is_screened_without_the_pair_test(tmp_path: Path):
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics/metrics.json").write_text(json.dumps({"accuracy": 0.86, "n_test": 2000}))
+    (tmp_path / "metrics/classes.json").write_text(json.dumps({"10": {"recall": 0.9, "support": 73}}))
+    assert production_metrics(tmp_path)[2] is None  # type: ignore[index]
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots/predictions.csv").write_text("actual,predicted\n10,10\n10,40\n")
+    assert production_metrics(tmp_path)[2] == {10: {10: 1, 40: 1}}  # type: ignore[index]
 
 
 # For real: a 6,000-row demo project (its test split holds about 35 products of class 1280).
