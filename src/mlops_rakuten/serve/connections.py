@@ -36,15 +36,14 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.constants
-import logging
 import socket
 import struct
 import time
-from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from mlops_rakuten.serve.closed import dropped
 from mlops_rakuten.serve.descriptors import max_connections
 
 HEAD_SECONDS = 10.0
@@ -58,42 +57,10 @@ FLUSH_SECONDS = 5.0  # a closed connection's last bytes: the client takes them w
 SPARED_SECONDS = 0.5
 ACCEPT_RETRY_SECONDS = 0.1  # out of descriptors, accept again this soon (asyncio's default: 1 s)
 UNSENT_BYTES = 32 * 2**10  # per connection, in the kernel, and as much in the transport (then it pauses)
-LOG_EVERY_SECONDS = 60.0
 
-log = logging.getLogger("serve.connections")
 _WAITING = (h11.IDLE, h11.SEND_BODY)  # the client's side of the request is not complete yet
 
 
-class _Dropped:
-    """Connections closed for being slow or crowded out, logged as one line a minute at most.
-
-    ``counter``: the app's rakuten_connections_closed_total (serve/metrics.py), labelled by reason.
-    """
-
-    def __init__(self) -> None:
-        self.counts = {"slow": 0, "not reading": 0, "crowded out": 0, "refused": 0}
-        self.logged_at = -LOG_EVERY_SECONDS
-        self.counter: Any = None
-
-    def add(self, reason: str, count: int = 1) -> None:
-        self.counts[reason] += count
-        if self.counter is not None and count:
-            self.counter.labels(reason.replace(" ", "_")).inc(count)
-        now = time.monotonic()
-        if now - self.logged_at >= LOG_EVERY_SECONDS:
-            self.logged_at = now
-            log.warning(
-                "connections closed, since the start: %d too slow sending their request, %d not reading "
-                "their answers, %d crowded out by newer ones at the connection limit, %d not accepted for lack "
-                "of file descriptors (totals; this line repeats at most once a minute)",
-                self.counts["slow"],
-                self.counts["not reading"],
-                self.counts["crowded out"],
-                self.counts["refused"],
-            )
-
-
-dropped = _Dropped()
 _open: set[DeadlineProtocol] = set()
 _room_made_at = 0.0
 
@@ -105,10 +72,11 @@ def _make_room(count: int, spare_new: bool = False) -> int:
     # Behind: answers wait in the transport, the kernel holding UNSENT_BYTES already (not yet paused, perhaps).
     behind = [c for c in _open if c._stuck_since is not None or c.transport.get_write_buffer_size()]
     behind.sort(key=lambda c: now if c._stuck_since is None else c._stuck_since)
+    late = set(behind)
     waiting = [
         c
         for c in _open
-        if c not in behind
+        if c not in late
         and c.conn.their_state in _WAITING
         and not (spare_new and now - c._since < SPARED_SECONDS)
         and not c.transport.is_closing()
@@ -118,7 +86,7 @@ def _make_room(count: int, spare_new: bool = False) -> int:
     chosen = (behind + waiting)[:count]
     for connection in chosen:
         connection._disarm()
-        if connection in behind:
+        if connection in late:
             connection._reset()
         else:
             connection._close(
@@ -164,8 +132,15 @@ class DeadlineProtocol(H11Protocol):
         self._send_timer: asyncio.TimerHandle | None = None
         self._send_mark = 0  # bytes waiting in the transport when the send deadline was last set
         sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, UNSENT_BYTES)
+        if (
+            sock is not None
+            and sock.family in (socket.AF_INET, socket.AF_INET6)
+            and hasattr(socket, "TCP_NOTSENT_LOWAT")
+        ):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, UNSENT_BYTES)
+            except OSError:
+                pass  # a kernel without it: the send deadline still holds, over a larger kernel buffer
         transport.set_write_buffer_limits(high=UNSENT_BYTES)  # asyncio's default: 64 KiB
         self._arm()
         _open.add(self)

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlops_rakuten.core.categories import CODES
-from mlops_rakuten.serve import connections
+from mlops_rakuten.serve import closed
 from mlops_rakuten.serve.model import LoadedModel
 
 # Label values come from a fixed set, whatever a client sends: any other method, and any path that
@@ -88,7 +88,7 @@ class Metrics:
         )
         for reason in ("slow", "not_reading", "crowded_out", "refused"):
             self.connections_closed.labels(reason)
-        connections.dropped.counter = self.connections_closed  # this process's app counts them from now
+        closed.dropped.counter = self.connections_closed  # this process's app counts them from now
 
     def _info_labels(self, model: LoadedModel) -> tuple[str, ...]:
         return model.md5, str(model.path), model.version, self.model_stage if model.version else "", model.since
