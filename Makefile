@@ -262,7 +262,7 @@ bench-real: setup ## cross-validated quality and speed on the real sample (DATA)
 # The label screen and the retrain gate (docs/monitoring.md): a clean batch from a shifted source, the
 # same batch with its labels shuffled and with 30 % of one class relabelled, over 20 seeds, in process.
 .PHONY: bench-gate
-bench-gate: setup ## screen quarantined / gate refused / accepted per scenario, and the gate's intervals
+bench-gate: setup ## screen quarantined / gate refused / accepted per scenario over 20 seeds, into docs/bench/gate.json
 	python -m mlops_rakuten.devtools.gate_bench
 
 # Drift alerts on replayed traffic (docs/monitoring.md): time to the first alert per scenario, false alerts
