@@ -79,7 +79,9 @@ def main() -> None:
     texts = clean_texts(served.pipeline, frame)
     codes, scores = predict_top_k_cleaned(served.pipeline, texts, DEFAULT_TOP_K)  # as serve/batching.py does
     with tempfile.TemporaryDirectory() as folder:
-        log = PredictionLog(LogSettings(mode="text", folder=Path(folder)), CollectorRegistry())
+        # A day's traffic logged in seconds: no user's budget a minute applies (every product is kept).
+        unbounded = LogSettings(mode="text", folder=Path(folder), user_bytes_per_minute=float("inf"))
+        log = PredictionLog(unbounded, CollectorRegistry())
         for (_, designation, description), top_codes, top_scores in zip(products, codes, scores, strict=True):
             log.append(designation, description, top_codes, top_scores, served)
         log.flush(timeout=120)

@@ -171,6 +171,8 @@ def serving(root: Path, workers: int = 1, open_files: int | None = None) -> Iter
             "RAKUTEN_PROJECT_DIR": str(root),
             "RAKUTEN_USERS_FILE": str(folder / "users.json"),
             "RAKUTEN_STATE_DIR": str(folder / "state"),
+            # one bench user stands for many real ones: every product it sends is logged, as theirs would be
+            "RAKUTEN_PREDICTION_LOG_USER_MB_PER_MINUTE": str(2**30),
         }
         rakuten = str(Path(sys.executable).parent / "rakuten")
         with open(folder / "server.log", "w") as log:
