@@ -9,11 +9,9 @@ traffic exists.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +19,6 @@ from pathlib import Path
 
 import pandas as pd
 import sklearn
-from pandas.errors import EmptyDataError, ParserError, ParserWarning
 from prometheus_client import CollectorRegistry
 from sklearn.pipeline import Pipeline
 
@@ -30,6 +27,7 @@ from mlops_rakuten.core.categories import DEFAULT_TOP_K
 from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.core.predict import clean_texts, predict_top_k_cleaned
 from mlops_rakuten.monitoring.prediction_log import LogSettings, PredictionLog, _Answered
+from mlops_rakuten.ops.upload import read_upload
 
 COLUMNS = ("designation", "description")  # the /ingest format's text columns; its prdtypecode is optional
 OPTIONAL = ("prdtypecode", "productid", "imageid")
@@ -56,28 +54,12 @@ class Replayed:
 def read_products(path: Path) -> pd.DataFrame:
     """PRODUCTS.csv in the /ingest format (designation, description, prdtypecode optional), as strings."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", ParserWarning)
-            text = Path(path).read_text(encoding="utf-8")
-            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, index_col=False)
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
-    except (EmptyDataError, ParserError, ParserWarning) as exc:
-        raise InputError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
-    if len(frame.columns) and (frame.columns[0] == "" or str(frame.columns[0]).startswith("Unnamed: 0")):
-        frame = frame.iloc[:, 1:]  # an index column, as in the challenge files
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    unknown = [c for c in frame.columns if c not in COLUMNS + OPTIONAL]
-    if missing or unknown:
-        problem = f"missing column '{missing[0]}'" if missing else f"unexpected column '{unknown[0]}'"
-        raise InputError(
-            f"{path}: {problem} (found {list(frame.columns)}; expected {list(COLUMNS)}, optionally {list(OPTIONAL)})"
-        )
-    if frame.empty:
-        raise InputError(f"{path}: no rows (expected at least one product under the header)")
-    return frame
+    return read_upload(text, str(path), COLUMNS, OPTIONAL)
 
 
 def answered(

@@ -70,8 +70,12 @@ def record_lines(text: str) -> dict[int, int]:
     return lines
 
 
-def read_upload(text: str, name: str) -> pd.DataFrame:
-    """The uploaded CSV as strings, rows numbered from 1; InputError for a file that is not one."""
+def read_upload(
+    text: str, name: str, required: tuple[str, ...] = REQUIRED, optional: tuple[str, ...] = OPTIONAL
+) -> pd.DataFrame:
+    """The uploaded CSV as strings, rows numbered from 1; InputError for a file that is not one.
+
+    `required`/`optional`: its columns (`rakuten predictions replay` reads the same format, label optional)."""
     try:
         # index_col=False: pandas otherwise takes a first row with one field too many as having an index
         # column, and its first field (a title cut at a comma) silently vanishes; the warning it gives
@@ -85,13 +89,13 @@ def read_upload(text: str, name: str) -> pd.DataFrame:
         raise InputError(f"{name}: not a readable CSV ({_longer_than_header(text)})") from None
     if len(frame.columns) and (frame.columns[0] == "" or str(frame.columns[0]).startswith("Unnamed: 0")):
         frame = frame.iloc[:, 1:]  # an index column, as in the challenge files: new indices are assigned
-    missing = [c for c in REQUIRED if c not in frame.columns]
-    unknown = [c for c in frame.columns if c not in REQUIRED + OPTIONAL]
+    missing = [c for c in required if c not in frame.columns]
+    unknown = [c for c in frame.columns if c not in required + optional]
     if missing or unknown:
         problem = f"missing column '{missing[0]}'" if missing else f"unexpected column '{unknown[0]}'"
         raise InputError(
-            f"{name}: {problem} (found {list(frame.columns)}; expected {list(REQUIRED)} "
-            f"and optionally {list(OPTIONAL)})"
+            f"{name}: {problem} (found {list(frame.columns)}; expected {list(required)} "
+            f"and optionally {list(optional)})"
         )
     if frame.empty:
         raise InputError(f"{name}: no rows (expected at least one product under the header)")
