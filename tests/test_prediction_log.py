@@ -39,7 +39,8 @@ def settings(tmp_path_factory):
     return make_settings(build_project(root / "project"), root / "secrets")
 
 
-def serve(settings, log: Path, **env) -> tuple[subprocess.Popen, str]:
+def serve(settings, log: Path, umask: int = -1, **env: str) -> tuple[subprocess.Popen, str]:
+    """`rakuten serve` on a free port, once its model is ready; umask=0 starts it as a careless service manager could."""
     port = free_port()
     with open(log, "a") as output:
         process = subprocess.Popen(
@@ -47,6 +48,7 @@ def serve(settings, log: Path, **env) -> tuple[subprocess.Popen, str]:
             env={**server_env(settings), **env},
             stdout=output,
             stderr=subprocess.STDOUT,
+            umask=umask,
         )
     base = f"http://127.0.0.1:{port}"
     wait_until(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
-import subprocess
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,9 +17,9 @@ from prometheus_client import CollectorRegistry
 from mlops_rakuten.monitoring.log_budget import RECORD_OVERHEAD, TEXT_MAX_CHARS, UserBudget, record_bytes
 from mlops_rakuten.monitoring.log_folder import file_name, prune
 from mlops_rakuten.monitoring.prediction_log import LogSettings, PredictionLog
-from test_prediction_log import RAKUTEN, logged_rows, login, metric
+from test_prediction_log import logged_rows, login, metric, serve
 
-from serve_support import free_port, make_settings, server_env, shared_trained_project, stop, wait_until
+from serve_support import make_settings, shared_trained_project, stop, wait_until
 
 MODEL = SimpleNamespace(md5="0" * 32, pipeline=None)  # text mode reads only the md5
 
@@ -104,24 +103,6 @@ def test_pruning_spares_other_writers_files_they_may_still_append_to(tmp_path):
     assert kept == {"own open", "other, open", "other, young"}, deleted
 
 
-def serve(settings, log: Path, **env: str) -> tuple[subprocess.Popen, str]:
-    """`rakuten serve` under umask 000 (as a careless service manager could start it)."""
-    port = free_port()
-    with open(log, "a") as output:
-        process = subprocess.Popen(
-            [RAKUTEN, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env={**server_env(settings), **env},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            umask=0,
-        )
-    base = f"http://127.0.0.1:{port}"
-    wait_until(
-        lambda: httpx.get(f"{base}/health", timeout=2).json()["model_ready"], "the model", process=process, log=log
-    )
-    return process, base
-
-
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory):
     root = tmp_path_factory.mktemp("log-limits")
@@ -136,6 +117,7 @@ def test_one_user_cannot_flush_the_log_and_its_files_are_private_under_umask_000
     process, base = serve(
         settings,
         tmp_path / "server.log",
+        umask=0,
         RAKUTEN_PREDICTION_LOG_DIR=str(folder),
         RAKUTEN_PREDICTION_LOG_USER_MB_PER_MINUTE=str(budget),
     )
@@ -173,8 +155,8 @@ def test_a_replica_pruning_never_deletes_another_replicas_open_file(settings, tm
         "RAKUTEN_PREDICTION_LOG_ROTATE_MB": "0.004",
         "RAKUTEN_PREDICTION_LOG_MAX_MB": "0.01",
     }
-    quiet, quiet_url = serve(settings, tmp_path / "quiet.log", RAKUTEN_STATE_DIR=str(tmp_path / "q"), **tiny)
-    busy, busy_url = serve(settings, tmp_path / "busy.log", RAKUTEN_STATE_DIR=str(tmp_path / "b"), **tiny)
+    quiet, quiet_url = serve(settings, tmp_path / "quiet.log", umask=0, RAKUTEN_STATE_DIR=str(tmp_path / "q"), **tiny)
+    busy, busy_url = serve(settings, tmp_path / "busy.log", umask=0, RAKUTEN_STATE_DIR=str(tmp_path / "b"), **tiny)
     try:
         quiet_headers = {"Authorization": f"Bearer {login(quiet_url, 'bob')}"}
         busy_headers = {"Authorization": f"Bearer {login(busy_url, 'bob')}"}
