@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binomtest
 
 from mlops_rakuten.core.atomic import atomic_open
 from mlops_rakuten.core.demo_data import generate
@@ -271,19 +272,28 @@ def table(data: dict[str, Any]) -> str:
         f"Clean traffic, {week['days']} simulated days ({week['runs']} monitor runs): "
         f"{sum(week['alerts_started'].values())} alert(s) ({week['per_day']:.2f} a day).",
         "",
-        "| products per window | windows | any signal significant | any alert |",
+        "| products per window | windows | any signal significant | any alert [95 % interval] |",
         "|---:|---:|---:|---:|",
     ]
+    rows = data["false_positives"]
     lines += [
-        f"| {r['products']:,} | {r['draws']} | {r['significant']:.1%} | {r['alert']:.1%} |"
-        for r in data["false_positives"]
+        f"| {r['products']:,} | {r['draws']} | {r['significant']:.1%} | {_rate(r['alert'] * r['draws'], r['draws'])} |"
+        for r in rows
     ]
+    alerts, windows = sum(r["alert"] * r["draws"] for r in rows), sum(r["draws"] for r in rows)
+    lines += [f"| all sizes | {windows:,} | | {_rate(alerts, windows)} |"]
     lines += [
         "",
         f"A day window of {data['day_window_products']:,} logged products scored (both windows, from the files) in "
         f"{data['day_window_seconds']} s; {data['cores']} cores, load {data['load_1min']}, {data['date'][:10]}.",
     ]
     return "\n".join(lines)
+
+
+def _rate(hits: float, n: int) -> str:
+    """A share with its exact (Clopper-Pearson) 95 % interval."""
+    low, high = binomtest(round(hits), n).proportion_ci(0.95, method="exact")
+    return f"{round(hits) / n:.2%} [{low:.2%}, {high:.2%}]"
 
 
 def main(argv: list[str] | None = None) -> None:
