@@ -124,22 +124,10 @@ def stack(tmp_path_factory, request):
         if subprocess.run([engine, "image", "inspect", LOCAL_BASE], env=env, capture_output=True).returncode != 0:
             needs("mmdebstrap")
         make("base-image", env, timeout=900)
-    # Three tries, 10 s apart: one `podman run` right after the base image was built from scratch once
-    # failed to set the container's file limit and the next one worked; a machine that cannot run
-    # containers fails all three.
-    for attempt in range(3):
-        probe = subprocess.run(
-            [engine, "run", "--rm", "--network", "none", base, "true"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if probe.returncode == 0:
-            break
-        print(f"container probe {attempt + 1} of 3 failed: {probe.stderr.strip()}", flush=True)
-        time.sleep(10)
-    else:
+    probe = subprocess.run(
+        [engine, "run", "--rm", "--network", "none", base, "true"], env=env, capture_output=True, text=True, timeout=120
+    )
+    if probe.returncode != 0:
         unavailable(f"containers cannot run here: {engine} run exited {probe.returncode}: {probe.stderr.strip()}")
     failed_before = request.session.testsfailed
     try:
