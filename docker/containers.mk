@@ -1,8 +1,10 @@
 # The container targets of the Makefile (included by it; docs/containers.md): the API, nginx (TLS) and
 # Prometheus from docker-compose.yml, with `docker compose` when installed, else podman-compose (in
-# .venv); COMPOSE=... forces one. The detection of the engine lives here, beside what uses it.
+# .venv); COMPOSE=... forces one. The detection of the engine lives here, beside what uses it. It cannot
+# wait for .venv: make decides here, when it reads this file, whether podman gets CONTAINERS_CONF, and in a
+# fresh clone .venv's podman-compose only appears when `setup` (which every container target runs first) ends.
 COMPOSE ?= $(shell if docker compose version >/dev/null 2>&1; then echo docker compose; \
-	elif [ -x $(BIN)/podman-compose ] && command -v podman >/dev/null; then echo $(BIN)/podman-compose; fi)
+	elif command -v podman >/dev/null; then echo $(BIN)/podman-compose; fi)
 ENGINE := $(if $(findstring podman,$(COMPOSE)),podman,docker)
 STACK ?= rakuten
 STACK_COMPOSE = $(COMPOSE) -p $(STACK) -f docker-compose.yml
@@ -27,6 +29,8 @@ compose-check: ## say which compose tool and engine the container targets use
 	@test -n "$(COMPOSE)" || { echo "no compose tool: install Docker with the compose plugin (docker compose version)," \
 		"or podman (apt-get install podman runc catatonit golang-github-containernetworking-plugin-dnsname)" \
 		"and run make setup for podman-compose; or set COMPOSE=..." >&2; exit 2; }
+	@case "$(COMPOSE)" in */podman-compose) test -x "$(COMPOSE)" || \
+		{ echo "$(COMPOSE) is not installed yet: run make setup" >&2; exit 2; };; esac
 	@echo "compose: $(COMPOSE) (engine: $(ENGINE))" >&2
 
 .podman/containers.conf: docker/podman-conf.sh
