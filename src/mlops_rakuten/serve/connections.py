@@ -45,6 +45,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from mlops_rakuten.serve.closed import dropped
 from mlops_rakuten.serve.descriptors import max_connections
+from mlops_rakuten.serve.writes import CoalescingTransport
 
 HEAD_SECONDS = 10.0
 BODY_GRACE_SECONDS = 10.0
@@ -124,7 +125,9 @@ class DeadlineProtocol(H11Protocol):
 
     # A stream transport, as uvicorn's own override narrows it.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        # A response's head and body in one send (serve/writes.py); the socket options below are the socket's.
+        self._writes = CoalescingTransport(transport, self.loop)
+        super().connection_made(self._writes)
         self._since = self.loop.time()  # when the current wait for the client began
         self._body_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -149,6 +152,7 @@ class DeadlineProtocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         _open.discard(self)
+        self._writes.discard()  # what it still keeps has nowhere to go
         self._disarm()
         self._unwatch_send()
         super().connection_lost(exc)
