@@ -124,3 +124,71 @@ def test_a_failed_line_search_is_reported(features, caplog, monkeypatch):
         _, _, steps = newton_svm.fit_binary(newton_svm.prepare(x), y == 10, np.full(len(y), 0.5), 1e-3, 50)
     assert steps == 1
     assert "stopped at step 1: the line search found no decrease" in caplog.text
+
+
+def fit_from_coarse(x: sparse.spmatrix, positive: np.ndarray, cost: np.ndarray, tol: float):
+    """The solver started from its solution on every 8th row (what it does from 20,000 rows on)."""
+    rows = newton_svm.prepare(x)
+    return newton_svm.fit_binary(rows, positive, cost, tol, 200, rows[:: newton_svm.COARSE_STRIDE])
+
+
+@pytest.mark.parametrize("C", [1e-4, 0.5, 1e4])
+def test_a_coarse_start_stops_as_close_to_the_optimum_without_warnings(features, C, caplog):
+    x, y = features
+    positive = y == 2583
+    tol = 1e-5 if C >= 1e4 else 1e-3
+    cost = np.full(len(y), C)
+    with caplog.at_level(logging.WARNING, logger="newton_svm"):
+        w, b, steps = fit_from_coarse(x, positive, cost, tol)
+    (w0, b0), _, from_zero, theirs = solve_both(x, positive, C, tol=tol, caplog=caplog)
+    ours = primal_objective(x, positive, cost, w, b)
+    assert ours <= theirs * (1 + 1e-2), (ours, theirs)
+    assert caplog.text == ""  # the coarse solve's own shortfalls are not the model's
+    assert ((x @ w + b > 0) == (x @ w0 + b0 > 0)).mean() > 0.99
+
+
+def test_a_coarse_start_keeps_the_stopping_rule_of_the_whole_problem(features):
+    x, y = features
+    positive, cost, tol = y == 1280, np.full(len(y), 0.5), 1e-2
+    rows = newton_svm.prepare(x)
+    w, b, _ = fit_from_coarse(x, positive, cost, tol)
+    sign = np.where(positive, 1.0, -1.0)
+    full = np.append(w, b)
+    loss = np.maximum(0.0, 1.0 - sign * (rows @ full.astype(np.float32)))
+    gradient = full - 2.0 * rows.T @ (cost * sign * loss)
+    first = 2.0 * np.linalg.norm(rows.T @ (cost * sign))  # at w = 0, every row inside the margin
+    n_pos = int(positive.sum())
+    assert np.linalg.norm(gradient) <= 1.01 * tol * min(n_pos, len(y) - n_pos) / len(y) * first
+
+
+def test_a_one_row_class_outside_the_coarse_rows_is_still_learnt(features, monkeypatch):
+    x, y = features
+    only = next(i for i in np.flatnonzero(y == 10) if i % newton_svm.COARSE_STRIDE)  # not among the coarse rows
+    keep = (y != 10) | (np.arange(len(y)) == only)
+    x, y = x[keep], y[keep]
+    monkeypatch.setattr(newton_svm, "COARSE_MIN_ROWS", 0)  # the coarse start at this size too
+    model = fit_linear_svc(x, y, MODEL)
+    assert model.predict(x[np.flatnonzero(y == 10)])[0] == 10
+    reference = LinearSVC(C=MODEL["C"], class_weight="balanced", dual=False, tol=1e-6).fit(x, y)
+    assert (model.predict(x) == reference.predict(x)).mean() > 0.99
+
+
+def test_duplicates_and_empty_rows_from_a_coarse_start(features):
+    x, y = features
+    empty = sparse.csr_matrix((40, x.shape[1]), dtype=x.dtype)
+    doubled = sparse.vstack([x, x, empty], format="csr")
+    positive = np.concatenate([y == 2583, y == 2583, np.arange(40) < 30])
+    w1, b1, _ = fit_from_coarse(doubled, positive, np.full(doubled.shape[0], 0.5), 1e-5)
+    x_once = sparse.vstack([x, empty], format="csr")
+    once_positive = np.concatenate([y == 2583, np.arange(40) < 30])
+    cost = np.concatenate([np.full(len(y), 1.0), np.full(40, 0.5)])  # each row twice: twice its cost
+    w2, b2, _ = newton_svm.fit_binary(newton_svm.prepare(x_once), once_positive, cost, 1e-5, 200)
+    np.testing.assert_allclose(w1, w2, atol=1e-3)
+    assert abs(b1 - b2) < 1e-3
+
+
+def test_small_matrices_start_from_zero():
+    assert newton_svm.coarse_rows(newton_svm.prepare(sparse.random(100, 5, format="csr"))) is None
+    big = newton_svm.prepare(sparse.random(newton_svm.COARSE_MIN_ROWS, 5, density=0.1, format="csr", random_state=0))
+    coarse = newton_svm.coarse_rows(big)
+    assert coarse is not None and coarse.shape[0] == newton_svm.COARSE_MIN_ROWS // newton_svm.COARSE_STRIDE

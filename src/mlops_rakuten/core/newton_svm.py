@@ -10,6 +10,12 @@ gradients on the rows inside the margin, then a backtracking line search. It sto
 falls below ``tol × max(min(positives, negatives), 1) / rows`` of its value at
 w = 0, liblinear's own criterion for its primal solver.
 
+From COARSE_MIN_ROWS rows on, each problem starts from its own solution on every
+8th row (to ``COARSE_TOL``): from w = 0 every row is inside the margin, and those
+first Newton steps, over the whole matrix, were half of the solver's time; from
+the coarse solution only the rows near its margin are read. 2.6× less CPU on the
+real-like full-size set, 1.5× on demo data (docs/speed.md).
+
 Why not liblinear: every pass over the data is a float32 CSR product (half the
 memory traffic of liblinear's double-precision nodes), the matrix is prepared
 once for all 27 one-vs-rest problems instead of copied into liblinear's format
@@ -31,6 +37,10 @@ CG_TOLERANCE = 0.3  # each Newton step is solved to 30 % of the gradient norm: e
 CG_MAX_STEPS = 500
 SLICE_BELOW = 0.5  # copy out the rows inside the margin once they are under half of all rows
 LINE_SEARCH_HALVINGS = 30
+# The start: every 8th row, solved to a looser tolerance; below COARSE_MIN_ROWS rows the whole problem is cheap.
+COARSE_STRIDE = 8
+COARSE_TOL = 0.03
+COARSE_MIN_ROWS = 20_000
 
 
 def prepare(x: sparse.spmatrix) -> sparse.csr_matrix:
@@ -56,20 +66,59 @@ def objective(w: np.ndarray, margins: np.ndarray, cost: np.ndarray) -> float:
     return 0.5 * float(w @ w) + float(cost @ (loss * loss))
 
 
+def coarse_rows(x: sparse.csr_matrix) -> sparse.csr_matrix | None:
+    """Every COARSE_STRIDE-th row of a prepared matrix, for ``fit_binary``'s start; None when it would not pay."""
+    return x[::COARSE_STRIDE] if x.shape[0] >= COARSE_MIN_ROWS else None
+
+
 def fit_binary(
-    x: sparse.csr_matrix, positive: np.ndarray, cost: np.ndarray, tol: float, max_iter: int
+    x: sparse.csr_matrix,
+    positive: np.ndarray,
+    cost: np.ndarray,
+    tol: float,
+    max_iter: int,
+    coarse: sparse.csr_matrix | None = None,
 ) -> tuple[np.ndarray, float, int]:
     """Coefficients, intercept and Newton steps for ``positive`` (bool per row) against the rest.
 
-    ``x`` comes from ``prepare``; ``cost`` is cᵢ per row (float64).
+    ``x`` comes from ``prepare``; ``cost`` is cᵢ per row (float64). With ``coarse`` (``coarse_rows(x)``)
+    the solver starts from the solution of the same problem on those rows, their cost scaled up so
+    that they stand for all the rows: the first Newton steps from w = 0, where every row is inside
+    the margin, are then taken on an eighth of the matrix. The objective and the stopping rule
+    (measured against the gradient at w = 0 of the whole problem) are unchanged.
+    """
+    w, first_norm = np.zeros(x.shape[1]), None  # None: the norm at w = 0 is the loop's first
+    if coarse is not None:
+        picked = slice(None, None, COARSE_STRIDE)
+        w, _ = _newton(coarse, positive[picked], cost[picked] * COARSE_STRIDE, COARSE_TOL, max_iter, w, quiet=True)
+        sign = np.where(positive, 1.0, -1.0)
+        first_norm = 2.0 * float(np.linalg.norm(_transposed_product(x, cost * sign)))  # ‖gradient at w = 0‖
+    w, steps = _newton(x, positive, cost, tol, max_iter, w, first_norm=first_norm)
+    return w[:-1], float(w[-1]), steps
+
+
+def _newton(
+    x: sparse.csr_matrix,
+    positive: np.ndarray,
+    cost: np.ndarray,
+    tol: float,
+    max_iter: int,
+    w: np.ndarray,
+    first_norm: float | None = None,
+    quiet: bool = False,
+) -> tuple[np.ndarray, int]:
+    """Newton steps from ``w`` until the gradient norm is ``tol``-small against ``first_norm``.
+
+    ``first_norm`` defaults to the norm at ``w`` itself; ``quiet`` keeps the warnings of a start's solve
+    (a start short of its tolerance costs only steps) out of the log.
     """
     n = x.shape[0]
     sign = np.where(positive, 1.0, -1.0)
     n_pos = int(positive.sum())
     stop_ratio = tol * max(min(n_pos, n - n_pos), 1) / n
-    w = np.zeros(x.shape[1])
-    scores = np.zeros(n)  # xᵢw
-    first_norm, steps, capped = None, 0, 0
+    w = w.copy()
+    scores = (x @ w.astype(np.float32)).astype(np.float64) if w.any() else np.zeros(n)  # xᵢw
+    steps, capped = 0, 0
     while True:
         margins = sign * scores
         inside = margins < 1.0
@@ -84,7 +133,8 @@ def fit_binary(
         if norm <= stop_ratio * first_norm or norm == 0.0:
             break
         if steps == max_iter:
-            log.warning(
+            _warn(
+                quiet,
                 "Newton solver stopped at max_iter=%d with the gradient at %.2g of its first value "
                 "(tol asks %.2g): raise model.max_iter or model.tol",
                 max_iter,
@@ -98,7 +148,8 @@ def fit_binary(
         moved = moved_in if x_in is x else x @ direction.astype(np.float32)  # X·direction, for the scores
         step = line_search(w, scores, sign, cost, direction, moved, float(gradient @ direction))
         if step == 0.0:  # no decrease left at float32 precision: as converged as it gets, short of tol
-            log.warning(
+            _warn(
+                quiet,
                 "Newton solver stopped at step %d: the line search found no decrease in %d halvings, "
                 "with the gradient at %.2g of its first value (tol asks %.2g)",
                 steps,
@@ -110,14 +161,20 @@ def fit_binary(
         w += step * direction
         scores += step * moved
     if capped:
-        log.warning(
+        _warn(
+            quiet,
             "Newton solver: conjugate gradients stopped at their cap of %d steps, short of their target, "
             "in %d of %d Newton steps (each of those steps is approximate)",
             CG_MAX_STEPS,
             capped,
             steps,
         )
-    return w[:-1], float(w[-1]), steps
+    return w, steps
+
+
+def _warn(quiet: bool, message: str, *args: object) -> None:
+    if not quiet:
+        log.warning(message, *args)
 
 
 def _transposed_product(x: sparse.csr_matrix, values: np.ndarray) -> np.ndarray:

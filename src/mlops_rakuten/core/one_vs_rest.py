@@ -9,7 +9,8 @@ write) solve their share of the classes with ``model.solver``:
 - ``block``: LinearSVC's objective in the primal, all the classes of a process in one
   Newton solver whose matrix products take them as one dense block (mlops_rakuten.core.block_newton);
   each process gets every n_jobs-th class;
-- ``newton``: the same objective and stopping rule, one class at a time (mlops_rakuten.core.newton_svm);
+- ``newton``: the same objective and stopping rule, one class at a time, each started (at 20,000 rows
+  and more) from its solution on every 8th row (mlops_rakuten.core.newton_svm);
 - ``liblinear``: scikit-learn's LinearSVC with liblinear's dual solver, reseeded
   with ``model.seed`` for every class.
 
@@ -79,13 +80,14 @@ def fit_binaries(
     n_features = rows.shape[1] - 1 if params["solver"] == "newton" else rows.shape[1]
     coef = np.empty((len(labels), n_features))
     intercept, iterations = np.empty(len(labels)), np.empty(len(labels), dtype=np.int64)
+    coarse = newton_svm.coarse_rows(rows) if params["solver"] == "newton" else None  # once per process
     with threadpool_limits(limits=1):  # BLAS sums in a fixed order, whatever the machine
         for row, (label, (weight, rest_weight)) in enumerate(zip(labels, weights, strict=True)):
             positive = y == label
             if params["solver"] == "newton":
                 cost = params["C"] * np.where(positive, float(weight), float(rest_weight))
                 coef[row], intercept[row], iterations[row] = newton_svm.fit_binary(
-                    rows, positive, cost, params["tol"], params["max_iter"]
+                    rows, positive, cost, params["tol"], params["max_iter"], coarse
                 )
             else:
                 binary = _classifier(params, {1: float(weight), 0: float(rest_weight)})
