@@ -19,15 +19,15 @@ def test_solver_bench_prints_one_timed_and_scored_row_per_solver(tmp_path: Path,
     assert out.startswith("demo data (1,500 rows; no real sample in ")
     rows = [line for line in out.splitlines() if line.startswith("| ") and "CPU s" not in line]
     assert [row.split(" | ")[0] for row in rows] == [
-        f"| Newton per class (this project), `tol` {TOL}",
+        f"| Newton per class from w = 0 (before the coarse start), `tol` {TOL}",
+        f"| Newton per class, coarse start (this project), `tol` {TOL}",
         f"| Newton, all classes in one block (this project), `tol` {TOL}",
         f"| `LinearSVC(dual=False)`, `tol` {TOL}",
         "| `LinearSVC(dual=False)`, default `tol` (1e-4)",
         "| `LinearSVC(dual=True)`, default `tol` (1e-4)",
     ]
     scores = [float(row.rstrip(" |").rsplit("| ", 1)[1]) for row in rows]
-    assert re.search(
-        r"\nblock against per class: CPU [0-9.]+ s against [0-9.]+ s \(per class / block = [0-9.]+\); the same ", out
-    )
+    for what in ("coarse start against w = 0", "block against per class"):
+        assert re.search(rf"\n{what}: CPU [0-9.]+ s against [0-9.]+ s \([0-9.]+x less\); the same prediction for ", out)
     # The same objective and data: the solvers learn models of the same quality.
     assert max(scores) - min(scores) < 0.05 and min(scores) > 0.5
