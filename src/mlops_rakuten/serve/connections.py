@@ -3,7 +3,7 @@
 uvicorn waits for a request as long as bytes keep trickling in: 300 connections to
 /token sending one body byte every 10 s all stayed open for 70 s, and with the file
 descriptors used up /health stopped answering. This HTTP/1.1 protocol (uvicorn's
-h11 one, with deadlines) gives every request
+httptools one, with deadlines; its C parser costs a fraction of h11's pure Python) gives every request
 
 - HEAD_SECONDS for its head (request line and headers), counted from the moment
   the connection opens or the previous answer was sent;
@@ -14,7 +14,8 @@ A request that misses its deadline gets 408 and the connection is closed. And wh
 the open connections reach ``max_connections()`` (from the file-descriptor limit,
 which `rakuten serve` raises to its hard maximum first), each new connection makes the one that
 has been waiting longest for its request make room: a crowd of slow clients cannot
-keep a quick one (or /health) out. A burst can still use up the descriptors before
+keep a quick one (or /health) out. A request head is also refused (400) once more than HEAD_MAX_BYTES of
+it have arrived in later reads than the one it began in, as h11 did with its 16 KiB. A burst can still use up the descriptors before
 any of its connections is seen (the event loop accepts up to the listen backlog in
 one go); asyncio then reports "socket.accept() out of system resource", with a
 traceback, for every connection it could not accept, thousands a second. The
@@ -40,8 +41,8 @@ import socket
 import struct
 import time
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn._types import ASGI3Application
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from mlops_rakuten.serve.closed import dropped
 from mlops_rakuten.serve.descriptors import max_connections
@@ -58,8 +59,8 @@ FLUSH_SECONDS = 5.0  # a closed connection's last bytes: the client takes them w
 SPARED_SECONDS = 0.5
 ACCEPT_RETRY_SECONDS = 0.1  # out of descriptors, accept again this soon (asyncio's default: 1 s)
 UNSENT_BYTES = 32 * 2**10  # per connection, in the kernel, and as much in the transport (then it pauses)
-
-_WAITING = (h11.IDLE, h11.SEND_BODY)  # the client's side of the request is not complete yet
+# httptools has no limit of its own on a request head: h11's, which uvicorn used before.
+HEAD_MAX_BYTES = 16 * 2**10
 
 
 _open: set[DeadlineProtocol] = set()
@@ -78,10 +79,10 @@ def _make_room(count: int, spare_new: bool = False) -> int:
         c
         for c in _open
         if c not in late
-        and c.conn.their_state in _WAITING
+        and c._deadline() is not None
         and not (spare_new and now - c._since < SPARED_SECONDS)
         and not c.transport.is_closing()
-        and not (c.cycle is not None and c.cycle.response_started and not c.cycle.response_complete)
+        and not (c._running is not None and c._running.response_started and not c._running.response_complete)
     ]
     waiting.sort(key=lambda c: c._since)
     chosen = (behind + waiting)[:count]
@@ -120,8 +121,12 @@ def _plain_response(status: int, reason: str, message: str) -> bytes:
     ).encode("ascii") + body
 
 
-class DeadlineProtocol(H11Protocol):
-    """uvicorn's h11 protocol, with a deadline on receiving each request (see the module's docstring)."""
+class DeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with a deadline on receiving each request (see the module's docstring).
+
+    The client's turn is either the head of a request (no earlier request still being answered, its
+    deadline counted from the last answer) or a body; otherwise it is the app's turn, with no deadline.
+    """
 
     # A stream transport, as uvicorn's own override narrows it.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -130,6 +135,11 @@ class DeadlineProtocol(H11Protocol):
         super().connection_made(self._writes)
         self._since = self.loop.time()  # when the current wait for the client began
         self._body_bytes = 0
+        self._in_body = False  # between a request's head and the end of its body
+        self._head_begun = False  # some bytes of the next request's head have arrived
+        self._heads = 0  # requests begun on this connection
+        self._head_bytes = 0  # of that head, in reads after the one it began in
+        self._running: RequestResponseCycle | None = None  # the request being answered (others may be queued)
         self._timer: asyncio.TimerHandle | None = None
         self._stuck_since: float | None = None  # since when the client has not been taking its answers
         self._send_timer: asyncio.TimerHandle | None = None
@@ -152,25 +162,56 @@ class DeadlineProtocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         _open.discard(self)
+        self._disconnect()  # uvicorn tells the last request parsed; a pipelined one may be the one answered
         self._writes.discard()  # what it still keeps has nowhere to go
         self._disarm()
         self._unwatch_send()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        before = self.conn.their_state
+        continued = self._head_begun and not self._in_body  # a head that began in an earlier read
+        heads = self._heads
         super().data_received(data)
-        state = self.conn.their_state
-        if state is not before:  # a body begins, or the next request's head is due
-            self._since, self._body_bytes = self.loop.time(), 0
-        if state is h11.SEND_BODY:
-            self._body_bytes += len(data)  # with the head's bytes in the first chunk: a few hundred at most
+        # Still that head: all of this read is part of it.
+        if continued and self._heads == heads and self._head_begun and not self._in_body:
+            self._head_bytes += len(data)
+            if self._head_bytes > HEAD_MAX_BYTES and not self.transport.is_closing():
+                self.send_400_response(f"request head larger than {HEAD_MAX_BYTES // 1024} KiB\n")
         if self._timer is None:
             self._arm()
 
+    # The parser's callbacks, during data_received: where the client is in its request.
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_begun, self._head_bytes = True, 0
+        self._heads += 1
+
+    def on_headers_complete(self) -> None:
+        self._in_body, self._head_begun = True, False
+        self._since, self._body_bytes = self.loop.time(), 0
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._in_body = False
+        if not self._answering():  # answered already (refused from its headers): the next head is due now
+            self._since = self.loop.time()
+        super().on_message_complete()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        self._running = cycle
+        super()._start_asgi_task(cycle, app)
+
+    def _answering(self) -> bool:
+        """Whether a request is being answered, or waits for its turn (pipelined)."""
+        return bool(self.pipeline) or (self._running is not None and not self._running.response_complete)
+
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self.conn.their_state is h11.IDLE:  # the next request's head is due from now
+        if not self._in_body and not self._answering():  # the next request's head is due from now
             self._since = self.loop.time()
         self._arm()
         self._watch_flush()  # the answer said `connection: close`
@@ -240,12 +281,11 @@ class DeadlineProtocol(H11Protocol):
         self.transport.abort()
 
     def _deadline(self) -> float | None:
-        state = self.conn.their_state
-        if state is h11.IDLE:
-            return self._since + HEAD_SECONDS
-        if state is h11.SEND_BODY:
+        if self._in_body:
             return self._since + BODY_GRACE_SECONDS + self._body_bytes / BODY_MIN_BYTES_PER_SECOND
-        return None  # the request is in: the app's turn, not the client's
+        if self._answering():
+            return None  # the request is in: the app's turn, not the client's
+        return self._since + HEAD_SECONDS
 
     def _arm(self) -> None:
         self._disarm()
@@ -280,14 +320,20 @@ class DeadlineProtocol(H11Protocol):
 
     def _close(self, status: int, reason: str, message: str) -> None:
         """Answer ``status`` unless an answer has begun, and close; the app, if running, sees a disconnect."""
-        if self.conn.their_state is h11.IDLE:  # silent on an idle keep-alive connection: no request to answer
-            answer = bool(self.conn.trailing_data[0])
-        else:
+        if self._in_body:
             answer = self.cycle is not None and not self.cycle.response_started
+        else:  # silent on an idle keep-alive connection: no request to answer
+            answer = self._head_begun
         if answer:
             self.transport.write(_plain_response(status, reason, message))
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.cycle.disconnected = True
-            self.cycle.message_event.set()
+        self.pipeline.clear()
+        self._disconnect()
         self.transport.close()
         self._watch_flush()
+
+    def _disconnect(self) -> None:
+        """The requests being answered see a disconnect (their app stops waiting for a body)."""
+        for cycle in (self._running, self.cycle):
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
