@@ -32,8 +32,13 @@ def demo_features(tmp_path_factory):
     return x, products["prdtypecode"].to_numpy()
 
 
-@pytest.mark.parametrize("params", [PARAMS["model"], LIBLINEAR], ids=["newton", "liblinear"])
-def test_same_bytes_whatever_the_number_of_processes_and_runs(demo_features, params):
+@pytest.mark.parametrize(
+    ("params", "coarse_from"),
+    [(PARAMS["model"], newton_svm.COARSE_MIN_ROWS), (PARAMS["model"], 0), (LIBLINEAR, newton_svm.COARSE_MIN_ROWS)],
+    ids=["newton", "newton-coarse-start", "liblinear"],
+)
+def test_same_bytes_whatever_the_number_of_processes_and_runs(demo_features, params, coarse_from, monkeypatch):
+    monkeypatch.setattr(newton_svm, "COARSE_MIN_ROWS", coarse_from)  # 0: the coarse start at this size too
     x, y = demo_features
     models = [fit_linear_svc(x, y, params, n_jobs=n) for n in (1, 2, 3, 2)]
     dumps = {pickle.dumps(model) for model in models}

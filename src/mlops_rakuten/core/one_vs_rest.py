@@ -69,18 +69,23 @@ def _classifier(params: dict[str, Any], class_weight: Any) -> LinearSVC:
 
 
 def fit_binaries(
-    rows: Any, y: np.ndarray, labels: np.ndarray, weights: np.ndarray, params: dict[str, Any]
+    rows: Any,
+    y: np.ndarray,
+    labels: np.ndarray,
+    weights: np.ndarray,
+    params: dict[str, Any],
+    coarse: sparse.csr_matrix | None = None,
 ) -> BinaryFits:
     """Fit label-vs-rest for each of ``labels`` on prepared ``rows``.
 
-    ``weights`` holds, per label, the class weights of its rows and of the rest.
+    ``weights`` holds, per label, the class weights of its rows and of the rest; ``coarse`` is
+    ``newton_svm.coarse_rows(rows)``, the newton solver's start.
     """
     if params["solver"] == "block":
         return _fit_block(rows, y, labels, weights, params)
     n_features = rows.shape[1] - 1 if params["solver"] == "newton" else rows.shape[1]
     coef = np.empty((len(labels), n_features))
     intercept, iterations = np.empty(len(labels)), np.empty(len(labels), dtype=np.int64)
-    coarse = newton_svm.coarse_rows(rows) if params["solver"] == "newton" else None  # once per process
     with threadpool_limits(limits=1):  # BLAS sums in a fixed order, whatever the machine
         for row, (label, (weight, rest_weight)) in enumerate(zip(labels, weights, strict=True)):
             positive = y == label
@@ -109,8 +114,8 @@ def _fit_block(
 
 
 def _fit_share(share: np.ndarray) -> BinaryFits:
-    rows, y, labels, weights, params = _SHARED["problem"]
-    return fit_binaries(rows, y, labels[share], weights[share], params)
+    rows, y, labels, weights, params, coarse = _SHARED["problem"]
+    return fit_binaries(rows, y, labels[share], weights[share], params, coarse)
 
 
 def fit_linear_svc(x: sparse.spmatrix, y: np.ndarray, params: dict[str, Any], n_jobs: int = 1) -> LinearSVC:
@@ -130,7 +135,8 @@ def fit_linear_svc(x: sparse.spmatrix, y: np.ndarray, params: dict[str, Any], n_
     else:
         labels, weights = classes, np.column_stack([class_weights, np.ones(len(classes))])
     rows = newton_svm.prepare(x) if params["solver"] in PRIMAL else sparse.csr_matrix(x, dtype=np.float64)
-    _SHARED["problem"] = (rows, y, labels, weights, params)
+    coarse = newton_svm.coarse_rows(rows) if params["solver"] == "newton" else None  # shared like the rows
+    _SHARED["problem"] = (rows, y, labels, weights, params, coarse)
     try:
         if n_jobs == 1:
             shares = [np.arange(len(labels))]
