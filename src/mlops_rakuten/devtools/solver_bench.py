@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     for first, second, what in ((0, 1, "coarse start against w = 0"), (1, 2, "block against per class")):
         same = int((predictions[first] == predictions[second]).sum())
         print(
-            f"\n{what}: CPU {cpu[second]:.1f} s against {cpu[first]:.1f} s ({cpu[first] / cpu[second]:.2f}x less); "
+            f"\n{what}: CPU {cpu[second]:.1f} s against {cpu[first]:.1f} s ({cpu[second] / cpu[first]:.2f} of the time); "
             f"the same prediction for {same:,} of {len(y_test):,} test rows"
         )
 
