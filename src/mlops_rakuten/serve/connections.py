@@ -3,7 +3,8 @@
 uvicorn waits for a request as long as bytes keep trickling in: 300 connections to
 /token sending one body byte every 10 s all stayed open for 70 s, and with the file
 descriptors used up /health stopped answering. This HTTP/1.1 protocol (uvicorn's
-httptools one, with deadlines; its C parser costs a fraction of h11's pure Python) gives every request
+httptools one, whose C parser costs a fraction of h11's pure Python, with deadlines)
+gives every request
 
 - HEAD_SECONDS for its head (request line and headers), counted from the moment
   the connection opens or the previous answer was sent;
@@ -14,10 +15,10 @@ A request that misses its deadline gets 408 and the connection is closed. And wh
 the open connections reach ``max_connections()`` (from the file-descriptor limit,
 which `rakuten serve` raises to its hard maximum first), each new connection makes the one that
 has been waiting longest for its request make room: a crowd of slow clients cannot
-keep a quick one (or /health) out. A request head is also refused (400) once more than HEAD_MAX_BYTES of
-it have arrived in later reads than the one it began in, as h11 did with its 16 KiB. A burst can still use up the descriptors before
-any of its connections is seen (the event loop accepts up to the listen backlog in
-one go); asyncio then reports "socket.accept() out of system resource", with a
+keep a quick one (or /health) out. A request head is refused (400) once more than
+HEAD_MAX_BYTES of it have arrived after the read it began in, as h11 refused heads over
+16 KiB. A burst can still use up the descriptors before any of its connections is seen
+(the event loop accepts up to the listen backlog in one go); asyncio then reports "socket.accept() out of system resource", with a
 traceback, for every connection it could not accept, thousands a second. The
 handler ``on_loop_error`` instead closes the oldest waiting connections, so accepting
 resumes. Closed connections are counted and logged at most once a minute, never

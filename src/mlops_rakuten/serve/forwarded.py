@@ -53,7 +53,7 @@ class TrustedProxies:
         if self.everyone:
             return True
         # The peer is the same proxy request after request: its answer is kept (parsing the address was
-        # ~2 % of a /predict). Bounded, as X-Forwarded-For entries are whatever a client wrote.
+        # ~1 % of a /predict). Bounded, as X-Forwarded-For entries are whatever a client wrote.
         known = self._known.get(host)
         if known is None:
             known = self._trusts(host)
