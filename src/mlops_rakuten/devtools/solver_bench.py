@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sample", type=Path, default=REAL_SAMPLE, help="real challenge rows to replicate")
     parser.add_argument("--rows", type=int, default=FULL_SIZE, help="rows before the split (default: the challenge's)")
+    parser.add_argument(
+        "--newton-only", action="store_true", help="only the per-class solver, from w = 0 and from its coarse start"
+    )
     args = parser.parse_args(argv)
     label, x, y, x_test, y_test = full_size_features(args.sample, args.rows)
     model = read_params(ROOT / PARAMS, "model")
@@ -95,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
             lambda: LinearSVC(C=C, class_weight=weight, dual=True, random_state=model["seed"]).fit(x, y),
         ),
     ]
+    if args.newton_only:
+        candidates = candidates[:2]
     print(
         f"{label}: {x.shape[0]:,} train rows x {x.shape[1]:,} features, {x.nnz / 1e6:.1f} M non-zeros; "
         f"C = {C}, class_weight {weight}; one process, one BLAS thread\n"
@@ -108,7 +113,9 @@ def main(argv: list[str] | None = None) -> None:
         cpu.append(seconds)
         f1 = f1_score(y_test, predictions[-1], average="weighted")
         print(f"| {name} | {seconds:.1f}{' (did not converge)' if warned else ''} | {f1:.4f} |", flush=True)
-    for first, second, what in ((0, 1, "coarse start against w = 0"), (1, 2, "block against per class")):
+    for first, second, what in ((0, 1, "coarse start against w = 0"), (1, 2, "block against per class"))[
+        : len(candidates) - 1
+    ]:
         same = int((predictions[first] == predictions[second]).sum())
         print(
             f"\n{what}: CPU {cpu[second]:.1f} s against {cpu[first]:.1f} s ({cpu[second] / cpu[first]:.2f} of the time); "
