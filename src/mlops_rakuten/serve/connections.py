@@ -18,28 +18,20 @@ has been waiting longest for its request make room: a crowd of slow clients cann
 keep a quick one (or /health) out. A request head is refused (400) once more than
 HEAD_MAX_BYTES of it have arrived after the read it began in, as h11 refused heads over
 16 KiB. A burst can still use up the descriptors before any of its connections is seen
-(the event loop accepts up to the listen backlog in one go); asyncio then reports "socket.accept() out of system resource", with a
-traceback, for every connection it could not accept, thousands a second. The
-handler ``on_loop_error`` instead closes the oldest waiting connections, so accepting
-resumes. Closed connections are counted and logged at most once a minute, never
+(the event loop accepts up to the listen backlog in one go); asyncio then reports
+"socket.accept() out of system resource", with a traceback, for every connection it
+could not accept, thousands a second. The handler ``on_loop_error`` instead closes the
+oldest waiting connections, so accepting resumes. Closed connections are counted and logged at most once a minute, never
 with a traceback.
 
-Sending has a deadline too. A client that never read its answers (1 KiB receive buffer, 400
-pipelined GET /openapi.json) kept its connection forever: answers filled the kernel's buffer (up to
-4 MiB: tcp_wmem), then asyncio's, and uvicorn waited for room. Now the kernel and the transport
-each hold at most UNSENT_BYTES of a connection's unsent answers (TCP_NOTSENT_LOWAT, and the
-transport's high-water mark), pipelined requests being answered one at a time; a transport paused
-for writing whose client takes less than SEND_MIN_BYTES_PER_SECOND over SEND_SECONDS (FLUSH_SECONDS
-once the server closed it) is reset, which drops the unsent bytes from the kernel too. Such
-connections are the first to make room at the limit.
+Sending has a deadline too, in serve/sending.py: a client that does not take its answers is
+reset, and such connections are the first to make room at the limit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import asyncio.constants
-import socket
-import struct
 import time
 
 from uvicorn._types import ASGI3Application
@@ -47,19 +39,16 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 
 from mlops_rakuten.serve.closed import dropped
 from mlops_rakuten.serve.descriptors import max_connections
+from mlops_rakuten.serve.sending import SEND_SECONDS, SendDeadline
 from mlops_rakuten.serve.writes import CoalescingTransport
 
 HEAD_SECONDS = 10.0
 BODY_GRACE_SECONDS = 10.0
 BODY_MIN_BYTES_PER_SECOND = 32 * 2**10
-SEND_SECONDS = 10.0  # an answer waiting this long for the client to take SEND_MIN_BYTES_PER_SECOND: dropped
-SEND_MIN_BYTES_PER_SECOND = 2**10
-FLUSH_SECONDS = 5.0  # a closed connection's last bytes: the client takes them within this or is reset
 # A connection just accepted (a /health probe among a burst, say) has had no time to send its request:
 # another new connection does not crowd it out before this. (Out of descriptors, the oldest go at once.)
 SPARED_SECONDS = 0.5
 ACCEPT_RETRY_SECONDS = 0.1  # out of descriptors, accept again this soon (asyncio's default: 1 s)
-UNSENT_BYTES = 32 * 2**10  # per connection, in the kernel, and as much in the transport (then it pauses)
 # httptools has no limit of its own on a request head: h11's, which uvicorn used before.
 HEAD_MAX_BYTES = 16 * 2**10
 
@@ -122,7 +111,7 @@ def _plain_response(status: int, reason: str, message: str) -> bytes:
     ).encode("ascii") + body
 
 
-class DeadlineProtocol(HttpToolsProtocol):
+class DeadlineProtocol(SendDeadline, HttpToolsProtocol):
     """uvicorn's httptools protocol, with a deadline on receiving each request (see the module's docstring).
 
     The client's turn is either the head of a request (no earlier request still being answered, its
@@ -142,20 +131,7 @@ class DeadlineProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # of that head, in reads after the one it began in
         self._running: RequestResponseCycle | None = None  # the request being answered (others may be queued)
         self._timer: asyncio.TimerHandle | None = None
-        self._stuck_since: float | None = None  # since when the client has not been taking its answers
-        self._send_timer: asyncio.TimerHandle | None = None
-        self._send_mark = 0  # bytes waiting in the transport when the send deadline was last set
-        sock = transport.get_extra_info("socket")
-        if (
-            sock is not None
-            and sock.family in (socket.AF_INET, socket.AF_INET6)
-            and hasattr(socket, "TCP_NOTSENT_LOWAT")
-        ):
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, UNSENT_BYTES)
-            except OSError:
-                pass  # a kernel without it: the send deadline still holds, over a larger kernel buffer
-        transport.set_write_buffer_limits(high=UNSENT_BYTES)  # asyncio's default: 64 KiB
+        self._limit_unsent(transport)  # the send deadline's (serve/sending.py)
         self._arm()
         _open.add(self)
         if len(_open) > max_connections():
@@ -238,48 +214,8 @@ class DeadlineProtocol(HttpToolsProtocol):
         super().shutdown()
         self._watch_flush()
 
-    def _watch_send(self, seconds: float) -> None:
-        """Reset the connection unless the client takes SEND_MIN_BYTES_PER_SECOND of its answer each ``seconds``."""
-        if self._send_timer is None and not self._lost():
-            self._stuck_since = self.loop.time()
-            self._send_mark = self.transport.get_write_buffer_size()
-            self._send_timer = self.loop.call_later(seconds, self._not_reading, seconds)
-
-    def _watch_flush(self) -> None:
-        """Closed with bytes still to send: the client has FLUSH_SECONDS to take them (asyncio would wait forever)."""
-        if self.transport.is_closing() and self.transport.get_write_buffer_size():
-            self._watch_send(FLUSH_SECONDS)
-
-    def _unwatch_send(self) -> None:
-        if self._send_timer is not None:
-            self._send_timer.cancel()
-            self._send_timer = None
-        self._stuck_since = None
-
     def _lost(self) -> bool:
         return self not in _open
-
-    def _not_reading(self, seconds: float) -> None:
-        self._send_timer = None
-        if self._lost():
-            return
-        left = self.transport.get_write_buffer_size()
-        if self._send_mark - left >= SEND_MIN_BYTES_PER_SECOND * seconds:  # reading, slowly: another period
-            self._send_mark = left
-            self._send_timer = self.loop.call_later(seconds, self._not_reading, seconds)
-            return
-        dropped.add("not reading")
-        self._reset()
-
-    def _reset(self) -> None:
-        """Abort with a reset: the unsent answer is dropped from the kernel too, not left for a client that never reads."""
-        sock = self.transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass  # already gone: the abort below is enough
-        self.transport.abort()
 
     def _deadline(self) -> float | None:
         if self._in_body:
