@@ -16,6 +16,7 @@ the app and sets the header to the address it saw). A client that can reach the 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Union
 
@@ -42,7 +43,9 @@ class TrustedProxies:
         self.everyone = "*" in entries
         self.networks: list[_Network] = []
         self.names: set[str] = set()  # not an IP (a unix socket's peer): compared as written
-        self._known: dict[str, bool] = {}
+        # The peer is the same proxy request after request: its answer is kept (parsing the address was
+        # ~1 % of a /predict). Bounded, as X-Forwarded-For entries are whatever a client wrote.
+        self._trusts_host = functools.lru_cache(maxsize=KNOWN_HOSTS)(self._trusts)
         for item in entries:
             try:
                 self.networks.append(ipaddress.ip_network(item, strict=False))
@@ -52,14 +55,7 @@ class TrustedProxies:
     def trusts(self, host: str) -> bool:
         if self.everyone:
             return True
-        # The peer is the same proxy request after request: its answer is kept (parsing the address was
-        # ~1 % of a /predict). Bounded, as X-Forwarded-For entries are whatever a client wrote.
-        known = self._known.get(host)
-        if known is None:
-            known = self._trusts(host)
-            if len(self._known) < KNOWN_HOSTS:
-                self._known[host] = known
-        return known
+        return self._trusts_host(host)
 
     def _trusts(self, host: str) -> bool:
         try:

@@ -16,6 +16,7 @@ app's routes, and refuses to start an app with a route that accepts a body
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -88,20 +89,12 @@ class GuardMiddleware:
         self.app = app
         self.state = state  # app.state: settings and users
         self.rules = rules
-        self._found: dict[tuple[str, str], tuple[str | None, int]] = {}
-
-    def _rule(self, path: str, method: str) -> tuple[str | None, int]:
-        """The role and cap of the route at ``path`` (None and the small cap: not a route, so a 404)."""
-        # Remembered per method and path, as matching every route's regex was ~1 % of a /predict; bounded,
-        # since paths are whatever clients send (past the bound, matched each time as before).
-        found = self._found.get((method, path))
-        if found is None:
-            found = self._match(path, method)
-            if len(self._found) < KNOWN_PATHS:
-                self._found[(method, path)] = found
-        return found
+        # The rule of a (path, method), remembered: matching every route's regex was ~1 % of a /predict.
+        # Bounded, since paths are whatever clients send.
+        self._rule = functools.lru_cache(maxsize=KNOWN_PATHS)(self._match)
 
     def _match(self, path: str, method: str) -> tuple[str | None, int]:
+        """The role and cap of the route at ``path`` (None and the small cap: not a route, so a 404)."""
         matching = [rule for rule in self.rules if rule.path.match(path)]
         for rule in sorted(matching, key=lambda rule: method not in rule.methods):
             return rule.role, rule.max_bytes
