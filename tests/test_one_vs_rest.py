@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from sklearn.svm import LinearSVC
 from mlops_rakuten.core import newton_svm
 from mlops_rakuten.core.demo_data import write_demo_data
 from mlops_rakuten.core.features import build_vectorizer
-from mlops_rakuten.core.one_vs_rest import fit_linear_svc
+from mlops_rakuten.core.one_vs_rest import balanced_weights, first_norms, fit_linear_svc
 from mlops_rakuten.devtools.crossval import load_products
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,3 +129,33 @@ def test_the_fitted_model_says_how_it_was_fitted(demo_features, params, dual, ra
     # An unfitted copy with these params solves the same problem: the primal one for newton.
     refit = LinearSVC(**model.get_params()).fit(*demo_features)
     assert np.mean(refit.predict(demo_features[0]) == model.predict(demo_features[0])) > 0.97
+
+
+def test_balanced_weights_are_scikit_learns():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = np.array([10, 40, 40, 2905, 2905, 2905, 10, 40, 1281])
+    classes = np.unique(y)
+    assert balanced_weights(y, classes).tobytes() == compute_class_weight("balanced", classes=classes, y=y).tobytes()
+
+
+def test_the_train_stage_reaches_its_fit_without_importing_scikit_learn():
+    """The fit imports scikit-learn while its processes solve; an import at the top would put its second back."""
+    probe = "import sys, mlops_rakuten.stages.train; print(sorted(m for m in sys.modules if m.startswith('sklearn')))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("n_classes", [2, 27])
+def test_first_norms_are_each_problems_gradient_at_zero(demo_features, n_classes):
+    x, y = demo_features
+    classes = np.unique(y)[:n_classes]
+    keep = np.isin(y, classes)
+    rows, y = newton_svm.prepare(x[keep]), y[keep]
+    weights = np.column_stack([balanced_weights(y, classes), np.full(len(classes), 0.7)])
+    labels, weights = (classes[1:], weights[1:]) if n_classes == 2 else (classes, weights)
+    norms = first_norms(rows, y, labels, weights, 0.37)
+    exact = rows.astype(np.float64).T
+    for label, (weight, rest), norm in zip(labels, weights, norms, strict=True):
+        signed_cost = np.where(y == label, 0.37 * weight, -0.37 * rest)
+        assert norm == pytest.approx(2.0 * np.linalg.norm(exact @ signed_cost), rel=1e-6)

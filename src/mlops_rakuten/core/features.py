@@ -7,10 +7,8 @@ cleaning and vocabulary that training used.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 from scipy import sparse
@@ -92,17 +90,3 @@ def _walk(estimator: Any) -> Iterator[Any]:
         children = [trans for _, trans, _ in getattr(estimator, "transformers_", estimator.transformers)]
     for child in children:
         yield from _walk(child)
-
-
-def load_features(path: Path, mmap_mode: str | None = None) -> tuple[sparse.spmatrix, np.ndarray]:
-    """Matrix and labels written by the featurize stage (``mmap_mode="r"`` to only peek)."""
-    if not path.is_file():
-        raise InputError(f"{path}: file not found (expected features from the featurize stage)")
-    data = joblib.load(path, mmap_mode=mmap_mode)
-    return data["X"], data["y"]
-
-
-def load_held_out(path: Path) -> np.ndarray | None:
-    """Which rows of a test-feature file are held-out batch rows (featurize's ``held_out``); None without batches."""
-    data = joblib.load(path, mmap_mode="r")
-    return np.asarray(data["held_out"], dtype=bool) if "held_out" in data else None

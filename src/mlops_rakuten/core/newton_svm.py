@@ -78,6 +78,7 @@ def fit_binary(
     tol: float,
     max_iter: int,
     coarse: sparse.csr_matrix | None = None,
+    first_norm: float | None = None,
 ) -> tuple[np.ndarray, float, int]:
     """Coefficients, intercept and Newton steps for ``positive`` (bool per row) against the rest.
 
@@ -85,14 +86,18 @@ def fit_binary(
     the solver starts from the solution of the same problem on those rows, their cost scaled up so
     that they stand for all the rows: the first Newton steps from w = 0, where every row is inside
     the margin, are then taken on an eighth of the matrix. The objective and the stopping rule
-    (measured against the gradient at w = 0 of the whole problem) are unchanged.
+    (measured against the gradient at w = 0 of the whole problem, ``first_norm`` when the caller
+    has it) are unchanged.
     """
-    w, first_norm = np.zeros(x.shape[1]), None  # None: the norm at w = 0 is the loop's first
-    if coarse is not None:
+    w = np.zeros(x.shape[1])
+    if coarse is None:
+        first_norm = None  # the norm at w = 0 is the loop's first
+    else:
         picked = slice(None, None, COARSE_STRIDE)
         w, _ = _newton(coarse, positive[picked], cost[picked] * COARSE_STRIDE, COARSE_TOL, max_iter, w, quiet=True)
-        sign = np.where(positive, 1.0, -1.0)
-        first_norm = 2.0 * float(np.linalg.norm(_transposed_product(x, cost * sign)))  # ‖gradient at w = 0‖
+        if first_norm is None:
+            sign = np.where(positive, 1.0, -1.0)
+            first_norm = 2.0 * float(np.linalg.norm(_transposed_product(x, cost * sign)))  # ‖gradient at w = 0‖
     w, steps = _newton(x, positive, cost, tol, max_iter, w, first_norm=first_norm)
     return w[:-1], float(w[-1]), steps
 

@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from mlops_rakuten.core.atomic import atomic_open, atomic_path
-from mlops_rakuten.core.features import load_features
+from mlops_rakuten.core.feature_files import load_features
 from mlops_rakuten.devtools.benchmark import ROOT
 from mlops_rakuten.devtools.project_copy import add_raw_data, copy_project
 

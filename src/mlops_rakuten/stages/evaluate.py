@@ -23,7 +23,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from mlops_rakuten.core.atomic import atomic_open, atomic_path, load_pickle
 from mlops_rakuten.core.categories import CODES, category_label
 from mlops_rakuten.core.errors import InputError, exit_on_input_error, exit_skipping_teardown, setup_logging
-from mlops_rakuten.core.features import load_features
+from mlops_rakuten.core.feature_files import load_features
 
 log = logging.getLogger("evaluate")
 

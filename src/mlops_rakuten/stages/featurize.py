@@ -7,9 +7,10 @@ import logging
 import time
 from pathlib import Path
 
-from mlops_rakuten.core.atomic import dump_joblib, dump_pickle
+from mlops_rakuten.core.atomic import dump_pickle
 from mlops_rakuten.core.dataset import HELD_OUT, read_products
 from mlops_rakuten.core.errors import exit_on_input_error, setup_logging
+from mlops_rakuten.core.feature_files import write_features
 from mlops_rakuten.core.features import build_vectorizer, make_picklable_stable
 from mlops_rakuten.core.params import read_params
 
@@ -40,11 +41,10 @@ def main(argv: list[str] | None = None) -> None:
     # Parallel workers help the fit; a served model predicting one product must not spawn them.
     vectorizer.set_params(tfidf__n_jobs=None)
     x_test = vectorizer.transform(test)
-    dump_joblib({"X": x_train, "y": train["prdtypecode"].to_numpy()}, args.train_out)
-    test_data = {"X": x_test, "y": test["prdtypecode"].to_numpy()}
-    if HELD_OUT in test.columns:  # the train stage's refit leaves these rows out (absent: no batches, as before)
-        test_data["held_out"] = test[HELD_OUT].to_numpy(dtype=bool)
-    dump_joblib(test_data, args.test_out)
+    write_features(x_train, train["prdtypecode"].to_numpy(), args.train_out)
+    # The train stage's refit leaves the held-out rows out (no column: no batches, no flags).
+    held_out = test[HELD_OUT].to_numpy(dtype=bool) if HELD_OUT in test.columns else None
+    write_features(x_test, test["prdtypecode"].to_numpy(), args.test_out, held_out)
     dump_pickle(make_picklable_stable(vectorizer), args.vectorizer_out)
     log.info(
         "%d train + %d test rows -> %d x %d sparse matrices (%d non-zeros) in %.1fs",

@@ -25,18 +25,21 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import sparse
-from sklearn.pipeline import Pipeline
-from sklearn.svm import LinearSVC
 
 from mlops_rakuten.core.atomic import atomic_path, dump_pickle, load_pickle
 from mlops_rakuten.core.errors import exit_on_input_error, exit_skipping_teardown, setup_logging
-from mlops_rakuten.core.features import load_features, load_held_out, make_picklable_stable
+from mlops_rakuten.core.feature_files import load_features, load_held_out
 from mlops_rakuten.core.one_vs_rest import fit_linear_svc
 from mlops_rakuten.core.params import read_params
+
+# scikit-learn (about 1 s to import) is left to the fit, which imports it while its processes solve.
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+    from sklearn.svm import LinearSVC
 
 log = logging.getLogger("train")
 
@@ -67,6 +70,10 @@ def shipped_is_refitted(rows: int, params: dict[str, Any]) -> bool:
 
 
 def save_model(vectorizer: Pipeline, classifier: LinearSVC, path: Path) -> None:
+    from sklearn.pipeline import Pipeline
+
+    from mlops_rakuten.core.features import make_picklable_stable
+
     dump_pickle(make_picklable_stable(Pipeline([("features", vectorizer), ("classifier", classifier)])), path)
 
 
@@ -84,7 +91,6 @@ def main(argv: list[str] | None = None) -> None:
     params = read_params(args.params, "model")
     train, test = load_features(args.features), load_features(args.test_features)
     held_out = load_held_out(args.test_features)
-    vectorizer = load_pickle(args.vectorizer)
     start = time.perf_counter()
     holdout, shipped = fit_holdout_and_shipped(train, test, params, held_out)
     n_held = int(held_out.sum()) if held_out is not None else 0
@@ -114,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         shipped_on,
         time.perf_counter() - start,
     )
+    vectorizer = load_pickle(args.vectorizer)  # after the fit: unpickling it imports scikit-learn
     save_model(vectorizer, holdout, args.holdout_out)
     if shipped is holdout:  # the same model: the same bytes, without pickling it twice
         with atomic_path(args.out) as tmp:
