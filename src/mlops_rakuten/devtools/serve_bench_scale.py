@@ -3,7 +3,8 @@
 1. The physical limit: products/s of ``predict_top_k`` on one core, one product per call and 64 per
    call (the server micro-batches concurrent requests, so the batched rate is what it can approach).
 2. Over HTTPS through Debian's nginx (deployments/nginx/nginx.conf) to `rakuten serve` with 1 and
-   with 2 workers: req/s, p50 and p99 for single products and for batches of 64, at 8 and 32 clients.
+   with 2 workers: req/s, p50 and p99 for single products and for batches of 64, at 8 and 32 clients,
+   and the workers' CPU per request (which, unlike req/s, other processes on the machine barely change).
 3. The ratio of HTTP single-product req/s to the in-process batched rate, per core.
 
 Needs wrk and nginx; says so and stops without them. `make bench-serve` runs it after serve/bench.py.
@@ -29,7 +30,7 @@ from threadpoolctl import threadpool_limits
 
 from mlops_rakuten.core.errors import InputError, exit_on_input_error
 from mlops_rakuten.core.predict import load_model, predict_top_k
-from mlops_rakuten.devtools.serve_bench import _free_port, sample_texts, serving, wrk_load
+from mlops_rakuten.devtools.serve_bench import _free_port, _tree_cpu_seconds, sample_texts, serving, wrk_load
 from mlops_rakuten.serve.settings import MAX_PREDICT_PRODUCTS, MODEL_PATH
 
 NGINX_TEMPLATE = "deployments/nginx/nginx.conf"
@@ -151,21 +152,26 @@ def main(argv: list[str] | None = None) -> None:
         json.dumps((products * 2)[k : k + MAX_PREDICT_PRODUCTS]) for k in range(0, len(products), 16)
     ]
     print(f"\nHTTPS through nginx, POST /predict, wrk {args.seconds} s per line:")
-    print("| workers | products/request | clients | req/s | products/s | p50 ms | p99 ms | errors |")
-    print("|--:|--:|--:|--:|--:|--:|--:|--:|")
+    print(
+        "| workers | products/request | clients | req/s | products/s | p50 ms | p99 ms | errors | server CPU ms/req |"
+    )
+    print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     best: dict[int, float] = {}
     for workers in [int(w) for w in args.workers.split(",")]:
-        with serving(root, workers) as (base, token, _), tempfile.TemporaryDirectory() as tmp:
+        with serving(root, workers) as (base, token, server), tempfile.TemporaryDirectory() as tmp:
             with nginx_in_front(root, base.removeprefix("http://"), Path(tmp)) as url:
                 for size, payloads in bodies.items():
                     for clients in [int(c) for c in args.clients.split(",")]:
+                        cpu_before = _tree_cpu_seconds(server.pid)
                         result = wrk_load(f"{url}/predict", token, payloads, args.seconds, clients, Path(tmp))
+                        # The workers' CPU per request: what the load of other processes does not change.
+                        cpu_ms = (_tree_cpu_seconds(server.pid) - cpu_before) * 1000 / (result["rps"] * args.seconds)
                         if size == 1:
                             best[workers] = max(best.get(workers, 0.0), result["rps"])
                         print(
                             f"| {workers} | {size} | {clients} | {result['rps']:,.0f} | "
                             f"{result['rps'] * size:,.0f} | {result['p50']:.1f} | {result['p99']:.1f} | "
-                            f"{result['errors']} |",
+                            f"{result['errors']} | {cpu_ms:.2f} |",
                             flush=True,
                         )
     print()

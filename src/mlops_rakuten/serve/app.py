@@ -21,6 +21,7 @@ from mlops_rakuten.ops.ingest import finish_interrupted_ingest
 from mlops_rakuten.serve import follow, roles
 from mlops_rakuten.serve.batching import Batcher
 from mlops_rakuten.serve.connections import on_loop_error
+from mlops_rakuten.serve.fast_predict import FastPredict
 from mlops_rakuten.serve.forwarded import ForwardedMiddleware, TrustedProxies
 from mlops_rakuten.serve.guard import GuardMiddleware, route_rules
 from mlops_rakuten.serve.jobs import TrainJobs
@@ -28,6 +29,7 @@ from mlops_rakuten.serve.login_limits import LoginLimits
 from mlops_rakuten.serve.metrics import Metrics, MetricsMiddleware
 from mlops_rakuten.serve.model import ModelHolder
 from mlops_rakuten.serve.retrain_jobs import RetrainJobs
+from mlops_rakuten.serve.routers import predict
 from mlops_rakuten.serve.settings import Settings, load_settings
 from mlops_rakuten.serve.users import UserStore
 
@@ -51,8 +53,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         multiprocess.mark_process_dead(os.getpid())  # drop this worker's live gauges
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The app for ``settings`` (default: from the environment, which must hold RAKUTEN_JWT_SECRET)."""
+def create_app(settings: Settings | None = None, fast_predict: bool = True) -> FastAPI:
+    """The app for ``settings`` (default: from the environment, which must hold RAKUTEN_JWT_SECRET).
+
+    ``fast_predict``: POST /predict answered by serve/fast_predict.py rather than through FastAPI's
+    routing (the same answers; off only to compare the two).
+    """
     settings = settings or load_settings()
     role = roles.role()
     if roles.writes_project(role):
@@ -72,6 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         lifespan=_lifespan,
         description="Classifies Rakuten France products into 27 prdtypecodes with the DVC-built model.",
+        # The service's metrics are Prometheus's (serve/metrics.py). With FastAPI's OpenTelemetry hooks on,
+        # every request asked OpenTelemetry for its providers (~2 % of a worker under load) to find none.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.users = UserStore(settings.users_file)
@@ -94,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     route_paths = {route.path for route in api_routes if "{" not in route.path}
     route_paths.update(url for url in (app.openapi_url, app.docs_url, app.redoc_url) if url)
     # The last added runs first: metrics time everything, including what the guard refuses unread.
+    if fast_predict and predict in routers:
+        app.add_middleware(FastPredict, exception_handlers=app.exception_handlers)  # after the guard
     app.add_middleware(GuardMiddleware, state=app.state, rules=route_rules(api_routes))
     app.add_middleware(MetricsMiddleware, metrics=metrics, route_paths=route_paths)
     # Outermost: every part of the app sees the client's address, not the proxy's.

@@ -17,6 +17,7 @@ ISSUER = "mlops-rakuten"
 
 # auto_error=False: a missing token gets our message, not the library's generic one.
 _bearer = OAuth2PasswordBearer(tokenUrl="token", auto_error=False)
+bearer_token = _bearer  # awaited with a request: its token as the routes' dependency reads it, or None
 
 
 def create_token(settings: Settings, user: User, now: float | None = None) -> tuple[str, int]:
