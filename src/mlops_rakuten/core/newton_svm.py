@@ -13,8 +13,8 @@ w = 0, liblinear's own criterion for its primal solver.
 From COARSE_MIN_ROWS rows on, each problem starts from its own solution on every
 8th row (to ``COARSE_TOL``): from w = 0 every row is inside the margin, and those
 first Newton steps, over the whole matrix, were half of the solver's time; from
-the coarse solution only the rows near its margin are read. 2.6× less CPU on the
-real-like full-size set, 1.5× on demo data (docs/speed.md).
+the coarse solution only the rows near its margin are read. 2.85 to 3.4× less CPU on
+the real-like full-size set, 1.55× on demo data (docs/speed.md).
 
 Why not liblinear: every pass over the data is a float32 CSR product (half the
 memory traffic of liblinear's double-precision nodes), the matrix is prepared
