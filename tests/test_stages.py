@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 from scipy import sparse
+from sklearn.metrics import confusion_matrix
 from sklearn.pipeline import Pipeline
 
 from mlops_rakuten.core.errors import InputError
@@ -163,6 +166,24 @@ def test_confusion_axes_name_each_class_in_code_order_and_the_cells_are_readable
     assert [t.get_text() for t in ax.get_yticklabels()] == expected
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted class (code)", "actual class")
     assert min(float(text.get_fontsize()) for text in ax.texts) >= 9  # the shares in the cells
+
+
+def test_confusion_cells_are_scikit_learns_confusion_matrix():
+    rng = np.random.default_rng(3)
+    actual, predicted = rng.choice([10, 40, 1140, 2583], 300), rng.choice([10, 40, 1140, 2583, 2905], 300)
+    share = confusion_figure(actual, predicted).axes[0].images[0].get_array()
+    counts = confusion_matrix(actual, predicted, labels=[10, 40, 1140, 2583, 2905])
+    assert np.array_equal(share, counts / np.maximum(counts.sum(axis=1, keepdims=True), 1))
+
+
+def test_the_evaluate_stage_leaves_scikit_learn_and_matplotlib_to_its_two_processes():
+    """Imported at the top, either would put its import time back in front of the other."""
+    probe = (
+        "import sys, mlops_rakuten.stages.evaluate; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'matplotlib')))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_prediction_table_keeps_codes_and_adds_labels():
