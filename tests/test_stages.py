@@ -171,7 +171,7 @@ def test_confusion_axes_name_each_class_in_code_order_and_the_cells_are_readable
 def test_confusion_cells_are_scikit_learns_confusion_matrix():
     rng = np.random.default_rng(3)
     actual, predicted = rng.choice([10, 40, 1140, 2583], 300), rng.choice([10, 40, 1140, 2583, 2905], 300)
-    share = confusion_figure(actual, predicted).axes[0].images[0].get_array()
+    share = np.asarray(confusion_figure(actual, predicted).axes[0].images[0].get_array())
     counts = confusion_matrix(actual, predicted, labels=[10, 40, 1140, 2583, 2905])
     assert np.array_equal(share, counts / np.maximum(counts.sum(axis=1, keepdims=True), 1))
 
