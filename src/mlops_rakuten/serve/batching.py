@@ -47,7 +47,8 @@ def _predict(model: LoadedModel | None, batch: list[_Waiting]) -> tuple[np.ndarr
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
         # Rows come back best first, so each request's top k is a prefix of the batch's largest k.
         codes, scores = predict_top_k_cleaned(model.pipeline, texts, max(w.top_k for w in batch))
-    return codes, scores, (texts["text"] != "").to_numpy()
+    # A comprehension, not pandas' vectorised compare: for a batch of a few dozen rows its fixed cost dominates.
+    return codes, scores, np.array([text != "" for text in texts["text"]], dtype=bool)
 
 
 class Batcher:

@@ -116,6 +116,9 @@ class MetricsMiddleware:
         self.app = app
         self.metrics = metrics
         self.route_paths = route_paths  # the app's paths without parameters, for requests refused before routing
+        # Each (method, route, status)'s two series, looked up once: labels() takes a lock and builds a key
+        # on every call. Bounded, as every label takes values from a fixed set.
+        self._series: dict[tuple[str, str, str], tuple] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -138,5 +141,11 @@ class MetricsMiddleware:
                 route = scope["path"] if scope["path"] in self.route_paths else OTHER
             method = scope["method"] if scope["method"] in METHODS else OTHER
             labels = (method, route, str(status))
-            self.metrics.requests.labels(*labels).inc()
-            self.metrics.latency.labels(*labels).observe(time.perf_counter() - start)
+            series = self._series.get(labels)
+            if series is None:
+                series = self._series[labels] = (
+                    self.metrics.requests.labels(*labels),
+                    self.metrics.latency.labels(*labels),
+                )
+            series[0].inc()
+            series[1].observe(time.perf_counter() - start)
