@@ -152,8 +152,10 @@ class RegistryFollower:
     def sync(self) -> None:
         """Serve what registry-served.json names, if not already; pick up the last check's outcome."""
         if self._status_watch.changed():
-            self.status = _read_json(self.state_dir / STATUS_FILE) or self.status
-            self.metrics.registry_failing.set(1 if self.error else 0)
+            status = _read_json(self.state_dir / STATUS_FILE) or self.status
+            # The metric first: once /health reads the new status, /metrics already agrees with it.
+            self.metrics.registry_failing.set(1 if status.get("error") else 0)
+            self.status = status
         if not self._served_watch.changed():
             return
         served = _read_json(self.state_dir / SERVED_FILE)
@@ -219,7 +221,7 @@ class RegistryFollower:
                 )
             with atomic_open(self.state_dir / STATUS_FILE) as handle:
                 json.dump(status, handle)
+        self.metrics.registry_failing.set(1 if status["error"] else 0)  # before /health can read the status
         self.status = status
-        self.metrics.registry_failing.set(1 if status["error"] else 0)
         self._status_watch.mark_seen()
         return status
