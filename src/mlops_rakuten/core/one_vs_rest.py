@@ -82,8 +82,9 @@ def fit_binaries(
     """Fit label-vs-rest for each of ``labels`` on prepared ``rows``.
 
     ``weights`` holds, per label, the class weights of its rows and of the rest; ``coarse`` is
-    ``newton_svm.coarse_rows(rows)``, the newton solver's start, and ``first_norms`` (``first_norms``)
-    the gradient norms its stopping rule compares with.
+    ``newton_svm.coarse_rows(rows)``, the newton solver's start, and ``first_norms`` what the
+    function of that name returns: each label's gradient norm at w = 0, which the solver's
+    stopping rule compares with.
     """
     if params["solver"] == "block":
         return _fit_block(rows, y, labels, weights, params)
