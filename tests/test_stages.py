@@ -18,7 +18,8 @@ from mlops_rakuten.core.errors import InputError
 from mlops_rakuten.core.features import build_vectorizer, make_picklable_stable
 from mlops_rakuten.core.one_vs_rest import fit_linear_svc
 from mlops_rakuten.core.params import read_params
-from mlops_rakuten.stages.evaluate import class_metrics, confusion_figure, headline_metrics, prediction_table
+from mlops_rakuten.core.scores import class_metrics, headline_metrics
+from mlops_rakuten.stages.evaluate import confusion_figure, prediction_table
 from mlops_rakuten.stages.ingest import join_challenge, parse_labels, sample_fraction
 from mlops_rakuten.stages.preprocess import preprocess
 from mlops_rakuten.stages.split import split

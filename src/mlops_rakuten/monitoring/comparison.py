@@ -16,9 +16,10 @@ import pandas as pd
 from mlops_rakuten.core.atomic import atomic_open
 from mlops_rakuten.core.categories import category_label
 from mlops_rakuten.core.predict import predict_top_k
+from mlops_rakuten.core.scores import class_metrics, headline_metrics
 from mlops_rakuten.monitoring.gate import CLASS_DROP, CONFIDENCE, F1_MARGIN, MIN_PRODUCTS, MIN_SUPPORT, REPLICATES
 from mlops_rakuten.monitoring.slices import WORSE, Decision, Slice, decide
-from mlops_rakuten.stages.evaluate import class_metrics, headline_metrics, plot_confusion
+from mlops_rakuten.stages.evaluate import plot_confusion
 
 
 @dataclass
