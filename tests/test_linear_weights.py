@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,11 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from sklearn.metrics import f1_score
 from sklearn.svm import LinearSVC
 
 from mlops_rakuten.core.atomic import dump_pickle, load_pickle
 from mlops_rakuten.core.demo_data import write_demo_data
 from mlops_rakuten.core.errors import InputError
+from mlops_rakuten.core.feature_files import write_features
 from mlops_rakuten.core.features import build_vectorizer
 from mlops_rakuten.core.linear_weights import read_linear_weights
 from mlops_rakuten.core.one_vs_rest import fit_linear_svc
@@ -67,6 +70,29 @@ def test_reading_a_model_imports_no_scikit_learn(fitted):
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_evaluate_stage_scores_as_scikit_learn_would_without_importing_it(fitted, tmp_path: Path):
+    _, features, y, path = fitted
+    write_features(features, y, tmp_path / "test.joblib")
+    outputs = {name: tmp_path / name for name in ("m.json", "c.json", "cm.png", "p.csv")}
+    arguments = [
+        *("--model", str(path), "--train-features", str(tmp_path / "test.joblib")),
+        *("--test-features", str(tmp_path / "test.joblib"), "--metrics", str(outputs["m.json"])),
+        *("--class-metrics", str(outputs["c.json"]), "--confusion-plot", str(outputs["cm.png"])),
+        *("--predictions", str(outputs["p.csv"])),
+    ]
+    probe = (
+        f"import sys; from mlops_rakuten.stages import evaluate; evaluate.main({arguments!r}); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+    predicted = load_pickle(path).named_steps["classifier"].predict(features)
+    assert json.loads(outputs["m.json"].read_text())["f1_weighted"] == round(
+        f1_score(y, predicted, average="weighted", zero_division=0), 6
+    )
+    assert pd.read_csv(outputs["p.csv"])["predicted"].tolist() == predicted.tolist()
 
 
 @pytest.mark.parametrize("content", [{"steps": 1}, [("features", None)], "text", np.arange(3)])

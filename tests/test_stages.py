@@ -177,8 +177,8 @@ def test_confusion_cells_are_scikit_learns_confusion_matrix():
     assert np.array_equal(share, counts / np.maximum(counts.sum(axis=1, keepdims=True), 1))
 
 
-def test_the_evaluate_stage_leaves_scikit_learn_and_matplotlib_to_its_two_processes():
-    """Imported at the top, either would put its import time back in front of the other."""
+def test_the_evaluate_stage_imports_neither_scikit_learn_nor_matplotlib_at_the_top():
+    """matplotlib is its drawing process's (tests/test_linear_weights.py runs the stage: never scikit-learn)."""
     probe = (
         "import sys, mlops_rakuten.stages.evaluate; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'matplotlib')))"
