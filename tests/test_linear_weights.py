@@ -72,16 +72,18 @@ def test_reading_a_model_imports_no_scikit_learn(fitted):
     assert result.stdout.strip() == "[]"
 
 
+def evaluate_arguments(model: Path, folder: Path) -> tuple[list[str], dict[str, Path]]:
+    """The evaluate stage's command line on ``folder``/test.joblib (also as the train features); its outputs."""
+    outputs = {name: folder / f"{name}.out" for name in ("metrics", "class-metrics", "confusion-plot", "predictions")}
+    features = str(folder / "test.joblib")
+    arguments = ["--model", str(model), "--train-features", features, "--test-features", features]
+    return arguments + [f"--{name}={path}" for name, path in outputs.items()], outputs
+
+
 def test_the_evaluate_stage_scores_as_scikit_learn_would_without_importing_it(fitted, tmp_path: Path):
     _, features, y, path = fitted
     write_features(features, y, tmp_path / "test.joblib")
-    outputs = {name: tmp_path / name for name in ("m.json", "c.json", "cm.png", "p.csv")}
-    arguments = [
-        *("--model", str(path), "--train-features", str(tmp_path / "test.joblib")),
-        *("--test-features", str(tmp_path / "test.joblib"), "--metrics", str(outputs["m.json"])),
-        *("--class-metrics", str(outputs["c.json"]), "--confusion-plot", str(outputs["cm.png"])),
-        *("--predictions", str(outputs["p.csv"])),
-    ]
+    arguments, outputs = evaluate_arguments(path, tmp_path)
     probe = (
         f"import sys; from mlops_rakuten.stages import evaluate; evaluate.main({arguments!r}); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))"
@@ -89,10 +91,10 @@ def test_the_evaluate_stage_scores_as_scikit_learn_would_without_importing_it(fi
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
     predicted = load_pickle(path).named_steps["classifier"].predict(features)
-    assert json.loads(outputs["m.json"].read_text())["f1_weighted"] == round(
+    assert json.loads(outputs["metrics"].read_text())["f1_weighted"] == round(
         f1_score(y, predicted, average="weighted", zero_division=0), 6
     )
-    assert pd.read_csv(outputs["p.csv"])["predicted"].tolist() == predicted.tolist()
+    assert pd.read_csv(outputs["predictions"])["predicted"].tolist() == predicted.tolist()
 
 
 @pytest.mark.parametrize("content", [{"steps": 1}, [("features", None)], "text", np.arange(3)])
@@ -108,3 +110,15 @@ def test_a_file_that_is_no_pickle_is_refused_by_name(tmp_path: Path):
     path.write_bytes(b"\x80\x04\x95")
     with pytest.raises(InputError, match=r"truncated\.joblib: not a model file"):
         read_linear_weights(path)
+
+
+def test_evaluate_refuses_features_the_model_was_not_fitted_on(fitted, tmp_path: Path):
+    _, features, y, path = fitted
+    write_features(features[:, :-1], y, tmp_path / "test.joblib")
+    arguments, outputs = evaluate_arguments(path, tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "mlops_rakuten.stages.evaluate", *arguments], capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert f"test.joblib: {features.shape[1] - 1} features, but {path} expects {features.shape[1]}" in result.stderr
+    assert not any(output.exists() for output in outputs.values())

@@ -123,6 +123,11 @@ def main(argv: list[str] | None = None) -> None:
         classifier = read_linear_weights(args.model)
         x_test, actual = load_features(args.test_features)
         n_train = load_features(args.train_features, mmap_mode="r")[0].shape[0]
+        if x_test.shape[1] != classifier.coef.shape[1]:
+            raise InputError(
+                f"{args.test_features}: {x_test.shape[1]} features, but {args.model} expects "
+                f"{classifier.coef.shape[1]} (features and model of different runs?)"
+            )
         predicted = classifier.predict(x_test)
         drawn = painter.apply_async(plot_confusion, (actual, predicted, args.confusion_plot))
         metrics = headline_metrics(actual, predicted, n_train)
