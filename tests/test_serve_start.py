@@ -1,4 +1,4 @@
-"""What `rakuten serve` tells a person at start: a server nobody can log in to says so, with the fix."""
+"""What `rakuten serve` does at start: a server nobody can log in to says so, with the fix; its event loop is asyncio's."""
 
 from __future__ import annotations
 
@@ -48,3 +48,27 @@ def test_a_server_without_users_logs_the_command_that_adds_one(tmp_path_factory,
         )
     finally:
         stop(process)
+
+
+def test_the_server_runs_on_asyncio_even_with_uvloop_installed(tmp_path_factory, tmp_path, monkeypatch):
+    """uvicorn's default loop is uvloop when it is importable, and under libuv a burst beyond the descriptor
+    limit is met by closing pending connections without a word to `on_loop_error` (serve/connections.py)."""
+    fake = tmp_path / "site"
+    (fake / "uvloop").mkdir(parents=True)
+    (fake / "uvloop" / "__init__.py").write_text(
+        "def new_event_loop():\n    raise RuntimeError('uvloop chosen as the event loop')\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(fake))  # the server's environment is this one's (server_env)
+    settings = Settings(
+        jwt_secret=SECRET,
+        project_dir=shared_trained_project(tmp_path_factory),
+        users_file=tmp_path / "users.json",
+        state_dir=tmp_path / "state",
+        token_minutes=30,
+        login_per_minute=10_000,
+        login_failures_per_minute=10_000,
+    )
+    port, log = free_port(), tmp_path / "server.log"
+    process = start_server(settings, port, log)  # fails, with the server's output, if it exits instead
+    stop(process)
+    assert "uvloop chosen" not in log.read_text()
