@@ -19,13 +19,13 @@ import numpy as np
 from mlops_rakuten.core.atomic import atomic_open, atomic_path
 from mlops_rakuten.core.categories import CODES, category_label
 from mlops_rakuten.core.errors import InputError, exit_on_input_error, exit_skipping_teardown, setup_logging
-from mlops_rakuten.core.feature_files import load_features
 from mlops_rakuten.core.linear_weights import read_linear_weights
 from mlops_rakuten.core.scores import class_metrics, confusion_counts, headline_metrics
 
 # No scikit-learn: the classifier's arrays and the scores are read and computed with numpy
 # (core/linear_weights.py, core/scores.py). matplotlib (the plot) is imported in a forked
-# process while this one reads the model and predicts.
+# process while this one imports the feature files' readers (scipy, joblib: 0.2 s), reads the
+# model and predicts: main() forks it first.
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     # A forked process imports matplotlib while this one reads the model and predicts, then draws.
     with multiprocessing.get_context("fork").Pool(1) as painter:
         painter.apply_async(_import_matplotlib)
+        from mlops_rakuten.core.feature_files import load_features
+
         classifier = read_linear_weights(args.model)
         x_test, actual = load_features(args.test_features)
         n_train = load_features(args.train_features, mmap_mode="r")[0].shape[0]
