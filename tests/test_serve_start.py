@@ -16,17 +16,21 @@ from serve_support import SECRET, free_port, server_env, shared_trained_project,
 pytestmark = pytest.mark.server
 
 
-def test_a_server_without_users_logs_the_command_that_adds_one(tmp_path_factory, tmp_path):
-    project = shared_trained_project(tmp_path_factory)
-    settings = Settings(
+def fresh_settings(tmp_path_factory, tmp_path: Path) -> Settings:
+    """A server on the shared trained project, with no users yet and its own state."""
+    return Settings(
         jwt_secret=SECRET,
-        project_dir=project,
+        project_dir=shared_trained_project(tmp_path_factory),
         users_file=tmp_path / "users.json",
         state_dir=tmp_path / "state",
         token_minutes=30,
         login_per_minute=10_000,
         login_failures_per_minute=10_000,
     )
+
+
+def test_a_server_without_users_logs_the_command_that_adds_one(tmp_path_factory, tmp_path):
+    settings = fresh_settings(tmp_path_factory, tmp_path)
     port, log = free_port(), tmp_path / "server.log"
     process = start_server(settings, port, log)
     try:
@@ -59,15 +63,7 @@ def test_the_server_runs_on_asyncio_even_with_uvloop_installed(tmp_path_factory,
         "def new_event_loop():\n    raise RuntimeError('uvloop chosen as the event loop')\n"
     )
     monkeypatch.setenv("PYTHONPATH", str(fake))  # the server's environment is this one's (server_env)
-    settings = Settings(
-        jwt_secret=SECRET,
-        project_dir=shared_trained_project(tmp_path_factory),
-        users_file=tmp_path / "users.json",
-        state_dir=tmp_path / "state",
-        token_minutes=30,
-        login_per_minute=10_000,
-        login_failures_per_minute=10_000,
-    )
+    settings = fresh_settings(tmp_path_factory, tmp_path)
     port, log = free_port(), tmp_path / "server.log"
     process = start_server(settings, port, log)  # fails, with the server's output, if it exits instead
     stop(process)
