@@ -2,7 +2,9 @@
 
 It also copies the pipeline's plots that pages show (COPIES) into docs/img/, the chart DVC
 draws from the test predictions as `make plots` renders it (RENDERED), and the example drift
-report of docs/monitoring.md (DRIFT_IMAGE).
+report of docs/monitoring.md (DRIFT_IMAGE). The chart's pixels depend on the fonts of the machine
+that draws it, so it is not compared either: it records the md5 of the Vega-Lite spec it shows,
+data included, as `dvc plots show --json` fills it (CHART_MD5_KEY), and it is stale when that changed.
 
 A block in README.md or a page of docs/ is marked with the command that produces it:
 
@@ -43,6 +45,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import io
+import json
 import os
 import re
 import shutil
@@ -93,17 +97,41 @@ def run(command: str, cwd: Path, timeout: float = FAST_TIMEOUT, extra_env: dict[
 NEEDS_MODEL = "rakuten predict"
 # Pipeline plots shown by the pages, copied into docs/ so that they show on the forge too.
 COPIES = {"docs/img/confusion_matrix.png": "plots/confusion_matrix.png"}
-RENDERED = {"docs/img/predictions_chart.png": "predictions.png"}  # from `rakuten plots --out DIR`
+# The chart of a data plot, from `rakuten plots --out DIR`: (the plot, its file in DIR).
+RENDERED = {"docs/img/predictions_chart.png": ("plots/predictions.csv", "predictions.png")}
+CHART_MD5_KEY = "vega-lite-spec-md5"
 DRIFT_IMAGE = "docs/img/drift_report.png"
 DRIFT_MD5_KEY = "drift-report-html-md5"
 DRIFT_HTML = "reports/drift.html"  # where docs/drift_example.py writes it, in the clone
 
 
-def rendered(root: Path) -> dict[str, bytes]:
-    """The charts of `dvc plots show` as `make plots` draws them (offline, byte-stable)."""
+def chart_md5s(root: Path) -> dict[str, str]:
+    """For each chart of RENDERED, the md5 of its Vega-Lite spec with its data (`dvc plots show --json`)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        report = json.loads(run(f"dvc plots show --json -o {scratch}", root))["data"]
+    md5s = {}
+    for copy, (plot, _) in RENDERED.items():
+        spec = next(entry["content"] for entry in report[plot] if entry["type"] == "vega")
+        md5s[copy] = hashlib.md5(json.dumps(spec, sort_keys=True).encode("utf-8")).hexdigest()
+    return md5s
+
+
+def rendered(root: Path, md5s: dict[str, str]) -> dict[str, bytes]:
+    """The charts of `dvc plots show` as `make plots` draws them (offline), each with its spec's md5."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    charts = {}
     with tempfile.TemporaryDirectory() as scratch:
         run(f"rakuten plots --out {scratch}", root)
-        return {copy: (Path(scratch) / name).read_bytes() for copy, name in RENDERED.items()}
+        for copy, (_, name) in RENDERED.items():
+            info = PngInfo()
+            info.add_text(CHART_MD5_KEY, md5s[copy])
+            buffer = io.BytesIO()
+            with Image.open(Path(scratch) / name) as image:
+                image.save(buffer, format="PNG", pnginfo=info, optimize=True)
+            charts[copy] = buffer.getvalue()
+    return charts
 
 
 class Clone:
@@ -237,13 +265,18 @@ def main(argv: list[str] | None = None) -> int:
     slow = args.slow or args.all or not (args.check or args.fast)
     stale = []
     if fast:
-        images = {copy: (args.root / source).read_bytes() for copy, source in COPIES.items()} | rendered(args.root)
-        for copy, data in images.items():
-            target = args.root / copy
+        for copy, source in COPIES.items():
+            data, target = (args.root / source).read_bytes(), args.root / copy
             if not target.is_file() or target.read_bytes() != data:
                 stale.append(copy)
                 if not args.check:
                     write(target, data)
+        md5s = chart_md5s(args.root)
+        charts = [copy for copy, md5 in md5s.items() if png_text(args.root / copy).get(CHART_MD5_KEY) != md5]
+        stale += charts
+        if charts and not args.check:
+            for copy, data in rendered(args.root, md5s).items():
+                write(args.root / copy, data)
     kinds = ({"output", "output-md"} if fast else set()) | ({SLOW} if slow else set())
     with contextlib.ExitStack() as stack:
         clone = stack.enter_context(fresh_clone(args.root)) if slow else None

@@ -2,8 +2,9 @@
 
 ``dvc plots show`` and ``dvc plots diff`` write an HTML page that loads Vega from a CDN, so offline
 its charts are missing. Here DVC still fills the templates (``--json``: each plot's Vega-Lite spec
-with its data, one facet per revision), and vl-convert draws them with the Vega and fonts it
-bundles. Image plots (the PNGs the pipeline writes) are copied, one file per revision.
+with its data, one facet per revision), and vl-convert draws them with the Vega it bundles (the
+text's pixels can differ a little between machines, with their fonts). Image plots (the PNGs the
+pipeline writes) are copied, one file per revision.
 """
 
 from __future__ import annotations
