@@ -177,6 +177,7 @@ def _banner(windows: Windows) -> str:
     return f"<div class=banner>{''.join(parts)}</div>"
 
 
+# The tests' names in a column as wide as the widest one: a fixed width cut a name off in wider fonts.
 STYLE = """body{font-family:sans-serif;margin:1em 1.5em;max-width:1220px}
 h1{font-size:1.4em;margin:.3em 0}
 pre{background:#f4f4f4;padding:.8em;white-space:pre-wrap;overflow-wrap:anywhere;font-size:12px}
@@ -187,7 +188,7 @@ th.signal{text-align:left;cursor:help} .num{text-align:right;white-space:nowrap}
 .page{background:#fa5252;color:#fff} .alert{background:#ffc9c9} .significant{background:#ffec99} .ok{background:#d3f9d8}
 .banner{display:flex;flex-wrap:wrap;gap:.6em} .badge{padding:.4em .8em;border-radius:4px}
 .plots{display:flex;flex-wrap:wrap;gap:.4em} img{max-width:100%}
-dl{font-size:13px} dt{font-weight:bold;float:left;clear:left;width:9.5em} dd{margin-left:10em}"""
+dl{font-size:13px;display:grid;grid-template-columns:max-content 1fr;gap:.15em 1em} dt{font-weight:bold} dd{margin:0}"""
 
 
 def write_report(windows: Windows | Drift, target: Path, summary: str) -> None:
